@@ -1,0 +1,72 @@
+"""The ``automix`` command line: a thin layer over the Python API.
+
+Each sub-command lives in its own module ``automix.cli.<name>`` exposing
+``register(subparsers)`` (adds its parser, cheap: no heavy imports at module top)
+and ``run(args) -> int``. Library errors (:class:`automix.errors.AutomixError`)
+become one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from automix.errors import AutomixError
+
+#: Sub-command modules, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "mix",
+    "suggest",
+    "render",
+    "master",
+    "analyze",
+    "evaluate",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="automix",
+        description=(
+            "Machine-learning assisted auto-mixer and mastering assistant.\n"
+            "Mix stems into a balanced stereo mix, master a mix to a reference or a\n"
+            "platform loudness target, and see every setting it chose."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'automix COMMAND --help' for the options of one command.",
+    )
+    from automix import __version__
+
+    parser.add_argument("--version", action="version", version=f"automix {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"automix.cli.{name}")
+        except ModuleNotFoundError as exc:  # command not built yet
+            if exc.name == f"automix.cli.{name}":
+                continue
+            raise
+        p = module.register(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except AutomixError as exc:
+        print(f"automix: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("automix: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
