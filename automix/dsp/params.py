@@ -390,7 +390,7 @@ class SettingsBase:
     @classmethod
     def neutral(cls):
         """Settings that leave the audio untouched."""
-        return cls.from_tensor(cls.table.neutral.double())
+        return cls.from_tensor(cls.table.neutral_like(dtype=torch.float64))
 
     def validate(self) -> None:
         """Raise SettingsError if any value is outside its range."""
