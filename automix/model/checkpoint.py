@@ -1,0 +1,114 @@
+"""Saving and loading mix-model weights (``models/mixer*.pt``).
+
+A checkpoint is a plain dictionary (loadable with ``torch.load(weights_only=True)``)::
+
+    {"format": "automix-mixer", "format_version": 1,
+     "param_table_version": PARAM_TABLE_VERSION, "strip_names": [...],
+     "roles": [...], "model_config": {...}, "state_dict": {...}, "info": {...}}
+
+``info`` is free-form (training data, steps, sample rate, Hydra config, results) and must
+hold only plain types (dict, list, str, int, float, bool, None).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automix.dsp.params import PARAM_TABLE_VERSION, STRIP
+from automix.errors import ModelError
+from automix.model.mixnet import MixModel, MixModelConfig
+from automix.model.roles import ROLES
+
+FORMAT = "automix-mixer"
+FORMAT_VERSION = 1
+#: Where the shipped default weights live (repository root ``models/``).
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "mixer.pt"
+
+
+def save_checkpoint(path: str | Path, model: MixModel, info: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.pt`` file (overwritten if it exists: checkpoints are outputs of training).
+    model : MixModel
+    info : dict, optional
+        Plain-typed metadata stored next to the weights.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "param_table_version": PARAM_TABLE_VERSION,
+        "strip_names": list(STRIP.names),
+        "roles": list(ROLES),
+        "model_config": asdict(model.config),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "info": dict(info or {}),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dictionary at ``path``, validated; raises ModelError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(
+            f"no mix-model weights at {path}; train one (see README 'Training') or pass --model PATH"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with code, truncated download...
+        raise ModelError(f"cannot read mix-model weights {path}: {exc.__class__.__name__}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path} is not an automix mix-model checkpoint")
+    version = payload.get("param_table_version")
+    if version != PARAM_TABLE_VERSION:
+        raise ModelError(
+            f"{path} was trained for console parameter table version {version}, but this automix "
+            f"uses version {PARAM_TABLE_VERSION}; retrain the model or use a matching automix"
+        )
+    if list(payload.get("strip_names", [])) != list(STRIP.names):
+        raise ModelError(f"{path} predicts different console parameters than this automix's channel strip")
+    if list(payload.get("roles", [])) != list(ROLES):
+        raise ModelError(f"{path} was trained with a different list of instrument roles")
+    return payload
+
+
+def load_model(path: str | Path | None = None) -> tuple[MixModel, dict[str, Any]]:
+    """Load a :class:`MixModel` (in eval mode) and its ``info`` from a checkpoint.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Checkpoint; default :data:`DEFAULT_MODEL_PATH`.
+
+    Raises
+    ------
+    ModelError
+        Missing, corrupt or incompatible checkpoint (the message says which).
+    """
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    payload = read_checkpoint(path)
+    try:
+        model = MixModel(MixModelConfig(**payload["model_config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"{path} does not match this automix's mix-model architecture: {exc}") from None
+    model.eval()
+    return model, dict(payload.get("info", {}))

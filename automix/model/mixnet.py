@@ -1,0 +1,203 @@
+"""The mix model: stems in, one channel strip of settings per stem out.
+
+Signal flow inside :class:`MixModel`::
+
+    stems [B,S,C,T] --features--> per-stem vectors --encoder--> tokens [B,S,D]
+    sum of stems    --features--> mix token      \\
+    reference mix   --features--> reference token -> masked self-attention over
+                                                    (stems + mix + reference), no positions
+    tokens --head--> sigmoid [B,S,P] --STRIP.from_unit--> strip values [B,S,P]
+
+There are no positional encodings, so permuting the stems permutes the outputs the same
+way (permutation equivariance) and any number of stems (1 to :data:`MAX_STEMS`) works;
+padding stems are excluded through ``mask``. The output heads start at the console's
+neutral settings, so an untrained model leaves the audio (almost) untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from automix.dsp.params import STRIP
+from automix.model.features import N_FEATURES, audio_features, stem_features
+from automix.model.roles import ROLES
+
+#: Most stems one mix may have.
+MAX_STEMS = 64
+#: Unit-interval positions of the initial outputs are kept this far from 0 and 1, so the
+#: sigmoid still has gradient where a neutral setting sits at the edge of its range.
+UNIT_MARGIN = 0.01
+
+
+@dataclass(frozen=True)
+class MixModelConfig:
+    """Architecture of :class:`MixModel` (stored in checkpoints).
+
+    Parameters
+    ----------
+    d_model : int
+        Width of the stem tokens.
+    n_heads : int
+        Attention heads per layer.
+    n_layers : int
+        Attention layers across stems.
+    role_dim : int
+        Size of the instrument-role embedding.
+    dropout : float
+        Dropout inside the attention layers (training only).
+    """
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    role_dim: int = 16
+    dropout: float = 0.0
+
+
+@dataclass
+class MixFeatures:
+    """What the model reads, computed by :meth:`MixModel.analyse`.
+
+    Attributes
+    ----------
+    stems : Tensor ``[B, S, N_FEATURES + 1]``
+    mix : Tensor ``[B, N_FEATURES]`` (features of the sum of the stems)
+    reference : Tensor ``[B, N_FEATURES]`` or None (features of a reference mix)
+    """
+
+    stems: torch.Tensor
+    mix: torch.Tensor
+    reference: torch.Tensor | None = None
+
+
+def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Linear(n_hidden, n_out))
+
+
+class MixModel(nn.Module):
+    """Predicts per-stem channel-strip settings (:data:`automix.dsp.params.STRIP`).
+
+    Parameters
+    ----------
+    config : MixModelConfig, optional
+        Architecture; keyword arguments override its fields.
+    """
+
+    def __init__(self, config: MixModelConfig | None = None, **overrides):
+        super().__init__()
+        config = MixModelConfig(**{**asdict(config or MixModelConfig()), **overrides})
+        self.config = config
+        d = config.d_model
+        n_stem_in = N_FEATURES + 1
+        self.role_embedding = nn.Embedding(len(ROLES), config.role_dim)
+        self.stem_encoder = _mlp(n_stem_in + config.role_dim + N_FEATURES, 2 * d, d)
+        self.mix_encoder = _mlp(N_FEATURES, 2 * d, d)
+        self.reference_encoder = _mlp(2 * N_FEATURES, 2 * d, d)
+        self.no_reference = nn.Parameter(torch.zeros(d))
+        self.token_type = nn.Parameter(torch.randn(3, d) * 0.02)  # stem, mix, reference
+        layer = nn.TransformerEncoderLayer(
+            d, config.n_heads, 2 * d, config.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.context = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.out_norm = nn.LayerNorm(d)
+        self.head = _mlp(d, d, STRIP.size)
+        self.reset_heads()
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def reset_heads(self) -> None:
+        """Start every output at the console's neutral setting (pulled UNIT_MARGIN inside the range)."""
+        last = self.head[-1]
+        nn.init.normal_(last.weight, std=1e-3)
+        unit = STRIP.to_unit(STRIP.neutral.double()).clamp(UNIT_MARGIN, 1 - UNIT_MARGIN)
+        last.bias.copy_(torch.logit(unit).float())
+
+    # ------------------------------------------------------------------ analysis
+    def analyse(
+        self,
+        stems: torch.Tensor,
+        sample_rate: int,
+        mask: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
+    ) -> MixFeatures:
+        """Features of the stems, their sum and an optional reference mix.
+
+        Parameters
+        ----------
+        stems : Tensor ``[B, S, C, T]``
+        sample_rate : int
+            Hz (any; windows are sized in ms, bands in Hz).
+        mask : Tensor ``[B, S]`` bool, optional
+            True for real stems.
+        reference : Tensor ``[B, C, T_ref]``, optional
+            A mix whose balance and tone the result should follow (any length).
+        """
+        with torch.no_grad():
+            stem_feats, mix_feats = stem_features(stems, sample_rate, mask)
+            ref_feats = None if reference is None else audio_features(reference, sample_rate)
+        return MixFeatures(stem_feats, mix_feats, ref_feats)
+
+    # ------------------------------------------------------------------ prediction
+    def predict_unit(self, features: MixFeatures, roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Sigmoid outputs ``[B, S, P]`` in [0, 1] from precomputed :class:`MixFeatures`."""
+        stem_feats = features.stems
+        B, S, _ = stem_feats.shape
+        if mask is None:
+            mask = torch.ones(B, S, dtype=torch.bool, device=stem_feats.device)
+        roles = roles.clamp(0, len(ROLES) - 1)
+        mix = features.mix
+        stem_in = torch.cat([stem_feats, self.role_embedding(roles), mix.unsqueeze(1).expand(B, S, -1)], -1)
+        tokens = self.stem_encoder(stem_in) + self.token_type[0]
+        mix_token = self.mix_encoder(mix) + self.token_type[1]
+        if features.reference is None:
+            ref_token = self.no_reference.expand(B, -1)
+        else:
+            ref = features.reference
+            ref_token = self.reference_encoder(torch.cat([ref, ref - mix], -1))
+        ref_token = ref_token + self.token_type[2]
+        sequence = torch.cat([tokens, mix_token.unsqueeze(1), ref_token.unsqueeze(1)], 1)
+        pad = torch.cat([~mask, torch.zeros(B, 2, dtype=torch.bool, device=mask.device)], 1)
+        hidden = self.context(sequence, src_key_padding_mask=pad)[:, :S]
+        return torch.sigmoid(self.head(self.out_norm(hidden)))
+
+    def predict(self, features: MixFeatures, roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Strip values ``[B, S, P]`` (units of :data:`STRIP`) from precomputed features."""
+        return STRIP.from_unit(self.predict_unit(features, roles, mask))
+
+    def forward(
+        self,
+        stems: torch.Tensor,
+        sample_rate: int,
+        roles: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict channel-strip settings for every stem.
+
+        Parameters
+        ----------
+        stems : Tensor ``[B, S, C, T]``
+            Stem audio, C = 1 or 2, any sample rate.
+        sample_rate : int
+            Hz.
+        roles : Tensor ``[B, S]`` long
+            Indices into :data:`automix.model.roles.ROLES`.
+        mask : Tensor ``[B, S]`` bool, optional
+            True for real stems, False for padding (their outputs are meaningless).
+        reference : Tensor ``[B, C, T_ref]``, optional
+            Reference mix to follow.
+
+        Returns
+        -------
+        Tensor ``[B, S, P]``
+            Strip values in the units of :data:`automix.dsp.params.STRIP`.
+        """
+        if stems.dim() != 4:
+            raise ValueError(f"stems must be [batch, stems, channels, samples], got shape {tuple(stems.shape)}")
+        return self.predict(self.analyse(stems, sample_rate, mask, reference), roles, mask)
+
+    def num_parameters(self) -> int:
+        """Number of trainable weights."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

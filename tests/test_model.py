@@ -1,0 +1,187 @@
+"""The mix model: shapes, ranges, neutral start, set behaviour, learning, checkpoints."""
+import numpy as np
+import pytest
+import torch
+
+from automix.dsp.params import PARAM_TABLE_VERSION, STRIP
+from automix.errors import ModelError
+from automix.model.checkpoint import load_model, read_checkpoint, save_checkpoint
+from automix.model.mixnet import MAX_STEMS, MixModel, MixModelConfig
+from automix.model.roles import ROLES, role_from_name
+
+torch.set_num_threads(1)
+SR = 16000
+
+
+def _stems(batch: int, n: int, seconds: float = 0.5, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n, 2, int(SR * seconds), generator=g) * 0.1
+    # Give every stem its own colour and level so they are distinguishable.
+    tilt = torch.linspace(0.2, 1.0, n).view(1, n, 1, 1)
+    x = x * tilt
+    x[..., 1:] += 0.9 * x[..., :-1].clone() * (tilt - 0.6)
+    return x
+
+
+def _model(seed: int = 0, **kw) -> MixModel:
+    torch.manual_seed(seed)
+    return MixModel(MixModelConfig(**{"d_model": 32, "n_heads": 2, "n_layers": 2, **kw})).eval()
+
+
+def _randomise_heads(model: MixModel) -> None:
+    with torch.no_grad():
+        model.head[-1].weight.normal_(0, 0.3)
+
+
+def test_output_shape_and_declared_ranges():
+    model = _model()
+    _randomise_heads(model)
+    stems = _stems(2, 5)
+    roles = torch.randint(0, len(ROLES), (2, 5))
+    out = model(stems, SR, roles, torch.ones(2, 5, dtype=torch.bool))
+    assert out.shape == (2, 5, STRIP.size)
+    STRIP.validate(out.clamp(min=STRIP._min.float(), max=STRIP._max.float()))
+    lo, hi = STRIP._min.float(), STRIP._max.float()
+    assert torch.all(out >= lo - 1e-4 * hi.abs()) and torch.all(out <= hi + 1e-4 * hi.abs())
+
+
+def test_untrained_model_is_near_neutral():
+    model = _model()
+    out = model(_stems(1, 4), SR, torch.zeros(1, 4, dtype=torch.long))
+    values = {n: out[0, :, i] for i, n in enumerate(STRIP.names)}
+    # Settings that change the sound are (nearly) off; frequencies may sit anywhere.
+    assert values["gain_db"].abs().max() < 0.5
+    assert values["pan"].abs().max() < 0.05
+    for band in ("low_shelf", "peak1", "peak2", "peak3", "high_shelf"):
+        assert values[f"eq.{band}.gain_db"].abs().max() < 0.5
+    assert values["eq.hpf.mix"].max() < 0.03
+    assert values["comp.ratio"].max() < 1.1 and values["comp.makeup_db"].max() < 0.5
+    assert values["sat.mix"].max() < 0.03
+
+
+def test_permutation_equivariance_and_padding_invariance():
+    model = _model()
+    _randomise_heads(model)
+    stems = _stems(1, 6)
+    roles = torch.tensor([[1, 2, 6, 16, 8, 0]])
+    out = model(stems, SR, roles)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    out_p = model(stems[:, perm], SR, roles[:, perm])
+    assert torch.allclose(out_p, out[:, perm], atol=1e-4)
+    # Padding stems (mask False), whatever they contain, do not change the real stems' settings.
+    padded = torch.cat([stems, torch.randn(1, 3, 2, stems.shape[-1])], 1)
+    mask = torch.tensor([[True] * 6 + [False] * 3])
+    out_pad = model(padded, SR, torch.cat([roles, torch.tensor([[3, 3, 3]])], 1), mask)
+    assert torch.allclose(out_pad[:, :6], out, atol=1e-4)
+    # Context matters: removing a stem changes the others' settings.
+    out_less = model(stems[:, :5], SR, roles[:, :5])
+    assert (out_less - out[:, :5]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("n_stems", [1, MAX_STEMS])
+def test_one_to_max_stems(n_stems):
+    model = _model()
+    stems = _stems(1, n_stems, seconds=0.25)
+    out = model(stems, SR, torch.zeros(1, n_stems, dtype=torch.long))
+    assert out.shape == (1, n_stems, STRIP.size) and torch.isfinite(out).all()
+
+
+def test_reference_conditioning_changes_the_output():
+    model = _model()
+    _randomise_heads(model)
+    torch.nn.init.normal_(model.reference_encoder[-1].weight, std=0.5)
+    stems = _stems(1, 3)
+    roles = torch.tensor([[1, 6, 16]])
+    plain = model(stems, SR, roles)
+    bright = torch.randn(1, 2, SR) * 0.1
+    dark = torch.cumsum(torch.randn(1, 2, SR), -1) * 0.001
+    with_bright = model(stems, SR, roles, reference=bright)
+    with_dark = model(stems, SR, roles, reference=dark)
+    assert (with_bright - plain).abs().max() > 1e-3
+    assert (with_bright - with_dark).abs().max() > 1e-3
+
+
+def test_gradients_reach_every_weight():
+    model = _model().train()
+    stems = _stems(2, 3)
+    out = model(stems, SR, torch.tensor([[1, 6, 16], [2, 7, 0]]), reference=stems.sum(1))
+    out.square().mean().backward()
+    used = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert used == {n for n, _ in model.named_parameters()} - {"no_reference"}
+    for name, p in model.named_parameters():
+        if name in used:
+            assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    # Without a reference the learned "no reference" token is used instead.
+    model.zero_grad()
+    model(stems, SR, torch.tensor([[1, 6, 16], [2, 7, 0]])).square().mean().backward()
+    assert model.no_reference.grad is not None and model.no_reference.grad.abs().sum() > 0
+
+
+def test_model_learns_to_undo_random_gains():
+    """Stems with known random gains: a short fit predicts the inverse gain (held-out examples)."""
+    model = _model(d_model=32)
+    gain_i = STRIP.index("gain_db")
+    g = torch.Generator().manual_seed(1)
+    base = _stems(1, 4, seconds=0.4)[0]
+    roles = torch.tensor([[1, 6, 8, 16]])
+
+    def batch(n):
+        offsets = (torch.rand(n, 4, generator=g) * 18 - 9)
+        stems = base.unsqueeze(0) * (10 ** (offsets / 20)).view(n, 4, 1, 1)
+        return model.analyse(stems, SR), offsets
+
+    train_f, train_off = batch(48)
+    test_f, test_off = batch(16)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(150):
+        pred = model.predict(train_f, roles.expand(48, 4))[..., gain_i]
+        loss = (pred + train_off).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        pred = model.predict(test_f, roles.expand(16, 4))[..., gain_i]
+    # The un-perturbed balance is recovered up to a common offset (loudness is relative).
+    err = pred + test_off
+    err = err - err.mean(1, keepdim=True)
+    start = test_off - test_off.mean(1, keepdim=True)
+    assert err.abs().mean() < 0.25 * start.abs().mean()
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = _model()
+    _randomise_heads(model)
+    path = save_checkpoint(tmp_path / "m.pt", model, info={"steps": 3, "data": ["a", "b"]})
+    loaded, info = load_model(path)
+    assert info == {"steps": 3, "data": ["a", "b"]}
+    assert loaded.config == model.config and not loaded.training
+    stems = _stems(1, 3)
+    roles = torch.tensor([[role_from_name("kick.wav"), 6, 16]])
+    assert torch.equal(loaded(stems, SR, roles), model(stems, SR, roles))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(ModelError, match="no mix-model weights"):
+        load_model(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ModelError, match="cannot read"):
+        load_model(bad)
+    path = save_checkpoint(tmp_path / "m.pt", _model())
+    payload = torch.load(path, weights_only=True)
+    payload["param_table_version"] = PARAM_TABLE_VERSION + 1
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(ModelError, match="parameter table version"):
+        load_model(tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"].pop("head.0.weight")
+    torch.save(payload, tmp_path / "arch.pt")
+    with pytest.raises(ModelError, match="architecture"):
+        load_model(tmp_path / "arch.pt")
+    # Pickled code is refused (weights_only=True), reported as a ModelError.
+    torch.save({"format": "automix-mixer", "x": np.random.default_rng(0)}, tmp_path / "code.pt")
+    with pytest.raises(ModelError, match="cannot read"):
+        read_checkpoint(tmp_path / "code.pt")
