@@ -59,7 +59,7 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     ("vocals", r"vox|vocals?|voc|voice|singer|lead ?vox|lead ?vocals?|rap|spoken|speech|sing(ing)?"),
     ("bass", r"bass|sub ?bass|subbass|bs|contrabass|double ?bass|upright|808"),
     ("drums", r"drums?|drum ?kit|kit|drumkit|toms?|beat|breaks?|loop|standard ?kit|ch ?10|channel ?10|percussion ?kit"),
-    ("percussion", r"perc(ussion)?|shaker|tamb(ourine)?|conga|bongo|cowbell|timbale|timpani|triangle|clave|woodblock|agogo|cabasa|guiro|maracas|steel ?drums?|taiko|marimba|xylophone|vibraphone|glockenspiel|tubular ?bells|celesta|music ?box|kalimba"),
+    ("percussion", r"perc(ussion)?|mallets?|shaker|tamb(ourine)?|conga|bongo|cowbell|timbale|timpani|triangle|clave|woodblock|agogo|cabasa|guiro|maracas|steel ?drums?|taiko|marimba|xylophone|vibraphone|glockenspiel|tubular ?bells|celesta|music ?box|kalimba"),
     ("guitar", r"gtr|guitars?|gtrs?|electric ?guitar|acoustic ?guitar|distortion|overdrive|overdriven|banjo|mandolin|ukulele|sitar|harp|koto|shamisen|lute|nylon|steel"),
     ("organ", r"organ|hammond|b3|church ?organ|reed ?organ|accordion|harmonica|bandoneon"),
     ("keys", r"keys|keyboards?|piano|pno|rhodes|wurli(tzer)?|e ?piano|epiano|clav(inet)?|harpsichord|grand|honky ?tonk"),
@@ -68,7 +68,7 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     ("synth", r"synths?|arp|arps|pluck|plucks|seq|sequence|chip|chiptune|fm|polysynth|bell|bells|stab|stabs|tb ?303|303|moog|sid|nes"),
     ("strings", r"strings?|str|violins?|vln|violas?|cellos?|vc|orchestra|orchestral|ensemble|pizz(icato)?|tremolo|fiddle"),
     ("brass", r"brass|trumpets?|tpt|trombones?|tbn|tuba|horns?|french ?horn|sax(ophone)?|alto|tenor|baritone|soprano ?sax"),
-    ("woodwinds", r"flutes?|fl|piccolo|clarinets?|oboe|bassoon|english ?horn|recorder|pan ?flute|whistle|ocarina|shakuhachi|bagpipe|shanai|winds?|woodwinds?|blown ?bottle"),
+    ("woodwinds", r"reeds?|flutes?|fl|piccolo|clarinets?|oboe|bassoon|english ?horn|recorder|pan ?flute|whistle|ocarina|shakuhachi|bagpipe|shanai|winds?|woodwinds?|blown ?bottle"),
     ("fx", r"fx|sfx|effects?|noise|riser|impact|whoosh|reverse|rev|foley|gunshot|helicopter|applause|seashore|bird|telephone|breath|fret ?noise|rain|thunder|wind ?fx|crystal|goblins?|echoes|sci ?fi|atmos"),
 )
 
