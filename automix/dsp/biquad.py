@@ -1,0 +1,232 @@
+"""RBJ-cookbook biquads: coefficient design, frequency response and exact filtering.
+
+All design functions broadcast over any leading shape of their tensor arguments and are
+differentiable. They return ``(b, a)``, each ``(..., 3)``, normalised so ``a[..., 0] == 1``
+(Robert Bristow-Johnson, "Cookbook formulae for audio EQ biquad filter coefficients").
+
+A cascade of sections is an ``sos`` tensor ``(..., K, 6)`` with rows ``(b0, b1, b2, a0, a1,
+a2)`` -- the layout of :func:`scipy.signal.sosfilt`. :func:`apply_sos` filters exactly in
+the time domain (float64 recursion in a Numba kernel, custom autograd backward, so it is
+differentiable with respect to the signal and every coefficient). CUDA tensors are
+processed on the CPU and moved back.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = [
+    "design_highpass", "design_lowpass", "design_peaking", "design_low_shelf", "design_high_shelf",
+    "to_sos", "biquad_response", "sos_response", "magnitude_db", "apply_biquad", "apply_sos",
+    "max_design_freq_hz",
+]
+
+
+def max_design_freq_hz(sample_rate: float) -> float:
+    """Highest frequency the design functions accept (0.49 x sample rate, Hz); higher values are clamped."""
+    return 0.49 * float(sample_rate)
+
+
+def _angular(freq_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    freq_hz = torch.as_tensor(freq_hz)
+    if not freq_hz.is_floating_point():
+        freq_hz = freq_hz.double()
+    return 2.0 * math.pi * freq_hz.clamp(1e-3, max_design_freq_hz(sample_rate)) / float(sample_rate)
+
+
+def _as(t, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(t, dtype=like.dtype, device=like.device)
+
+
+def _normalise(b0, b1, b2, a0, a1, a2) -> tuple[torch.Tensor, torch.Tensor]:
+    b0, b1, b2, a0, a1, a2 = torch.broadcast_tensors(b0, b1, b2, a0, a1, a2)
+    b = torch.stack([b0, b1, b2], dim=-1) / a0.unsqueeze(-1)
+    a = torch.stack([torch.ones_like(a0), a1 / a0, a2 / a0], dim=-1)
+    return b, a
+
+
+def design_highpass(freq_hz, q, sample_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Second-order (12 dB/oct) high-pass; ``q = 1/sqrt(2)`` is Butterworth.
+
+    Parameters
+    ----------
+    freq_hz : Tensor (...)  cutoff in Hz.
+    q : Tensor (...) or float  quality factor.
+    sample_rate : float  in Hz.
+    """
+    w0 = _angular(freq_hz, sample_rate)
+    cos, alpha = torch.cos(w0), torch.sin(w0) / (2.0 * _as(q, w0))
+    return _normalise((1 + cos) / 2, -(1 + cos), (1 + cos) / 2, 1 + alpha, -2 * cos, 1 - alpha)
+
+
+def design_lowpass(freq_hz, q, sample_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Second-order (12 dB/oct) low-pass; arguments as :func:`design_highpass`."""
+    w0 = _angular(freq_hz, sample_rate)
+    cos, alpha = torch.cos(w0), torch.sin(w0) / (2.0 * _as(q, w0))
+    return _normalise((1 - cos) / 2, 1 - cos, (1 - cos) / 2, 1 + alpha, -2 * cos, 1 - alpha)
+
+
+def design_peaking(freq_hz, gain_db, q, sample_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Peaking (bell) EQ: ``gain_db`` at ``freq_hz`` (Hz), bandwidth set by ``q``; 0 dB is identity."""
+    w0 = _angular(freq_hz, sample_rate)
+    amp = torch.pow(10.0, _as(gain_db, w0) / 40.0)
+    cos, alpha = torch.cos(w0), torch.sin(w0) / (2.0 * _as(q, w0))
+    return _normalise(1 + alpha * amp, -2 * cos, 1 - alpha * amp, 1 + alpha / amp, -2 * cos, 1 - alpha / amp)
+
+
+def _shelf_terms(freq_hz, gain_db, q, sample_rate):
+    w0 = _angular(freq_hz, sample_rate)
+    amp = torch.pow(10.0, _as(gain_db, w0) / 40.0)
+    cos = torch.cos(w0)
+    two_sqrt_a_alpha = 2.0 * torch.sqrt(amp) * torch.sin(w0) / (2.0 * _as(q, w0))
+    return amp, cos, two_sqrt_a_alpha
+
+
+def design_low_shelf(freq_hz, gain_db, sample_rate: float, q=1.0 / math.sqrt(2.0)
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low shelf: ``gain_db`` below ``freq_hz`` (Hz, the half-gain point); ``q`` sets the slope."""
+    A, cos, k = _shelf_terms(freq_hz, gain_db, q, sample_rate)
+    return _normalise(A * ((A + 1) - (A - 1) * cos + k), 2 * A * ((A - 1) - (A + 1) * cos),
+                      A * ((A + 1) - (A - 1) * cos - k), (A + 1) + (A - 1) * cos + k,
+                      -2 * ((A - 1) + (A + 1) * cos), (A + 1) + (A - 1) * cos - k)
+
+
+def design_high_shelf(freq_hz, gain_db, sample_rate: float, q=1.0 / math.sqrt(2.0)
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """High shelf: ``gain_db`` above ``freq_hz`` (Hz, the half-gain point); ``q`` sets the slope."""
+    A, cos, k = _shelf_terms(freq_hz, gain_db, q, sample_rate)
+    return _normalise(A * ((A + 1) + (A - 1) * cos + k), -2 * A * ((A - 1) + (A + 1) * cos),
+                      A * ((A + 1) + (A - 1) * cos - k), (A + 1) - (A - 1) * cos + k,
+                      2 * ((A - 1) - (A + 1) * cos), (A + 1) - (A - 1) * cos - k)
+
+
+def to_sos(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """One section ``(..., 6)`` from ``b`` and ``a`` (each ``(..., 3)``)."""
+    b, a = torch.broadcast_tensors(b, a)
+    return torch.cat([b, a], dim=-1)
+
+
+# ----------------------------------------------------------------------------- responses
+def biquad_response(b: torch.Tensor, a: torch.Tensor, freqs_hz, sample_rate: float) -> torch.Tensor:
+    """Complex frequency response ``H(e^{jw})`` of ``(b, a)`` at ``freqs_hz``.
+
+    Parameters
+    ----------
+    b, a : Tensor (..., 3)
+    freqs_hz : Tensor (F,) in Hz.
+
+    Returns
+    -------
+    Tensor (..., F) complex (differentiable).
+    """
+    freqs = torch.as_tensor(freqs_hz, dtype=b.dtype, device=b.device)
+    w = 2.0 * math.pi * freqs / float(sample_rate)
+    cos1, sin1, cos2, sin2 = torch.cos(w), torch.sin(w), torch.cos(2 * w), torch.sin(2 * w)
+
+    def poly(c):
+        c0, c1, c2 = (c[..., i:i + 1] for i in range(3))
+        return torch.complex(c0 + c1 * cos1 + c2 * cos2, -(c1 * sin1 + c2 * sin2))
+
+    return poly(b) / poly(a)
+
+
+def sos_response(sos: torch.Tensor, freqs_hz, sample_rate: float) -> torch.Tensor:
+    """Complex response (..., F) of the cascade ``sos`` (..., K, 6): the product of its sections."""
+    h = biquad_response(sos[..., :3], sos[..., 3:], freqs_hz, sample_rate)  # (..., K, F)
+    return torch.prod(h, dim=-2)
+
+
+def magnitude_db(h: torch.Tensor, floor_db: float = -240.0) -> torch.Tensor:
+    """``20 log10 |h|`` in dB, floored at ``floor_db``."""
+    return 20.0 * torch.log10(h.abs().clamp_min(10.0 ** (floor_db / 20.0)))
+
+
+# ----------------------------------------------------------------------------- filtering
+def _normalised_coefficients(sos: torch.Tensor) -> torch.Tensor:
+    """(..., K, 6) -> (..., K, 5) ``(b0, b1, b2, a1, a2) / a0``."""
+    a0 = sos[..., 3:4]
+    return torch.cat([sos[..., :3] / a0, sos[..., 4:] / a0], dim=-1)
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy())
+
+
+class _SosFilter(torch.autograd.Function):
+    """Exact cascade filtering of rows x (N, T) with coefficients (N, K, 5) float64."""
+
+    @staticmethod
+    def forward(ctx, x, coef):
+        ctx.save_for_backward(x, coef)
+        return _filter_with_state(x, coef, None)[0]
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, coef = ctx.saved_tensors
+        from automix.dsp.kernels import sos_backward
+        xn = _to_numpy(x)
+        cn = _to_numpy(coef.to(torch.float64))
+        gx = np.empty_like(xn)
+        gc = np.empty(cn.shape)
+        sos_backward(xn, cn, _to_numpy(grad_y.to(x.dtype)), gx, gc)
+        return (torch.from_numpy(gx).to(x.device),
+                torch.from_numpy(gc).to(device=coef.device, dtype=coef.dtype))
+
+
+def apply_sos(x: torch.Tensor, sos: torch.Tensor, zi: torch.Tensor | None = None,
+              return_state: bool = False):
+    """Filter ``x`` through the cascade ``sos`` exactly (time domain, float64 recursion).
+
+    Parameters
+    ----------
+    x : Tensor (..., T) float32 or float64 signal; leading axes are channels/stems/batch.
+    sos : Tensor (..., K, 6) sections ``(b0, b1, b2, a0, a1, a2)``; its leading axes
+        broadcast against ``x.shape[:-1]`` (e.g. one cascade per stem shared by its channels
+        with ``sos[:, :, None]`` for ``x`` (B, S, C, T)).
+    zi : Tensor (..., K, 2) float64 or None
+        Initial transposed-direct-form-II state per section (zeros when None). Not
+        differentiable: gradients are only supported from zero state.
+    return_state : bool
+        Also return the final state ``(..., K, 2)`` (to continue with the next block).
+
+    Returns
+    -------
+    y : Tensor like ``x``; and the final state when ``return_state``.
+    """
+    lead = torch.broadcast_shapes(x.shape[:-1], sos.shape[:-2])
+    n_sec = sos.shape[-2]
+    coef = _normalised_coefficients(sos.to(torch.float64) if sos.dtype != torch.float64 else sos)
+    coef = coef.expand(*lead, n_sec, 5).reshape(-1, n_sec, 5)
+    rows = x.expand(*lead, x.shape[-1]).reshape(-1, x.shape[-1])
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or sos.requires_grad)
+    if zi is None and not return_state:
+        y = _SosFilter.apply(rows, coef) if needs_grad else _filter_with_state(rows, coef, None)[0]
+        return y.reshape(*lead, x.shape[-1])
+    if needs_grad and zi is not None:
+        raise NotImplementedError("gradients through a carried filter state are not supported")
+    if needs_grad:
+        y = _SosFilter.apply(rows, coef)
+        with torch.no_grad():
+            _, state = _filter_with_state(rows.detach(), coef.detach(), None)
+    else:
+        y, state = _filter_with_state(rows, coef, zi if zi is None else
+                                      zi.to(torch.float64).expand(*lead, n_sec, 2).reshape(-1, n_sec, 2))
+    y = y.reshape(*lead, x.shape[-1])
+    return (y, state.reshape(*lead, n_sec, 2)) if return_state else y
+
+
+def _filter_with_state(rows: torch.Tensor, coef: torch.Tensor, zi: torch.Tensor | None):
+    from automix.dsp.kernels import sos_forward
+    xn = _to_numpy(rows)
+    cn = _to_numpy(coef.to(torch.float64))
+    state = np.zeros(cn.shape[:2] + (2,)) if zi is None else np.array(_to_numpy(zi), dtype=np.float64)
+    y = np.empty_like(xn)
+    sos_forward(xn, cn, state, y)
+    return torch.from_numpy(y).to(rows.device), torch.from_numpy(state).to(rows.device)
+
+
+def apply_biquad(x: torch.Tensor, b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Filter ``x`` (..., T) through one biquad ``(b, a)`` (each (..., 3)); see :func:`apply_sos`."""
+    return apply_sos(x, to_sos(b, a).unsqueeze(-2))

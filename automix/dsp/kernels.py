@@ -1,0 +1,230 @@
+"""Numba kernels for the per-sample recursions of the console (CPU, float64 inside).
+
+These are the only loops over samples in automix. The torch-facing wrappers (with
+custom autograd backwards) live in :mod:`automix.dsp.biquad` and
+:mod:`automix.dsp.compressor`; :func:`channel_strip` fuses a whole channel strip for
+fast, non-differentiable final renders (tests check it equals the differentiable path).
+
+Conventions
+-----------
+* Biquad sections are normalised, ``coef[..., 5] = (b0, b1, b2, a1, a2)`` with ``a0 = 1``,
+  run in transposed direct form II with state ``(s1, s2)`` per section (the layout of
+  ``scipy.signal.sosfilt``'s ``zi``).
+* Gains handled by the smoother are in dB (0 = no gain reduction).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_CACHE = True
+
+
+@njit(parallel=True, cache=_CACHE, fastmath=False)
+def sos_forward(x, coef, state, y):  # pragma: no cover - compiled
+    """Filter rows of ``x`` (N, T) through per-row cascades ``coef`` (N, K, 5).
+
+    ``state`` (N, K, 2) float64 is read as the initial state and overwritten with the final
+    one; ``y`` (N, T) receives the output (any float dtype).
+    """
+    n_rows, n_samples = x.shape
+    n_sec = coef.shape[1]
+    for i in prange(n_rows):
+        c = coef[i]
+        s = state[i].copy()
+        for t in range(n_samples):
+            v = np.float64(x[i, t])
+            for k in range(n_sec):
+                out = c[k, 0] * v + s[k, 0]
+                s[k, 0] = c[k, 1] * v - c[k, 3] * out + s[k, 1]
+                s[k, 1] = c[k, 2] * v - c[k, 4] * out
+                v = out
+            y[i, t] = v
+        state[i, :, :] = s
+
+
+@njit(parallel=True, cache=_CACHE)
+def sos_backward(x, coef, grad_y, grad_x, grad_coef):  # pragma: no cover - compiled
+    """Adjoint of :func:`sos_forward` with zero initial state.
+
+    Recomputes every section's output per row (O(K T) scratch per row, not per batch),
+    then runs the anticausal recursions: with ``lam[n] = g[n] - a1 lam[n+1] - a2 lam[n+2]``
+    the gradients are ``db_j = sum lam[n] in[n-j]``, ``da_j = -sum lam[n] out[n-j]`` and the
+    gradient reaching the section input is ``b0 lam[n] + b1 lam[n+1] + b2 lam[n+2]``.
+    """
+    n_rows, n_samples = x.shape
+    n_sec = coef.shape[1]
+    for i in prange(n_rows):
+        c = coef[i]
+        sig = np.empty((n_sec + 1, n_samples))
+        for t in range(n_samples):
+            sig[0, t] = x[i, t]
+        for k in range(n_sec):
+            s1 = 0.0
+            s2 = 0.0
+            for t in range(n_samples):
+                v = sig[k, t]
+                out = c[k, 0] * v + s1
+                s1 = c[k, 1] * v - c[k, 3] * out + s2
+                s2 = c[k, 2] * v - c[k, 4] * out
+                sig[k + 1, t] = out
+        g = np.empty(n_samples)
+        for t in range(n_samples):
+            g[t] = grad_y[i, t]
+        lam = np.empty(n_samples)
+        for k in range(n_sec - 1, -1, -1):
+            b0, b1, b2, a1, a2 = c[k, 0], c[k, 1], c[k, 2], c[k, 3], c[k, 4]
+            l1 = 0.0
+            l2 = 0.0
+            for t in range(n_samples - 1, -1, -1):
+                cur = g[t] - a1 * l1 - a2 * l2
+                lam[t] = cur
+                l2 = l1
+                l1 = cur
+            db0 = db1 = db2 = da1 = da2 = 0.0
+            for t in range(n_samples):
+                lt = lam[t]
+                db0 += lt * sig[k, t]
+                if t >= 1:
+                    db1 += lt * sig[k, t - 1]
+                    da1 -= lt * sig[k + 1, t - 1]
+                if t >= 2:
+                    db2 += lt * sig[k, t - 2]
+                    da2 -= lt * sig[k + 1, t - 2]
+            grad_coef[i, k, 0] = db0
+            grad_coef[i, k, 1] = db1
+            grad_coef[i, k, 2] = db2
+            grad_coef[i, k, 3] = da1
+            grad_coef[i, k, 4] = da2
+            for t in range(n_samples):
+                v = b0 * lam[t]
+                if t + 1 < n_samples:
+                    v += b1 * lam[t + 1]
+                if t + 2 < n_samples:
+                    v += b2 * lam[t + 2]
+                g[t] = v
+        for t in range(n_samples):
+            grad_x[i, t] = g[t]
+
+
+@njit(parallel=True, cache=_CACHE)
+def smooth_gain_forward(target_db, alpha_attack, alpha_release, state, out):  # pragma: no cover
+    """Attack/release one-pole smoothing of a gain in dB, per row of ``target_db`` (M, T).
+
+    The attack coefficient is used while the target is below the smoothed gain (more gain
+    reduction wanted), the release coefficient otherwise. ``state`` (M,) is the initial
+    smoothed gain and receives the final one.
+    """
+    n_rows, n_samples = target_db.shape
+    for i in prange(n_rows):
+        aa = alpha_attack[i]
+        ar = alpha_release[i]
+        g = state[i]
+        for t in range(n_samples):
+            x = target_db[i, t]
+            a = aa if x < g else ar
+            g = a * g + (1.0 - a) * x
+            out[i, t] = g
+        state[i] = g
+
+
+@njit(parallel=True, cache=_CACHE)
+def smooth_gain_backward(target_db, smoothed_db, initial, alpha_attack, alpha_release, grad_out,
+                         grad_target, grad_alpha):  # pragma: no cover - compiled
+    """Adjoint of :func:`smooth_gain_forward` (branch choices held fixed).
+
+    ``grad_alpha`` (M, 2) receives the gradients of the attack and release coefficients.
+    """
+    n_rows, n_samples = target_db.shape
+    for i in prange(n_rows):
+        aa = alpha_attack[i]
+        ar = alpha_release[i]
+        lam_next = 0.0
+        a_next = 0.0
+        ga = 0.0
+        gr = 0.0
+        for t in range(n_samples - 1, -1, -1):
+            prev = smoothed_db[i, t - 1] if t >= 1 else initial[i]
+            x = target_db[i, t]
+            attack = x < prev
+            a = aa if attack else ar
+            lam = grad_out[i, t] + a_next * lam_next
+            grad_target[i, t] = (1.0 - a) * lam
+            d = lam * (prev - x)
+            if attack:
+                ga += d
+            else:
+                gr += d
+            lam_next = lam
+            a_next = a
+        grad_alpha[i, 0] = ga
+        grad_alpha[i, 1] = gr
+
+
+@njit(cache=_CACHE)
+def gain_computer_db(level_db, threshold_db, ratio, knee_db):  # pragma: no cover - compiled
+    """Static compressor curve: gain change in dB (<= 0) for an input level in dB."""
+    over = level_db - threshold_db
+    slope = 1.0 / ratio - 1.0
+    if 2.0 * over <= -knee_db:
+        return 0.0
+    if 2.0 * over >= knee_db:
+        return slope * over
+    w = knee_db if knee_db > 1e-6 else 1e-6
+    h = over + 0.5 * w
+    return slope * h * h / (2.0 * w)
+
+
+@njit(parallel=True, cache=_CACHE)
+def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y):  # pragma: no cover
+    """Fused, non-differentiable channel strip for final renders.
+
+    Parameters
+    ----------
+    x : (S, C, T) float32/float64 input stems.
+    coef : (S, K, 5) float64 EQ cascade per stem (shared by its channels).
+    comp : (S, 6) float64 ``threshold_db, ratio, knee_db, makeup_db, alpha_attack, alpha_release``.
+    sat : (S, 3) float64 ``drive (linear), compensation (linear), mix (0..1)``.
+    out_gain : (S, 2, C) float64 output matrix (fader, pan/balance).
+    sos_state : (S, C, K, 2) float64 filter state, updated in place.
+    comp_state : (S,) float64 smoothed gain in dB, updated in place.
+    y : (S, 2, T) output.
+    """
+    n_stems, n_ch, n_samples = x.shape
+    n_sec = coef.shape[1]
+    for s in prange(n_stems):
+        c = coef[s]
+        st = sos_state[s].copy()
+        thr, ratio, knee, makeup, aa, ar = comp[s, 0], comp[s, 1], comp[s, 2], comp[s, 3], comp[s, 4], comp[s, 5]
+        drive, sat_comp, sat_mix = sat[s, 0], sat[s, 1], sat[s, 2]
+        m = out_gain[s]
+        g = comp_state[s]
+        v = np.empty(n_ch)
+        for t in range(n_samples):
+            power = 0.0
+            for ch in range(n_ch):
+                u = np.float64(x[s, ch, t])
+                for k in range(n_sec):
+                    o = c[k, 0] * u + st[ch, k, 0]
+                    st[ch, k, 0] = c[k, 1] * u - c[k, 3] * o + st[ch, k, 1]
+                    st[ch, k, 1] = c[k, 2] * u - c[k, 4] * o
+                    u = o
+                v[ch] = u
+                power += u * u
+            level = 10.0 * math.log10(power / n_ch + 1e-10)
+            target = gain_computer_db(level, thr, ratio, knee)
+            a = aa if target < g else ar
+            g = a * g + (1.0 - a) * target
+            lin = 10.0 ** ((g + makeup) / 20.0)
+            for ch in range(n_ch):
+                u = v[ch] * lin
+                v[ch] = (1.0 - sat_mix) * u + sat_mix * (math.tanh(drive * u) * sat_comp)
+            for o_ch in range(2):
+                acc = 0.0
+                for ch in range(n_ch):
+                    acc += m[o_ch, ch] * v[ch]
+                y[s, o_ch, t] = acc
+        sos_state[s, :, :, :] = st
+        comp_state[s] = g
