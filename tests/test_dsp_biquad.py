@@ -93,7 +93,8 @@ def test_filtering_matches_scipy_lfilter_and_sosfilt():
     assert np.max(np.abs(y - ref)) < 1e-5
     # one biquad, float32 signal (float64 coefficients) -> float32 out, within 1e-5 of lfilter
     b, a = sections[3]
-    y1 = bq.apply_biquad(torch.from_numpy(x).float(), torch.tensor(b), torch.tensor(a))
+    y1 = bq.apply_biquad(torch.from_numpy(x).float(), torch.tensor(b, dtype=torch.float64),
+                         torch.tensor(a, dtype=torch.float64))
     assert y1.dtype == torch.float32
     assert np.max(np.abs(y1.double().numpy() - ss.lfilter(b, a, x, axis=-1))) < 1e-5
 
