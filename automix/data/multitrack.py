@@ -1,0 +1,109 @@
+"""A training data set description: where the songs are and how to cut them (Hydra ``data:``)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from automix.data.cache import AudioCache, CachedSong
+from automix.data.excerpts import ExcerptDataset, excerpt_samples
+from automix.data.layout import Song, scan_folder, scan_musdb, split_songs
+from automix.errors import DatasetError
+from automix.perturb import Perturbation
+
+
+def default_cache_dir() -> Path:
+    """``$AUTOMIX_CACHE`` or ``$XDG_CACHE_HOME/automix/decoded`` (``~/.cache/...``)."""
+    if os.environ.get("AUTOMIX_CACHE"):
+        return Path(os.environ["AUTOMIX_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "automix" / "decoded"
+
+
+@dataclass
+class MultitrackData:
+    """Multitrack songs on disk, split by song, decoded once, cut into random excerpts.
+
+    Parameters
+    ----------
+    root : str
+        Dataset folder.
+    layout : {"folder", "musdb"}
+        ``ROOT/<song>/<stem>.*`` (+ optional ``mix.*``) or MUSDB18-HQ (``train/``, ``test/``).
+    sample_rate : int
+        Training rate, Hz; audio is resampled once, when cached.
+    excerpt_seconds : float
+        Length of a training example, s.
+    excerpts_per_epoch : int
+        Training examples per epoch (all processes together).
+    valid_fraction, test_fraction : float
+        Share of songs held out (folder layout; MUSDB's test set is its ``test/`` folder).
+    valid_excerpts_per_song : int
+        Fixed validation excerpts per held-out song.
+    exclude : list of str
+        Song names never used (e.g. kept for a separate held-out evaluation).
+    target : {"sum", "mix"}
+        What the model must reproduce: the sum of the stems (self-supervised un-mixing;
+        works without mix files) or each song's mix file (supervised).
+    perturbation : Perturbation or None
+        Random per-stem processing applied to the model's input (None: none).
+    cache_dir : str or None
+        Decoded-audio cache (default :func:`default_cache_dir`).
+    cache_dtype : {"float16", "float32"}
+    max_stems : int
+        More stems than this: the quietest are summed into one.
+    split_seed : int
+        Seed of the song split.
+    """
+
+    root: str
+    layout: str = "folder"
+    sample_rate: int = 24000
+    excerpt_seconds: float = 4.0
+    excerpts_per_epoch: int = 1024
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.0
+    valid_excerpts_per_song: int = 4
+    exclude: Sequence[str] = field(default_factory=list)
+    target: str = "sum"
+    perturbation: Perturbation | None = None
+    cache_dir: str | None = None
+    cache_dtype: str = "float16"
+    max_stems: int = 16
+    split_seed: int = 0
+
+    @property
+    def excerpt_samples(self) -> int:
+        return excerpt_samples(self.excerpt_seconds, self.sample_rate)
+
+    def songs(self) -> dict[str, list[Song]]:
+        """``{"train", "valid", "test"}`` song lists (deterministic)."""
+        if self.layout == "folder":
+            return split_songs(scan_folder(self.root, exclude=self.exclude), self.valid_fraction,
+                               self.test_fraction, self.split_seed)
+        if self.layout == "musdb":
+            split = split_songs(scan_musdb(self.root, "train"), self.valid_fraction, 0.0, self.split_seed)
+            test_dir = Path(self.root) / "test"
+            split["test"] = scan_musdb(self.root, "test") if test_dir.is_dir() else []
+            return split
+        raise DatasetError(f"unknown dataset layout {self.layout!r} (use 'folder' or 'musdb')")
+
+    def cache(self) -> AudioCache:
+        return AudioCache(self.cache_dir or default_cache_dir(), self.sample_rate, self.cache_dtype,
+                          self.max_stems)
+
+    def prepare(self, splits: Sequence[str] = ("train", "valid"), progress: bool = False
+                ) -> dict[str, list[CachedSong]]:
+        """Decode (once) and return the cached songs of ``splits``."""
+        songs, cache = self.songs(), self.cache()
+        out = {}
+        for name in splits:
+            if not songs[name]:
+                out[name] = []
+                continue
+            out[name] = cache.prepare(songs[name], progress=progress)
+        return out
+
+    def dataset(self, songs: Sequence[CachedSong]) -> ExcerptDataset:
+        return ExcerptDataset(songs, self.excerpt_samples, target=self.target)

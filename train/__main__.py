@@ -1,0 +1,71 @@
+"""``python -m train`` / ``automix-train``: train the mix model (Hydra app over ``configs/train.yaml``).
+
+Examples::
+
+    python -m train data.root=/path/to/stems                       # one machine
+    python -m train data.root=/path/to/stems run_dir=runs/mine     # resumes if runs/mine/last.pt exists
+    torchrun --standalone --nproc_per_node=4 -m train data.root=/path/to/stems run_dir=runs/big
+    python -m train --multirun data.root=/path trainer.learning_rate=1e-4,3e-4
+
+Every run writes ``RUN_DIR/config.yaml`` (resolved), ``last.pt``/``best.pt``/``step_*.pt``
+checkpoints (usable by ``automix mix --model``), ``train.csv`` and ``valid.csv``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+log = logging.getLogger("train")
+
+
+def run(cfg: DictConfig, run_dir: str | Path):
+    """Build everything ``cfg`` describes and train; returns the :class:`Trainer` after ``fit``."""
+    from hydra.utils import instantiate
+
+    from train.trainer import Trainer
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    trainer_cfg = instantiate(cfg.trainer)
+    if trainer_cfg.threads:
+        import torch
+
+        torch.set_num_threads(int(trainer_cfg.threads))
+    trainer = Trainer(trainer_cfg, data=instantiate(cfg.data), model=instantiate(cfg.model),
+                      loss=instantiate(cfg.loss), render=instantiate(cfg.console), run_dir=run_dir,
+                      resolved_config=resolved)
+    trainer.fit()
+    return trainer
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def _app(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from automix.errors import AutomixError
+
+    try:
+        trainer = run(cfg, HydraConfig.get().runtime.output_dir)
+    except AutomixError as exc:
+        log.error("%s", exc)
+        print(f"automix-train: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return trainer.best_valid if trainer.history else None  # the value --multirun sweepers minimise
+
+
+def main() -> None:
+    """Console-script entry point (``automix-train``)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        # Under torchrun only rank 0 writes the run folder; the trainer broadcasts its path.
+        sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=disabled",
+                     "hydra/hydra_logging=disabled"]
+    _app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""One forward pass of the training task: perturb the stems, predict settings, render, compare."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+from torch import nn
+
+from automix.losses import MixPrediction
+from automix.perturb import Perturbation
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The perturbation generator of one step on one rank (reproducible after a resume)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+
+
+def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_rate: int, render: Callable,
+                  perturbation: Perturbation | None, generator: torch.Generator, target_is_sum: bool,
+                  amp_dtype: torch.dtype | None = None) -> tuple[MixPrediction, torch.Tensor]:
+    """Run the un-mixing task on a collated batch (already on the model's device).
+
+    The stems are perturbed (no gradient), the model predicts strip settings from the
+    perturbed stems (under autocast when ``amp_dtype`` is given), and the console renders
+    them in float32.
+
+    Returns
+    -------
+    prediction : MixPrediction
+        ``target_stems`` are the original stems when the target is their sum, else None.
+    perturbed : Tensor (B, S, 2, T)
+        The model's input.
+    """
+    stems, mask, roles = batch["stems"], batch["mask"], batch["roles"]
+    if perturbation is not None:
+        inputs, _ = perturbation.apply(stems, sample_rate, generator, stem_mask=mask, render=render)
+    else:
+        inputs = stems
+    device_type = stems.device.type
+    autocast = (torch.autocast(device_type=device_type, dtype=amp_dtype) if amp_dtype is not None
+                else nullcontext())
+    with autocast:
+        strip = model(inputs, sample_rate, roles, mask)
+    strip = strip.float()
+    result = render(inputs, strip, sample_rate, stem_mask=mask)
+    prediction = MixPrediction(mix=result.mix, stems=result.stems, target_mix=batch["target_mix"],
+                               target_stems=stems if target_is_sum else None, mask=mask, strip=strip,
+                               sample_rate=sample_rate)
+    return prediction, inputs
