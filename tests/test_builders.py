@@ -276,13 +276,29 @@ def test_lmms_heldout_projects_are_never_in_training(tmp_path):
 
 def test_lmms_project_parsing_and_names(tmp_path):
     xml = ('<?xml version="1.0"?><lmms-project><song><trackcontainer>'
-           '<track muted="0" type="0" name="Lead"/><track type="2" name="kick.ogg"/>'
+           '<track muted="0" type="0" name="Lead"><instrumenttrack><instrument name="tripleoscillator"/>'
+           '</instrumenttrack></track><track type="2" name="kick.ogg"/>'
+           '<track type="0" name="Default preset"><instrumenttrack><instrument name="zynaddsubfx"/>'
+           '</instrumenttrack></track>'
+           '<track type="0" name="Default preset"><instrumenttrack><instrument name="lb302"/>'
+           '</instrumenttrack></track>'
            '<track type="1" name="Beat/Bassline 0"><bbtrack><trackcontainer>'
-           '<track type="0" name="Bass"/></trackcontainer></bbtrack></track>'
-           '<track type="6" name="Automation track"/></trackcontainer></song></lmms-project>').encode()
+           '<track type="0" name="wood.ds"><instrumenttrack><instrument name="audiofileprocessor">'
+           '<audiofileprocessor src="drumsynth/misc/wood.ds"/></instrument></instrumenttrack></track>'
+           '</trackcontainer></bbtrack></track>'
+           '<track type="6" name="Automation track"/></trackcontainer></song></lmms-project>')
     p = tmp_path / "song.mmpz"
-    p.write_bytes(struct.pack(">I", len(xml)) + zlib.compress(xml))
-    assert lmms.count_tracks(p) == 3
+    p.write_bytes(struct.pack(">I", len(xml)) + zlib.compress(xml.encode()))
+    assert lmms.count_tracks(p) == 5
+    hints = lmms.track_hints(lmms.project_xml(p))
+    assert [h for _, h, _ in hints] == ["synth", "sample", "synth", "bass", "drums"]
+    files = ["1_Lead.wav", "2_kick.ogg.wav", "3_Default preset.wav", "4_Default preset.wav", "5_wood.ds.wav"]
+    names = lmms.stem_names(files, hints)
+    # a telling track name is kept; a meaningless one gets the plugin/sample-folder hint
+    assert names == ["lead", "kick", "synth_default_preset", "bass_default_preset", "drums_wood"]
+    from automix.model.roles import ROLES, role_from_name
+
+    assert [ROLES[role_from_name(n + ".flac")] for n in names] == ["lead", "kick", "synth", "bass", "drums"]
     assert lmms.song_name("demos/Saber-FinalStep.mmpz") == "lmms_demos_saber_finalstep"
     assert lmms.stem_base_name("2_bassdrum03.ogg.wav") == "bassdrum03"
     assert lmms.stem_base_name("11_Default preset.wav") == "default_preset"

@@ -120,6 +120,72 @@ def stem_base_name(wav_name: str) -> str:
     return safe_name(stem)
 
 
+# Role hints for tracks whose name says nothing ("Default preset"): the instrument plugin, or
+# for the sample player the folder of the LMMS factory sample it plays.
+PLUGIN_HINTS = {
+    "lb302": "bass", "kicker": "kick", "organic": "organ", "sfxr": "fx", "vibedstrings": "strings",
+    "malletsstk": "mallets", "audiofileprocessor": "sample", "sample": "sample",
+}
+SAMPLE_FOLDER_HINTS = {
+    "drums": "drums", "drumsynth": "drums", "beats": "drums", "basses": "bass", "bassloops": "bass",
+    "stringsnpads": "pad", "effects": "fx", "misc_fx": "fx", "latin": "percussion",
+}
+
+
+def track_hints(xml: str) -> list[tuple[str, str, bool]]:
+    """(track name, role hint, muted) of every instrument/sample track, in document order.
+
+    The hint is a word the role classifier understands: from the sample folder for the sample
+    player (``drums/snare01.ogg`` -> ``drums``, ``drumsynth/misc_fx/x.ds`` -> ``fx``), else from
+    the synth plugin (``lb302`` -> ``bass``, ``sfxr`` -> ``fx``, any other synth -> ``synth``).
+    """
+    import xml.etree.ElementTree as ET
+
+    out = []
+    for track in ET.fromstring(xml).iter("track"):
+        kind = track.get("type")
+        if kind not in AUDIO_TRACK_TYPES:
+            continue
+        inst = track.find("instrumenttrack/instrument")
+        plugin = inst.get("name", "") if inst is not None else "sample"
+        hint = PLUGIN_HINTS.get(plugin, "synth")
+        if inst is not None and plugin == "audiofileprocessor":
+            src = next((c.get("src") for c in inst if c.get("src")), "") or ""
+            folders = src.replace("\\", "/").split("/")[:-1]
+            hint = next((SAMPLE_FOLDER_HINTS[f] for f in reversed(folders) if f in SAMPLE_FOLDER_HINTS), "sample")
+        out.append((track.get("name", ""), hint, track.get("muted") == "1"))
+    return out
+
+
+def stem_names(files: list[str], hints: list[tuple[str, str, bool]]) -> list[str]:
+    """Stem names for rendered files: the track name, prefixed by a role hint when the
+    track name alone tells the role classifier nothing (``synth_default_preset``).
+
+    Files are matched to tracks by name; several tracks with one name are matched in order.
+    """
+    try:
+        from automix.model.roles import role_from_name
+    except ImportError:  # the builder still works without the package: plain track names
+        role_from_name = None
+    by_name: dict[str, list[str]] = {}
+    for name, hint, muted in hints:
+        by_name.setdefault(name, []).append(hint)
+    used: dict[str, int] = {}
+    out = []
+    for f in files:
+        track = re.sub(r"^\d+_", "", Path(f).stem)
+        base = stem_base_name(f)
+        if role_from_name is None or role_from_name(base + ".wav") != 0:
+            out.append(base)
+            continue
+        options = by_name.get(track, [])
+        k = used.get(track, 0)
+        used[track] = k + 1
+        hint = options[k] if k < len(options) else (options[0] if len(set(options)) == 1 else "")
+        out.append(f"{hint}_{base}" if hint and hint != "sample" else base)
+    return unique_names(out)
+
+
 def render_tracks(project: Path, out_dir: Path, timeout_s: float, oversampling: int) -> None:
     """Run ``lmms rendertracks`` headless into ``out_dir`` (float WAV per track)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,14 +199,15 @@ def render_tracks(project: Path, out_dir: Path, timeout_s: float, oversampling: 
         raise RuntimeError(f"lmms exited {proc.returncode}: {tail}")
 
 
-def read_rendered(out_dir: Path) -> tuple[dict[str, np.ndarray], list[str], int]:
+def read_rendered(out_dir: Path, hints: list[tuple[str, str, bool]] | None = None
+                  ) -> tuple[dict[str, np.ndarray], list[str], int]:
     """Rendered WAVs -> (stem name -> (2, T) float32, original file names, sample rate)."""
     import soundfile as sf
 
     files = sorted(out_dir.glob("*.wav"), key=lambda p: (int(re.match(r"(\d*)", p.name).group(1) or 0), p.name))
     if not files:
         raise RuntimeError("lmms rendered no tracks")
-    names = unique_names(stem_base_name(p.name) for p in files)
+    names = stem_names([p.name for p in files], hints or [])
     stems, rate = {}, None
     for name, p in zip(names, files):
         data, sr = sf.read(p, dtype="float32", always_2d=True)
@@ -165,7 +232,7 @@ def build_project(rel: str, projects_dir: Path, root: Path, *, max_seconds: floa
     try:
         t0 = time.time()
         render_tracks(projects_dir / rel, work, timeout_s, oversampling)
-        stems, files, rate = read_rendered(work)
+        stems, files, rate = read_rendered(work, track_hints(project_xml(projects_dir / rel)))
         max_samples = int(round(max_seconds * rate)) if max_seconds else None
         full = max(s.shape[-1] for s in stems.values())
         stems = trim_trailing_silence(align_stems(stems, max_samples), rate)
