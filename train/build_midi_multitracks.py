@@ -419,7 +419,7 @@ def render_stems(data: bytes, renderer: str, soundfont: str, *, max_seconds: flo
         "source_kind": "midi",
         "renderer": renderer,
         "soundfont": Path(soundfont).name,
-        "dry": dry,
+        "dry": dry or renderer == "tinysoundfont",  # tinysoundfont has no reverb/chorus
         "max_seconds": max_seconds,
         "midi_seconds": round(float(midi.length), 3),
         "channels": {n: {"midi_channel": i.channel + 1, "gm_program": i.program, "notes": i.notes}
