@@ -1,0 +1,101 @@
+"""Options shared by ``automix mix``, ``automix suggest`` and ``automix render`` (argparse only).
+
+Nothing heavy is imported here: parsers must build fast.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+GROUP_HELP = {
+    "vocals": "lead and backing vocals",
+    "bass": "bass instruments",
+    "drums": "kick, snare, cymbals, drum kits and percussion",
+    "music": "everything else (guitars, keys, synths, strings...)",
+    "fx": "effects and noises",
+}
+
+
+def add_stems(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stems", nargs="+", metavar="STEMS",
+                        help="a folder of stems, or stem files (wav, flac, aiff, ogg, mp3; any rate and length)")
+    parser.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
+                        help="work and write at this rate (default: the stems' most common rate)")
+
+
+def add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, metavar="PATH",
+                        help="mix-model checkpoint (default: the shipped models/mixer.pt)")
+    parser.add_argument("--amount", type=float, default=100.0, metavar="PERCENT",
+                        help="how far from the untouched stems toward the model's settings, 0-100 (default 100)")
+    for group, what in GROUP_HELP.items():
+        parser.add_argument(f"--{group}", type=float, default=0.0, metavar="DB",
+                            help=f"trim for {what}, dB added to their faders (default 0)")
+    parser.add_argument("--reference", default=None, metavar="REF",
+                        help="a finished mix whose balance and tone to follow (also the mastering reference with --master)")
+
+
+def group_trims(args: argparse.Namespace) -> dict[str, float]:
+    return {g: float(getattr(args, g)) for g in GROUP_HELP}
+
+
+def add_outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, metavar="MIX",
+                        help="mix file to write (.wav or .flac)")
+    parser.add_argument("--stems-out", default=None, metavar="DIR",
+                        help="also write each processed stem here (same names, 32-bit float WAV); they sum to the mix")
+    parser.add_argument("--settings-out", default=None, metavar="FILE",
+                        help="save the settings used (.json or .yaml) for 'automix render'")
+    parser.add_argument("--bit-depth", choices=("16", "24", "float"), default="24",
+                        help="sample format of the mix: 16 (dithered), 24 or float (default 24)")
+    parser.add_argument("--master", action="store_true",
+                        help="also master the mix (to --target, or to --reference when given)")
+    parser.add_argument("--target", default=None, metavar="PLATFORM",
+                        help="mastering target with --master, e.g. spotify, apple, youtube, cd (default spotify)")
+    parser.add_argument("--master-out", default=None, metavar="FILE",
+                        help="master file with --master (default: MIX name + '.master' + extension)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
+
+
+SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+
+
+def master_options(args: argparse.Namespace) -> dict | None:
+    """Mastering request for :func:`automix.mixing.mix`, or None."""
+    from automix.errors import SettingsError
+
+    if not args.master:
+        if args.target or args.master_out:
+            raise SettingsError("--target and --master-out need --master")
+        return None
+    out = Path(args.master_out) if args.master_out else Path(args.output).with_name(
+        Path(args.output).stem + ".master" + Path(args.output).suffix)
+    options: dict = {"output": out}
+    if args.reference and not args.target:
+        options["reference"] = args.reference
+    else:
+        options["target"] = args.target or "spotify"
+    return options
+
+
+def print_report(report, quiet: bool) -> None:
+    """Where things went, the measured level and every note (silent stems, skipped files...)."""
+    from automix.settings_io import format_table
+
+    if not quiet:
+        print(format_table(report.settings))
+        print()
+    print(f"mix: {report.mix_path} ({report.loudness_lufs:.1f} LUFS, peak {report.peak_dbfs:+.1f} dBFS)")
+    if report.stems_out:
+        print(f"stems: {len(report.stems_out)} files in {report.stems_out[0].parent}")
+    if report.settings_path:
+        print(f"settings: {report.settings_path}")
+    if report.master_path:
+        print(f"master: {report.master_path}")
+    for note in report.notes:
+        if note not in report.settings.notes:
+            print(f"note: {note}", file=sys.stderr)
+    for note in report.settings.notes:
+        print(f"note: {note}", file=sys.stderr)

@@ -1,0 +1,62 @@
+"""``automix suggest``: the model's settings per stem as a table, JSON and YAML (no audio written)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from automix.cli.mix_options import add_model, add_stems, group_trims
+
+EPILOG = """\
+examples:
+  automix suggest song/
+      print the table and write settings.json and settings.yaml
+  automix suggest song/ -o my_song.json --amount 70 --drums -1.5
+  automix render song/ --settings my_song.yaml -o mix.wav
+      after editing the file: render exactly those settings
+
+Table columns: gain (fader, dB), pan (L/C/R, %), hpf (high-pass cutoff), low/high shelf and
+peak bands as gain@frequency (dB@Hz, Q = sharpness), compressor (ratio @ threshold,
+attack/release ms, make-up dB), saturation (drive dB, wet %). '-' means off.
+"""
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "suggest", help="suggest mix settings to refine (table, JSON, YAML)",
+        description="Let the mix model choose settings for every stem without rendering: prints a "
+                    "table in musician units and writes the settings as JSON and YAML for editing.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_stems(parser)
+    add_model(parser)
+    parser.add_argument("-o", "--output", default="settings.json", metavar="FILE",
+                        help="settings file (.json or .yaml); its twin in the other format is written "
+                             "next to it (default settings.json + settings.yaml)")
+    parser.add_argument("--no-twin", action="store_true", help="write only the file named by -o")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing settings files")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from automix.errors import OutputExistsError
+    from automix.mixing import suggest
+    from automix.settings_io import format_table, save_settings
+
+    out = Path(args.output)
+    paths = [out]
+    if not args.no_twin:
+        twin = ".yaml" if out.suffix.lower() == ".json" else ".json"
+        paths.append(out.with_suffix(twin))
+    for p in paths:
+        if p.exists() and not args.overwrite:
+            raise OutputExistsError(f"{p} already exists; pass --overwrite to replace it")
+    settings, stems = suggest(args.stems, model=args.model, amount_percent=args.amount,
+                              group_trims_db=group_trims(args), reference=args.reference,
+                              sample_rate=args.sample_rate)
+    print(format_table(settings))
+    for p in paths:
+        save_settings(p, settings, overwrite=args.overwrite, inputs=tuple(stems.paths))
+        print(f"settings: {p}")
+    for note in stems.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0

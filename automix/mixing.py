@@ -1,0 +1,588 @@
+"""One-click mixing: the Python API behind ``automix mix``, ``automix suggest`` and ``automix render``.
+
+Flow::
+
+    load_stems(files or folder)        any format / rate / length -> common rate, aligned at
+                                       the start, padded to the longest; silent stems and
+                                       unreadable files reported, not fatal
+    suggest(stems, model)              features of the stems (analysis excerpts at the model's
+                                       rate) -> MixModel -> strip settings per stem, then
+                                       --amount and group trims           -> MixSettings
+    render(stems, settings)            the console's exact path, block by block, full length
+    mix(inputs, output, ...)           all of the above + writing the mix, the processed
+                                       stems (--stems-out, they sum to the mix), the settings
+                                       file and, optionally, a master
+
+Everything raises :mod:`automix.errors` types with messages a musician understands.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from automix.dsp.params import STRIP
+from automix.errors import AudioError, ModelError, OutputExistsError, SettingsError
+from automix.model.mixnet import MAX_STEMS, MixModel
+from automix.model.roles import GROUPS, ROLES, group_of_role, role_from_name
+from automix.settings_io import MixSettings, save_settings
+
+#: File extensions treated as stems when a folder is given.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3")
+#: A stem whose peak is below this level counts as silent (left untouched and reported).
+SILENCE_PEAK_DBFS = -90.0
+#: Features are read from at most this much audio per stem (evenly spaced excerpts).
+ANALYSIS_SECONDS = 30.0
+#: Length of each analysis excerpt.
+ANALYSIS_SEGMENT_SECONDS = 3.0
+#: Rendering block length (the console carries filter and compressor state across blocks).
+BLOCK_SECONDS = 30.0
+#: Files whose names say they are already a mix are not stems.
+_MIX_NAMES = {"mix", "mixture", "master", "full_mix"}
+
+
+# ============================================================================ stems
+@dataclass
+class Stems:
+    """Stems ready for the model and the console.
+
+    Attributes
+    ----------
+    files : list of str
+        File names (unique), in load order.
+    paths : list of Path
+    audio : Tensor ``[S, 2, T]`` float32
+        Stereo audio at ``sample_rate``, aligned at the start and zero-padded to the longest.
+    sample_rate : int
+        Hz.
+    roles : list of int
+        Indices into :data:`automix.model.roles.ROLES`.
+    silent : list of bool
+        Stems with no signal (left untouched).
+    lengths : list of int
+        Each stem's own length in samples (before padding).
+    notes : list of str
+        What was adjusted or skipped, for the report.
+    skipped : list of (str, str)
+        Files that could not be read: (path, reason).
+    """
+
+    files: list[str]
+    paths: list[Path]
+    audio: torch.Tensor
+    sample_rate: int
+    roles: list[int]
+    silent: list[bool]
+    lengths: list[int]
+    notes: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def num_stems(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.audio.shape[-1])
+
+    @property
+    def role_names(self) -> list[str]:
+        return [ROLES[r] for r in self.roles]
+
+
+def find_stem_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Stem files from a folder (audio files inside it, sorted) and/or a list of files.
+
+    Raises
+    ------
+    AudioError
+        Nothing to mix (empty folder, missing path).
+    """
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not items:
+        raise AudioError("no stems given: pass a folder of stems or the stem files")
+    files: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+            found = [p for p in found if p.stem.lower() not in _MIX_NAMES]
+            if not found:
+                raise AudioError(
+                    f"no audio files in folder {path} (looked for {', '.join(AUDIO_EXTENSIONS)})")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise AudioError(f"stem {path} does not exist")
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    if len(unique) > MAX_STEMS:
+        raise AudioError(
+            f"{len(unique)} stems given, but automix mixes at most {MAX_STEMS}; "
+            "bounce related stems to groups (e.g. all drum mics to one drum stem) first")
+    return [Path(p) for p in unique]
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    names: list[str] = []
+    counts = Counter(p.name for p in paths)
+    for p in paths:
+        name = p.name if counts[p.name] == 1 else f"{p.parent.name}_{p.name}"
+        while name in names:
+            name = "_" + name
+        names.append(name)
+    return names
+
+
+def _common_rate(rates: Sequence[int]) -> int:
+    """Most common rate; ties go to the highest."""
+    counts = Counter(rates)
+    return max(counts, key=lambda r: (counts[r], r))
+
+
+def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | None = None,
+               progress: Callable[[str], None] | None = None) -> Stems:
+    """Load stems of any supported format, sample rate, channel count and length.
+
+    Parameters
+    ----------
+    inputs : folder, file, or list of files
+    sample_rate : int, optional
+        Rate to work at; default the most common rate among the stems.
+    progress : callable, optional
+        Called with a short message per file.
+
+    Returns
+    -------
+    Stems
+        Files that cannot be read are skipped and listed in ``skipped`` and ``notes``
+        (the others are kept); silent stems are marked in ``silent``.
+
+    Raises
+    ------
+    AudioError
+        No stems, more than :data:`MAX_STEMS`, or no readable stem at all.
+    """
+    from automix.audio import load_audio, resample
+
+    paths = find_stem_files(inputs)
+    names = _unique_names(paths)
+    loaded: list[tuple[str, Path, np.ndarray, int]] = []
+    skipped: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for name, path in zip(names, paths):
+        if progress:
+            progress(f"reading {name}")
+        try:
+            audio = load_audio(path, sample_rate=None, mono_to_stereo=True, downmix=True)
+        except AudioError as exc:
+            skipped.append((str(path), str(exc)))
+            notes.append(f"skipped {name}: {exc}")
+            continue
+        samples = np.asarray(audio.samples, dtype=np.float32)
+        loaded.append((name, path, samples, int(audio.sample_rate)))
+    if not loaded:
+        detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped)
+        raise AudioError(f"none of the {len(paths)} stems could be read ({detail})")
+    rate = int(sample_rate) if sample_rate else _common_rate([r for *_, r in loaded])
+    arrays, lengths = [], []
+    for name, path, samples, sr in loaded:
+        if sr != rate:
+            samples = np.asarray(resample(samples, sr, rate), dtype=np.float32)
+            notes.append(f"{name} resampled from {sr} Hz to {rate} Hz")
+        arrays.append(samples)
+        lengths.append(samples.shape[-1])
+    total = max(lengths)
+    median = float(np.median(lengths))
+    for (name, *_), n in zip(loaded, lengths):
+        if n > 2 * median and n - median > rate:
+            notes.append(f"{name} is much longer than the other stems ({n / rate:.1f} s vs about "
+                         f"{median / rate:.1f} s): the mix is {total / rate:.1f} s long, the others are padded with silence")
+    audio = torch.zeros(len(arrays), 2, total)
+    for i, a in enumerate(arrays):
+        audio[i, :, : a.shape[-1]] = torch.from_numpy(a)
+    peak_db = 20 * torch.log10(audio.abs().amax(dim=(-1, -2)).clamp_min(1e-12))
+    silent = [bool(p < SILENCE_PEAK_DBFS) for p in peak_db]
+    files = [n for n, *_ in loaded]
+    for name, s in zip(files, silent):
+        if s:
+            notes.append(f"{name} is silent: left untouched")
+    roles = [role_from_name(n) for n in files]
+    return Stems(files, [p for _, p, *_ in loaded], audio, rate, roles, silent, lengths, notes, skipped)
+
+
+# ============================================================================ analysis / prediction
+def analysis_audio(audio: torch.Tensor, sample_rate: int, target_rate: int | None = None,
+                   max_seconds: float = ANALYSIS_SECONDS,
+                   segment_seconds: float = ANALYSIS_SEGMENT_SECONDS) -> tuple[torch.Tensor, int]:
+    """What the model analyses: evenly spaced excerpts (at most ``max_seconds``), resampled.
+
+    Parameters
+    ----------
+    audio : Tensor ``[..., C, T]``
+    sample_rate : int
+    target_rate : int, optional
+        The model's training rate (excerpts are resampled to it).
+
+    Returns
+    -------
+    (Tensor ``[..., C, T']``, rate)
+    """
+    total = audio.shape[-1]
+    limit = int(max_seconds * sample_rate)
+    if total > limit:
+        seg = int(segment_seconds * sample_rate)
+        n_seg = max(1, limit // seg)
+        starts = np.linspace(0, total - seg, n_seg).astype(int)
+        audio = torch.cat([audio[..., s: s + seg] for s in starts], -1)
+    if target_rate and target_rate != sample_rate:
+        import torchaudio.functional as AF
+
+        g = math.gcd(int(sample_rate), int(target_rate))
+        audio = AF.resample(audio, sample_rate // g, target_rate // g)
+        sample_rate = int(target_rate)
+    return audio, sample_rate
+
+
+def load_reference(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """A reference mix ``[2, T]`` at ``sample_rate`` (at most :data:`ANALYSIS_SECONDS` analysed)."""
+    from automix.audio import load_audio
+
+    ref = load_audio(path, sample_rate=sample_rate, mono_to_stereo=True, downmix=True)
+    return torch.from_numpy(np.asarray(ref.samples, dtype=np.float32))
+
+
+def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = None,
+                  reference: torch.Tensor | None = None) -> torch.Tensor:
+    """The model's settings ``[S, P]`` for the non-silent stems; silent stems get neutral settings.
+
+    Parameters
+    ----------
+    model : MixModel
+    stems : Stems
+    analysis_rate : int, optional
+        Rate the model was trained at (features are read at this rate).
+    reference : Tensor ``[2, T]`` at ``stems.sample_rate``, optional
+    """
+    values = STRIP.neutral.repeat(stems.num_stems, 1)
+    active = [i for i, s in enumerate(stems.silent) if not s]
+    if not active:
+        return values
+    x, rate = analysis_audio(stems.audio[active], stems.sample_rate, analysis_rate)
+    ref = None
+    if reference is not None:
+        ref, _ = analysis_audio(reference, stems.sample_rate, analysis_rate)
+        ref = ref[None]
+    roles = torch.tensor([[stems.roles[i] for i in active]])
+    model.eval()
+    with torch.no_grad():
+        feats = model.analyse(x[None], rate, None, ref)
+        pred = model.predict(feats, roles)[0]
+    values[active] = STRIP.clamp(pred.float())
+    return values
+
+
+def apply_amount_and_trims(values: torch.Tensor, roles: Sequence[int], amount_percent: float = 100.0,
+                           group_trims_db: dict[str, float] | None = None,
+                           silent: Sequence[bool] | None = None) -> torch.Tensor:
+    """Scale settings from untouched (0 %) to the model's (100 %), then add group trims.
+
+    The interpolation runs in each parameter's unit scale (linear parameters linearly,
+    log-scaled ones such as frequencies geometrically) from the neutral settings.
+    Group trims (dB per group: vocals, bass, drums, music, fx) add to the fader of every
+    non-silent stem in the group; faders stay inside their declared range.
+
+    Parameters
+    ----------
+    values : Tensor ``[S, P]``
+    roles : indices into ROLES, one per stem
+    amount_percent : float
+        0 to 100.
+    group_trims_db : dict, optional
+
+    Raises
+    ------
+    SettingsError
+        Amount outside 0-100 % or an unknown group.
+    """
+    if not (0.0 <= float(amount_percent) <= 100.0):
+        raise SettingsError(f"amount must be between 0 and 100 %, got {amount_percent:g}")
+    trims = dict(group_trims_db or {})
+    for g, v in trims.items():
+        if g not in GROUPS:
+            raise SettingsError(f"unknown group {g!r}; groups are {', '.join(GROUPS)}")
+        if not math.isfinite(float(v)):
+            raise SettingsError(f"group trim for {g} must be a finite number of dB")
+    a = float(amount_percent) / 100.0
+    neutral = STRIP.to_unit(STRIP.neutral.double()).expand_as(values)
+    unit = STRIP.to_unit(values.double())
+    out = STRIP.from_unit(neutral + a * (unit - neutral))
+    out = torch.where(torch.isfinite(out), out, STRIP.neutral.double().expand_as(out))
+    gain = STRIP.index("gain_db")
+    silent = list(silent) if silent is not None else [False] * len(roles)
+    for i, role in enumerate(roles):
+        if not silent[i]:
+            out[i, gain] = out[i, gain] + float(trims.get(group_of_role(role), 0.0))
+    return STRIP.clamp(out).float()
+
+
+def _load_model(model: MixModel | str | Path | None) -> tuple[MixModel, dict, str]:
+    from automix.model.checkpoint import DEFAULT_MODEL_PATH, load_model
+
+    if isinstance(model, MixModel):
+        return model, {}, "(in memory)"
+    path = Path(model) if model is not None else DEFAULT_MODEL_PATH
+    loaded, info = load_model(path)
+    return loaded, info, str(path)
+
+
+def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model: MixModel | str | Path | None = None,
+            amount_percent: float = 100.0, group_trims_db: dict[str, float] | None = None,
+            reference: str | Path | torch.Tensor | None = None, sample_rate: int | None = None) -> tuple[MixSettings, Stems]:
+    """Predict per-stem settings.
+
+    Parameters
+    ----------
+    stems : Stems, or folder / files to load
+    model : MixModel, checkpoint path, or None for the shipped ``models/mixer.pt``
+    amount_percent : float
+        0 (untouched) to 100 (the model's settings).
+    group_trims_db : dict, optional
+        ``{"vocals": +1.5, "drums": -2, ...}`` dB.
+    reference : path or Tensor ``[2, T]``, optional
+        A mix whose balance and tone to follow.
+    sample_rate : int, optional
+        Working rate when loading (default: the stems' most common rate).
+
+    Returns
+    -------
+    (MixSettings, Stems)
+    """
+    if not isinstance(stems, Stems):
+        stems = load_stems(stems, sample_rate)
+    net, info, model_name = _load_model(model)
+    analysis_rate = info.get("sample_rate")
+    ref = load_reference(reference, stems.sample_rate) if isinstance(reference, (str, Path)) else reference
+    values = predict_strip(net, stems, int(analysis_rate) if analysis_rate else None, ref)
+    values = apply_amount_and_trims(values, stems.roles, amount_percent, group_trims_db, stems.silent)
+    trims = {g: float((group_trims_db or {}).get(g, 0.0)) for g in GROUPS}
+    settings = MixSettings.from_values(stems.files, stems.role_names, values, silent=stems.silent,
+                                       sample_rate=stems.sample_rate, amount_percent=float(amount_percent),
+                                       group_trims_db=trims, model=model_name, notes=list(stems.notes))
+    return settings, stems
+
+
+# ============================================================================ rendering
+def match_settings(stems: Stems, settings: MixSettings) -> torch.Tensor:
+    """Strip values ``[S, P]`` for ``stems`` from ``settings``, matched by file name.
+
+    Raises
+    ------
+    SettingsError
+        A stem has no settings or the settings name a stem that is not there.
+    """
+    by_name = {s.file: s for s in settings.stems}
+    missing = [f for f in stems.files if f not in by_name]
+    extra = [f for f in by_name if f not in stems.files]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append("no settings for stem(s) " + ", ".join(missing))
+        if extra:
+            parts.append("settings name stem(s) not given: " + ", ".join(extra))
+        raise SettingsError("settings do not match the stems: " + "; ".join(parts)
+                            + " (settings are matched to stems by file name)")
+    return torch.stack([by_name[f].values() for f in stems.files])
+
+
+def render(stems: Stems, values: torch.Tensor, *, keep_stems: bool = False,
+           block_seconds: float = BLOCK_SECONDS,
+           progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Render the full-length mix with the console's exact path, block by block.
+
+    Parameters
+    ----------
+    stems : Stems
+    values : Tensor ``[S, P]``
+        Strip values (validated here).
+    keep_stems : bool
+        Also return every processed stem (they sum to the mix).
+    block_seconds : float
+        Block length; filter and compressor state carry across blocks, so the result does
+        not depend on it.
+    progress : callable(done_samples, total_samples), optional
+
+    Returns
+    -------
+    mix : Tensor ``[2, T]``
+    processed : Tensor ``[S, 2, T]`` or None
+    """
+    from automix.dsp.console import BlockRenderer
+
+    STRIP.validate(values)
+    if values.shape[0] != stems.num_stems:
+        raise SettingsError(f"{values.shape[0]} sets of settings for {stems.num_stems} stems")
+    renderer = BlockRenderer(values[None].float(), stems.sample_rate, n_channels=stems.audio.shape[1])
+    total = stems.num_samples
+    block = max(1, int(block_seconds * stems.sample_rate))
+    mix = torch.zeros(2, total)
+    processed = torch.zeros(stems.num_stems, 2, total) if keep_stems else None
+    with torch.no_grad():
+        for start in range(0, total, block):
+            stop = min(total, start + block)
+            result = renderer.process(stems.audio[None, :, :, start:stop])
+            mix[:, start:stop] = result.mix[0]
+            if processed is not None:
+                processed[:, :, start:stop] = result.stems[0]
+            if progress:
+                progress(stop, total)
+    return mix, processed
+
+
+# ============================================================================ one click
+@dataclass
+class MixReport:
+    """What :func:`mix` wrote and measured."""
+
+    mix_path: Path
+    settings: MixSettings
+    stems_out: list[Path] = field(default_factory=list)
+    settings_path: Path | None = None
+    master_path: Path | None = None
+    peak_dbfs: float = float("nan")
+    loudness_lufs: float = float("nan")
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_outputs(paths: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
+    resolved_inputs = {p.resolve() for p in inputs}
+    for p in paths:
+        if p.resolve() in resolved_inputs:
+            raise OutputExistsError(f"{p} is one of the input stems; choose another output name")
+        if p.exists() and not overwrite:
+            raise OutputExistsError(f"{p} already exists; pass --overwrite to replace it")
+
+
+def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *,
+        model: MixModel | str | Path | None = None, settings: MixSettings | str | Path | None = None,
+        amount_percent: float = 100.0, group_trims_db: dict[str, float] | None = None,
+        reference: str | Path | None = None, stems_out: str | Path | None = None,
+        settings_out: str | Path | None = None, sample_rate: int | None = None,
+        subtype: str = "PCM_24", overwrite: bool = False, master: dict | None = None,
+        progress: bool = False) -> MixReport:
+    """Mix stems into ``output`` (and optionally per-stem outputs, settings, a master).
+
+    Parameters
+    ----------
+    inputs : folder, files, or loaded :class:`Stems`
+    output : path of the mix (format by extension: .wav, .flac ...)
+    model : MixModel or checkpoint path; default ``models/mixer.pt``
+    settings : MixSettings or settings file, optional
+        Render these (hand-edited) settings instead of predicting (``automix render``).
+    amount_percent, group_trims_db, reference : see :func:`suggest` (ignored with ``settings``)
+    stems_out : folder, optional
+        Write each processed stem there under its own name; they sum to the mix.
+    settings_out : .json / .yaml path, optional
+    sample_rate : int, optional
+        Working and output rate (default: the stems' most common rate).
+    subtype : str
+        Output sample format: "PCM_16" (dithered), "PCM_24", "FLOAT".
+    overwrite : bool
+        Replace existing outputs.
+    master : dict, optional
+        Master the mix too: ``{"output": path, "target": "spotify"}`` or
+        ``{"output": path, "reference": path}`` (passed to :mod:`automix.mastering`).
+    progress : bool
+        Show a progress bar on stderr.
+    """
+    from automix.audio import write_audio
+    from automix.settings_io import load_settings
+
+    output = Path(output)
+    stems = inputs if isinstance(inputs, Stems) else load_stems(inputs, sample_rate)
+    outputs = [output]
+    stem_paths: list[Path] = []
+    if stems_out is not None:
+        stem_paths = [Path(stems_out) / f"{Path(f).stem}.wav" for f in stems.files]
+        outputs += stem_paths
+    if settings_out is not None:
+        outputs.append(Path(settings_out))
+    if master is not None:
+        outputs.append(Path(master["output"]))
+    _check_outputs(outputs, stems.paths, overwrite)
+    if len(set(p.resolve() for p in outputs)) != len(outputs):
+        raise OutputExistsError("two outputs would share one file name; choose different names")
+
+    if settings is None:
+        chosen, stems = suggest(stems, model=model, amount_percent=amount_percent,
+                                group_trims_db=group_trims_db, reference=reference)
+        values = chosen.strip_values()
+    else:
+        chosen = settings if isinstance(settings, MixSettings) else load_settings(settings)
+        values = match_settings(stems, chosen)
+        chosen = MixSettings.from_values(stems.files, [s.role for s in sorted(
+            chosen.stems, key=lambda s: stems.files.index(s.file))], values, silent=stems.silent,
+            sample_rate=stems.sample_rate, amount_percent=chosen.amount_percent,
+            group_trims_db=chosen.group_trims_db, model=chosen.model, notes=list(stems.notes))
+
+    bar = None
+    callback = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=stems.num_samples, unit="sample", unit_scale=True, desc="mixing", leave=False)
+
+        def callback(done: int, total: int) -> None:
+            bar.n = done
+            bar.refresh()
+    try:
+        mix_audio, processed = render(stems, values, keep_stems=stems_out is not None, progress=callback)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    notes = list(stems.notes)
+    peak = float(mix_audio.abs().max())
+    if peak > 1.0:
+        notes.append(f"the mix peaks at {20 * math.log10(peak):+.1f} dBFS: a 16/24-bit file clips there "
+                     "(use --bit-depth float, --master, or lower the faders)")
+    write_audio(output, mix_audio, stems.sample_rate, subtype=subtype, overwrite=overwrite,
+                inputs=tuple(stems.paths))
+    written: list[Path] = []
+    if processed is not None:
+        for path, audio in zip(stem_paths, processed):
+            write_audio(path, audio, stems.sample_rate, subtype="FLOAT", overwrite=overwrite,
+                        inputs=tuple(stems.paths))
+            written.append(path)
+    settings_path = None
+    if settings_out is not None:
+        settings_path = save_settings(settings_out, chosen, overwrite=overwrite, inputs=tuple(stems.paths))
+    report = MixReport(output, chosen, written, settings_path, None, 20 * math.log10(max(peak, 1e-12)),
+                       _loudness(mix_audio, stems.sample_rate), notes)
+    if master is not None:
+        report.master_path = _master(output, master, overwrite)
+    return report
+
+
+def _loudness(audio: torch.Tensor, sample_rate: int) -> float:
+    from automix.model.features import loudness_lufs
+
+    return float(loudness_lufs(audio, sample_rate))
+
+
+def _master(mix_path: Path, options: dict, overwrite: bool) -> Path:
+    """Master the written mix with :mod:`automix.mastering` (imported only when asked)."""
+    try:
+        from automix import mastering
+    except ImportError as exc:  # pragma: no cover - mastering ships with automix
+        raise ModelError(f"mastering is not available in this installation: {exc}") from None
+    opts = dict(options)
+    out = Path(opts.pop("output"))
+    mastering.master(mix_path, out, overwrite=overwrite, **opts)
+    return out
