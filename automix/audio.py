@@ -1,0 +1,463 @@
+"""Reading, resampling and writing audio files safely.
+
+Everything in automix works on ``float32`` arrays shaped ``(channels, samples)`` with
+full scale at +-1.0. This module is the only place that touches audio files:
+
+* :func:`load_audio` reads WAV, FLAC, AIFF, OGG/Vorbis and MP3 (through libsndfile),
+  makes mono files centred stereo on request, refuses or folds down files with more
+  than two channels, resamples to a working rate, and raises :class:`AudioError`
+  naming the file for anything unusable (missing, empty, corrupt, NaN/Inf...).
+* :func:`check_not_silent` rejects digital silence (a separate check: silence is a
+  valid stem in a multitrack, but not a valid file to analyse or master).
+* :func:`write_audio` writes WAV/FLAC/AIFF at 16 bit (TPDF-dithered), 24 bit or
+  32-bit float, atomically (temporary file + :func:`os.replace`), refusing to
+  overwrite an input or an existing file unless asked.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from automix.errors import AudioError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+#: File extensions read through libsndfile (lower case, with the dot).
+READABLE_EXTENSIONS: tuple[str, ...] = (
+    ".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".oga", ".mp3", ".w64", ".rf64", ".caf",
+)
+
+#: Writable containers by extension -> libsndfile format name.
+WRITE_FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}
+
+#: Sample encodings each writable container accepts.
+WRITE_SUBTYPES: dict[str, tuple[str, ...]] = {
+    "WAV": ("PCM_16", "PCM_24", "FLOAT"),
+    "FLAC": ("PCM_16", "PCM_24"),
+    "AIFF": ("PCM_16", "PCM_24", "FLOAT"),
+}
+
+#: Bits of the integer encodings (used for quantisation and dither).
+PCM_BITS: dict[str, int] = {"PCM_16": 16, "PCM_24": 24}
+
+#: Peak level (dBFS) at or below which a file counts as silent.
+SILENCE_DBFS: float = -120.0
+
+
+@dataclass
+class Audio:
+    """Audio samples read from a file.
+
+    Attributes
+    ----------
+    samples : np.ndarray
+        ``float32`` array of shape ``(channels, samples)``, full scale +-1.0.
+    sample_rate : int
+        Samples per second (Hz).
+    path : Path or None
+        The file the samples came from.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    path: Path | None = None
+
+    @property
+    def channels(self) -> int:
+        """Number of channels."""
+        return int(self.samples.shape[0])
+
+    @property
+    def frames(self) -> int:
+        """Number of samples per channel."""
+        return int(self.samples.shape[-1])
+
+    @property
+    def duration_s(self) -> float:
+        """Length in seconds."""
+        return self.frames / float(self.sample_rate)
+
+
+def _name(path: Any) -> str:
+    return str(path)
+
+
+def _check_input_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"{_name(path)}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{_name(path)}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{_name(path)}: the file is empty (0 bytes)")
+    ext = path.suffix.lower()
+    if ext not in READABLE_EXTENSIONS:
+        raise AudioError(
+            f"{_name(path)}: unsupported audio format '{ext or '(no extension)'}' "
+            "(automix reads WAV, FLAC, AIFF, OGG and MP3)"
+        )
+
+
+def _check_finite(samples: np.ndarray, what: str) -> None:
+    """Raise AudioError if ``samples`` hold NaN or infinite values (cheap when they do not)."""
+    # A single (pairwise, float32) sum is finite for every clean signal of sane level;
+    # only if it is not do we pay for the element-wise test (a sum of huge finite
+    # values may overflow too, so the element-wise test decides).
+    with np.errstate(all="ignore"):
+        total = samples.sum()
+    if np.isfinite(total):
+        return
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise AudioError(f"{what}: contains {bad} NaN or infinite sample values (damaged file or broken export)")
+
+
+def downmix_to_stereo(samples: np.ndarray) -> np.ndarray:
+    """Fold a multichannel ``(channels, samples)`` array down to stereo.
+
+    Six channels are taken as 5.1 in WAV order (L, R, C, LFE, Ls, Rs) and folded
+    with the ITU-R BS.775 coefficients (centre and surrounds at -3 dB, LFE dropped).
+    Any other count sends even-numbered channels (0, 2, ...) left and odd-numbered
+    ones right, averaged. Mono and stereo are returned unchanged.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        ``(channels, samples)``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(2, samples)`` (or the input when it has at most two channels).
+    """
+    channels = samples.shape[0]
+    if channels <= 2:
+        return samples
+    if channels == 6:
+        g = np.float32(10 ** (-3 / 20))
+        left = samples[0] + g * samples[2] + g * samples[4]
+        right = samples[1] + g * samples[2] + g * samples[5]
+        return np.stack([left, right]).astype(np.float32)
+    return np.stack([samples[0::2].mean(axis=0), samples[1::2].mean(axis=0)]).astype(np.float32)
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    mono_to_stereo: bool = True,
+    downmix: bool = False,
+) -> Audio:
+    """Read an audio file into ``float32`` ``(channels, samples)``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        WAV, FLAC, AIFF, OGG/Vorbis or MP3 file.
+    sample_rate : int or None
+        Working rate in Hz to resample to; ``None`` keeps the file's rate.
+    mono_to_stereo : bool
+        Turn a mono file into centred stereo (the same signal on both channels).
+    downmix : bool
+        Fold files with more than two channels to stereo (:func:`downmix_to_stereo`);
+        without it such files raise :class:`AudioError`.
+
+    Returns
+    -------
+    Audio
+
+    Raises
+    ------
+    AudioError
+        The file is missing, empty, of an unsupported format, unreadable (corrupt),
+        has no samples, contains NaN/Inf, or has more than two channels without
+        ``downmix``. The message names the file.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    _check_input_file(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        detail = str(exc).split(":")[-1].strip() or type(exc).__name__
+        raise AudioError(f"{_name(path)}: cannot be read - corrupt or not an audio file ({detail})") from exc
+    if data.shape[0] == 0:
+        raise AudioError(f"{_name(path)}: contains no audio (zero length)")
+    samples = np.ascontiguousarray(data.T)
+    _check_finite(samples, _name(path))
+    if samples.shape[0] > 2:
+        if not downmix:
+            raise AudioError(
+                f"{_name(path)}: has {samples.shape[0]} channels; automix works on mono or stereo "
+                "(use the downmix option, --downmix, to fold it to stereo)"
+            )
+        samples = downmix_to_stereo(samples)
+    if samples.shape[0] == 1 and mono_to_stereo:
+        samples = np.repeat(samples, 2, axis=0)
+    if sample_rate is not None and int(sample_rate) != int(rate):
+        samples = resample(samples, int(rate), int(sample_rate))
+        rate = int(sample_rate)
+    return Audio(samples=samples, sample_rate=int(rate), path=path)
+
+
+def check_not_silent(audio: Audio | np.ndarray, path: str | os.PathLike | None = None,
+                     threshold_dbfs: float = SILENCE_DBFS) -> None:
+    """Raise :class:`AudioError` when every sample is at or below ``threshold_dbfs``.
+
+    Parameters
+    ----------
+    audio : Audio or np.ndarray
+        The audio, or its ``(channels, samples)`` array.
+    path : str or PathLike, optional
+        Name used in the message (defaults to ``audio.path``).
+    threshold_dbfs : float
+        Peak level in dBFS that counts as silence (default -120 dBFS).
+    """
+    samples = audio.samples if isinstance(audio, Audio) else np.asarray(audio)
+    if path is None and isinstance(audio, Audio):
+        path = audio.path
+    peak = float(max(samples.max(initial=0.0), -samples.min(initial=0.0))) if samples.size else 0.0
+    if peak <= 10 ** (threshold_dbfs / 20):
+        raise AudioError(f"{_name(path) if path is not None else 'audio'}: is silent (no signal above {threshold_dbfs:g} dBFS)")
+
+
+def resample(samples: Any, orig_sr: int, new_sr: int) -> Any:
+    """Change the sample rate of ``samples`` along the last axis.
+
+    numpy input goes through soxr (very high quality, linear phase); torch tensors
+    through :func:`torchaudio.functional.resample` (stays on the tensor's device,
+    differentiable).
+
+    Parameters
+    ----------
+    samples : np.ndarray or torch.Tensor
+        ``(..., samples)``.
+    orig_sr, new_sr : int
+        Sample rates in Hz.
+
+    Returns
+    -------
+    Same type as ``samples``, ``(..., round(samples * new_sr / orig_sr))``.
+    """
+    orig_sr, new_sr = int(orig_sr), int(new_sr)
+    if orig_sr <= 0 or new_sr <= 0:
+        raise AudioError(f"cannot resample from {orig_sr} Hz to {new_sr} Hz")
+    if orig_sr == new_sr:
+        return samples
+    if not isinstance(samples, np.ndarray):
+        import torchaudio.functional as AF
+
+        return AF.resample(samples, orig_sr, new_sr)
+    import soxr
+
+    x = np.asarray(samples)
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1]).astype(np.float32, copy=False)
+    out = soxr.resample(np.ascontiguousarray(flat.T), orig_sr, new_sr, quality="VHQ")
+    out = np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)
+    return out.reshape(*lead, out.shape[-1])
+
+
+def tpdf_dither(shape: tuple[int, ...], bits: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Triangular-PDF dither noise, peak +-1 LSB of a ``bits``-bit quantiser.
+
+    The sum of two independent uniform variables of one LSB width each: zero mean,
+    variance ``LSB**2 / 6``, and it makes the quantisation error independent of the
+    signal (no distortion, just a steady noise floor).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Output shape.
+    bits : int
+        Word length of the target format (16 -> LSB = 2**-15 of full scale).
+    rng : np.random.Generator, optional
+        Random source (seed it for reproducible files).
+
+    Returns
+    -------
+    np.ndarray
+        ``float64`` noise in full-scale units.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    lsb = 2.0 ** (1 - bits)
+    return (rng.random(shape) - rng.random(shape)) * lsb
+
+
+def quantize(samples: np.ndarray, bits: int, dither: bool, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+    """Round ``float`` full-scale samples to ``bits``-bit integers.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        ``(..., samples)`` full scale +-1.0.
+    bits : int
+        16 or 24.
+    dither : bool
+        Add TPDF dither (:func:`tpdf_dither`) before rounding.
+    rng : np.random.Generator, optional
+        Random source of the dither.
+
+    Returns
+    -------
+    codes : np.ndarray
+        ``int32`` integer codes, left-justified in 32 bits (what libsndfile expects
+        for any integer encoding), i.e. ``code_bits << (32 - bits)``.
+    clipped : int
+        How many samples were beyond full scale and were clipped.
+    """
+    scale = 2.0 ** (bits - 1)
+    x = samples.astype(np.float64) * scale
+    if dither:
+        x += tpdf_dither(x.shape, bits, rng) * scale
+    x = np.rint(x)
+    over = (x > scale - 1) | (x < -scale)
+    clipped = int(np.count_nonzero(over))
+    if clipped:
+        np.clip(x, -scale, scale - 1, out=x)
+    return x.astype(np.int32) << (32 - bits), clipped
+
+
+def _as_numpy(samples: Any) -> np.ndarray:
+    if not isinstance(samples, np.ndarray):
+        if hasattr(samples, "detach"):
+            samples = samples.detach().cpu().numpy()
+        else:
+            samples = np.asarray(samples)
+    if samples.ndim == 1:
+        samples = samples[None, :]
+    if samples.ndim != 2:
+        raise AudioError(f"audio to write must be (channels, samples); got shape {tuple(samples.shape)}")
+    return samples
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = False,
+                      inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Validate an output path before any work is done.
+
+    Raises :class:`OutputExistsError` if ``path`` is one of ``inputs`` (never allowed)
+    or already exists and ``overwrite`` is False.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    for item in inputs:
+        if _same_file(path, Path(item)):
+            raise OutputExistsError(f"{_name(path)}: refusing to overwrite an input file; choose another output name")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{_name(path)}: already exists (use --overwrite to replace it)")
+    if path.is_dir():
+        raise OutputExistsError(f"{_name(path)}: is a folder; give a file name for the output")
+    return path
+
+
+def write_audio(
+    path: str | os.PathLike,
+    samples: Any,
+    sample_rate: int,
+    *,
+    subtype: str = "PCM_24",
+    dither: bool = True,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+    rng: np.random.Generator | None = None,
+) -> Path:
+    """Write ``samples`` to ``path`` atomically.
+
+    The container comes from the extension (``.wav``, ``.flac``, ``.aif``/``.aiff``).
+    The file is first written to a temporary file in the same folder and then moved
+    over ``path`` in one step, so a failed or interrupted write never leaves a
+    half-written file behind or damages an existing one.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Output file.
+    samples : np.ndarray or torch.Tensor
+        ``(channels, samples)`` (or ``(samples,)`` for mono), full scale +-1.0.
+    sample_rate : int
+        Hz.
+    subtype : {"PCM_16", "PCM_24", "FLOAT"}
+        Sample encoding (FLAC: 16 or 24 bit only).
+    dither : bool
+        Add TPDF dither when writing 16-bit (ignored for 24-bit and float).
+    overwrite : bool
+        Replace an existing file (never an input).
+    inputs : iterable of paths
+        Files this output was made from; writing over one of them is refused.
+    rng : np.random.Generator, optional
+        Random source of the dither.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` is an input, or exists and ``overwrite`` is False.
+    AudioError
+        Unknown extension/encoding, NaN/Inf samples, or the write failed.
+    """
+    import soundfile as sf
+
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    ext = path.suffix.lower()
+    if ext not in WRITE_FORMATS:
+        raise AudioError(
+            f"{_name(path)}: cannot write '{ext or '(no extension)'}' files; use "
+            + ", ".join(sorted(WRITE_FORMATS))
+        )
+    fmt = WRITE_FORMATS[ext]
+    subtype = subtype.upper()
+    if subtype not in WRITE_SUBTYPES[fmt]:
+        raise AudioError(
+            f"{_name(path)}: {fmt} cannot be written as {subtype}; choose one of {', '.join(WRITE_SUBTYPES[fmt])}"
+        )
+    x = _as_numpy(samples)
+    if x.shape[-1] == 0:
+        raise AudioError(f"{_name(path)}: nothing to write (zero-length audio)")
+    _check_finite(x, f"{_name(path)} (audio to write)")
+    if subtype in PCM_BITS:
+        data, clipped = quantize(x, PCM_BITS[subtype], dither=dither and PCM_BITS[subtype] <= 16, rng=rng)
+        if clipped:
+            log.warning("%s: %d samples beyond full scale were clipped", path, clipped)
+    else:
+        data = x.astype(np.float32, copy=False)
+    data = np.ascontiguousarray(data.T)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, (sf.LibsndfileError, RuntimeError, OSError, ValueError)):
+            raise AudioError(f"{_name(path)}: could not be written ({exc})") from exc
+        raise
+    return path
