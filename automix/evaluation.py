@@ -225,3 +225,63 @@ def summarize(scores: Sequence[Score]) -> dict[str, dict[str, float]]:
                        "balance_error_lu": float(np.mean([s.balance_error_lu for s in mine])),
                        "songs": len(mine)}
     return out
+
+
+def load_song_excerpt(song, sample_rate: int, seconds: float | None = 30.0) -> tuple[Tensor, Tensor, Tensor]:
+    """Stems (S, 2, T), target mix (2, T) and roles (S,) of a :class:`automix.data.Song`.
+
+    The excerpt is the middle ``seconds`` of the song (None or 0: all of it); the target
+    is the song's mix file when it has one, else the sum of its stems.
+    """
+    from automix.audio import load_audio
+    from automix.data.cache import to_stereo
+
+    stems = [to_stereo(load_audio(p, sample_rate=sample_rate).samples, p) for p in song.stems]
+    mix = to_stereo(load_audio(song.mix, sample_rate=sample_rate).samples, song.mix) if song.mix else None
+    length = max([s.shape[-1] for s in stems] + ([mix.shape[-1]] if mix is not None else []))
+    array = np.zeros((len(stems), 2, length), np.float32)
+    for i, s in enumerate(stems):
+        array[i, :, : s.shape[-1]] = s
+    target = array.sum(0)
+    if mix is not None:
+        target = np.zeros((2, length), np.float32)
+        target[:, : mix.shape[-1]] = mix
+    n = length if not seconds else min(length, int(round(seconds * sample_rate)))
+    start = (length - n) // 2
+    cut = slice(start, start + n)
+    return (torch.from_numpy(np.ascontiguousarray(array[..., cut])),
+            torch.from_numpy(np.ascontiguousarray(target[..., cut])),
+            torch.tensor(song.roles, dtype=torch.long))
+
+
+def model_mixer(model: torch.nn.Module, mode: str = "exact") -> Mixer:
+    """A :data:`Mixer` that renders ``model``'s settings with the console (``mode``)."""
+    from automix.dsp.console import render_mix
+
+    @torch.no_grad()
+    def mixer(stems: Tensor, roles: Tensor, mask: Tensor, sample_rate: int) -> Tensor:
+        strip = model(stems, sample_rate, roles, mask)
+        return render_mix(stems, strip, sample_rate, mode=mode, stem_mask=mask).stems
+
+    return mixer
+
+
+def evaluate_songs(songs: Sequence, mixer: Mixer | None, sample_rate: int, *, seconds: float | None = 30.0,
+                   perturbation=None, seed: int = 0, progress: bool = False) -> list[Score]:
+    """Held-out protocol over ``songs``: scores of the model (if ``mixer``) and both baselines.
+
+    ``perturbation`` defaults to :data:`automix.perturb.BENCHMARK` (+/-9 dB gain, tilt EQ).
+    """
+    from automix.perturb import BENCHMARK
+
+    perturbation = BENCHMARK if perturbation is None else perturbation
+    items = songs
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(songs, desc="evaluating", unit="song")
+    scores: list[Score] = []
+    for song in items:
+        stems, target, roles = load_song_excerpt(song, sample_rate, seconds)
+        scores += score_systems(song.name, stems, target, roles, sample_rate, mixer, perturbation, seed)
+    return scores

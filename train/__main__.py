@@ -30,12 +30,13 @@ def run(cfg: DictConfig, run_dir: str | Path):
 
     from train.trainer import Trainer
 
+    import torch
+
     resolved = OmegaConf.to_container(cfg, resolve=True)
     trainer_cfg = instantiate(cfg.trainer)
     if trainer_cfg.threads:
-        import torch
-
         torch.set_num_threads(int(trainer_cfg.threads))
+    torch.manual_seed(trainer_cfg.seed)  # the initial weights depend on the seed only
     trainer = Trainer(trainer_cfg, data=instantiate(cfg.data), model=instantiate(cfg.model),
                       loss=instantiate(cfg.loss), render=instantiate(cfg.console), run_dir=run_dir,
                       resolved_config=resolved)

@@ -181,7 +181,7 @@ class AudioCache:
         stems, names, roles = [], [], []
         for path, role in zip(song.stems, song.roles):
             audio = load_audio(path, sample_rate=self.sample_rate)
-            samples = _stereo(audio.samples, path)
+            samples = to_stereo(audio.samples, path)
             if _rms_db(samples) < SILENCE_DB:
                 continue
             stems.append(samples)
@@ -189,7 +189,7 @@ class AudioCache:
             roles.append(int(role))
         mix = None
         if song.mix is not None:
-            mix = _stereo(load_audio(song.mix, sample_rate=self.sample_rate).samples, song.mix)
+            mix = to_stereo(load_audio(song.mix, sample_rate=self.sample_rate).samples, song.mix)
         length = max([s.shape[-1] for s in stems] + ([mix.shape[-1]] if mix is not None else []), default=0)
         if len(stems) > self.max_stems:
             stems, names, roles = _merge_quietest(stems, names, roles, self.max_stems, length)
@@ -214,7 +214,8 @@ class AudioCache:
         os.replace(tmp, directory / "meta.json")
 
 
-def _stereo(samples: np.ndarray, path) -> np.ndarray:
+def to_stereo(samples: np.ndarray, path) -> np.ndarray:
+    """``samples`` (C, T) as float32 stereo (mono duplicated); DatasetError for more channels."""
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 1:
         samples = samples[None]

@@ -1,0 +1,171 @@
+"""End to end on tiny synthetic multitracks: train, checkpoint, kill, resume, evaluate."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from multitrack_synth import write_dataset
+
+torch.set_num_threads(1)
+SR = 16000
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from train.__main__ import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return hydra_compose("train", overrides=overrides)
+
+
+def tiny_overrides(root: Path, cache: Path, run_dir: Path, max_steps: int = 5) -> list[str]:
+    """3 steps per epoch of 2 half-second excerpts; a checkpoint every 2 steps."""
+    return [f"data.root={root}", f"data.cache_dir={cache}", f"run_dir={run_dir}",
+            f"data.sample_rate={SR}", "data.excerpt_seconds=0.5", "data.excerpts_per_epoch=6",
+            "data.valid_fraction=0.25", "data.valid_excerpts_per_song=2",
+            "trainer=smoke", f"trainer.max_steps={max_steps}", "trainer.batch_size=2",
+            "trainer.checkpoint_every=2", "trainer.log_every=1", "trainer.keep_checkpoints=2",
+            "trainer.progress=false", "trainer.learning_rate=1e-3",
+            "model.d_model=32", "model.n_layers=1", "loss.terms.stft.fft_sizes=[512,128]"]
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    return write_dataset(base / "train", n_songs=5, seconds=2.0), write_dataset(base / "heldout", n_songs=2, seconds=2.0)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(songs, tmp_path, monkeypatch, capsys):
+    from automix.cli import main as automix_main
+    from automix.dsp.params import PARAM_TABLE_VERSION
+    from automix.model.checkpoint import load_model
+    from train.__main__ import run
+    from train.trainer import Trainer
+
+    root, heldout = songs
+    cache = tmp_path / "cache"
+    straight = run(compose(tiny_overrides(root, cache, tmp_path / "A")), tmp_path / "A")
+    assert straight.step == 5
+
+    # the same run, killed during its 4th step (last checkpoint: step 2, mid-epoch), then resumed
+    real_step = Trainer._train_step
+
+    def dying_step(self, *args, **kwargs):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose(tiny_overrides(root, cache, tmp_path / "B")), tmp_path / "B")
+    assert torch.load(tmp_path / "B" / "last.pt", weights_only=True)["training"]["step"] == 2
+    monkeypatch.setattr(Trainer, "_train_step", real_step)
+    resumed = run(compose(tiny_overrides(root, cache, tmp_path / "B")), tmp_path / "B")
+    assert resumed.step == 5
+    from hydra.utils import instantiate
+
+    torch.manual_seed(0)
+    initial = instantiate(compose(tiny_overrides(root, cache, tmp_path / "A")).model).state_dict()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    moved = max(float((a[n] - initial[n]).abs().max()) for n in a)
+    apart = max(float((a[n] - b[n]).abs().max()) for n in a)
+    # same weights up to float rounding (the console's threaded kernels do not sum in a fixed order)
+    assert moved > 1e-3 and apart < 0.02 * moved, (moved, apart)
+
+    # files of a run
+    run_a = tmp_path / "A"
+    config = yaml.safe_load((run_a / "config.yaml").read_text())
+    assert config["data"]["root"] == str(root) and config["data"]["sample_rate"] == SR
+    assert sorted(p.name for p in run_a.glob("step_*.pt")) == ["step_0000004.pt", "step_0000005.pt"]
+    rows = _read_csv(tmp_path / "B" / "train.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 6))  # rows after the kill were replaced
+    for ra, rb in zip(_read_csv(run_a / "train.csv"), rows):
+        assert float(rb["loss"]) == pytest.approx(float(ra["loss"]), rel=1e-3)
+    assert 0.0 <= float(rows[-1]["data_wait_fraction"]) < 1.0
+    valid = _read_csv(run_a / "valid.csv")
+    assert [int(r["step"]) for r in valid] == [3, 5]  # end of epoch 0, end of the run
+    for system in ("model", "sum", "equal_loudness"):
+        assert float(valid[-1][f"lsd_db.{system}"]) > 0 and float(valid[-1][f"balance_lu.{system}"]) > 0
+
+    # checkpoints: plain tensors + config, ready for inference
+    payload = torch.load(run_a / "last.pt", weights_only=True)
+    assert payload["param_table_version"] == PARAM_TABLE_VERSION
+    assert payload["info"]["sample_rate"] == SR and payload["info"]["config"]["model"]["d_model"] == 32
+    model, info = load_model(run_a / "best.pt")
+    model, info = load_model(run_a / "last.pt")
+    x = torch.randn(1, 3, 2, SR) * 0.1
+    roles, mask = torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.bool)
+    straight.model.eval()
+    torch.testing.assert_close(model(x, SR, roles, mask), straight.model(x, SR, roles, mask))
+
+    # held-out evaluation through the CLI
+    out = tmp_path / "scores.json"
+    assert automix_main(["evaluate", str(heldout), "--model", str(run_a / "last.pt"), "--seconds", "1.5",
+                         "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "song0" in printed and "mean" in printed
+    scores = json.loads(out.read_text())
+    assert set(scores["summary"]) == {"model", "sum", "equal_loudness"}
+    assert len(scores["songs"]) == 6 and scores["sample_rate"] == SR
+    for row in scores["songs"]:
+        assert math.isfinite(row["spectral_distance_db"]) and row["balance_error_lu"] >= 0
+    assert scores["summary"]["sum"]["balance_error_lu"] > 1.0  # +/-9 dB gains did move the stems
+    assert automix_main(["evaluate", str(heldout), "--model", str(run_a / "last.pt"), "--json", str(out)]) == 2
+
+
+def test_gradients_through_the_console_fit_one_batch(songs, tmp_path):
+    """A few optimiser steps on one batch must cut its loss: the model learns through the audio."""
+    from hydra.utils import instantiate
+
+    from automix.data import MultitrackData, collate_excerpts
+    from automix.losses import MixPrediction
+    from train.step import step_generator
+
+    cfg = compose(tiny_overrides(songs[0], tmp_path / "cache", tmp_path / "run"))
+    data: MultitrackData = instantiate(cfg.data)
+    ds = data.dataset(data.prepare(("train",))["train"])
+    batch = collate_excerpts([ds[(0, 4000)], ds[(1, 12000)]])
+    torch.manual_seed(0)
+    model, loss_fn, render = instantiate(cfg.model), instantiate(cfg.loss), instantiate(cfg.console)
+    inputs, _ = data.perturbation.apply(batch["stems"], SR, step_generator(0, 0, 0), stem_mask=batch["mask"],
+                                        render=render)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(10):
+        strip = model(inputs, SR, batch["roles"], batch["mask"])
+        result = render(inputs, strip, SR, stem_mask=batch["mask"])
+        loss, _ = loss_fn(MixPrediction(result.mix, result.stems, batch["target_mix"], batch["stems"],
+                                        batch["mask"], strip, SR))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_command_line_reports_a_bad_dataset_in_one_line(tmp_path):
+    """``python -m train`` (the Hydra app) composes the configs and turns DatasetError into exit 2."""
+    import subprocess
+    import sys
+
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "train", f"data.root={tmp_path / 'empty'}",
+                           f"run_dir={tmp_path / 'run'}", "trainer=smoke"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "automix-train: error: no songs found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
