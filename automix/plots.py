@@ -1,0 +1,123 @@
+"""Analysis plots: 1/3-octave spectra above, loudness over time below (PNG, no display).
+
+General on purpose: any number of labelled spectra and loudness curves (e.g. one per
+analysed file, or "mix", "master" and "reference" for a mastering report) plus
+labelled horizontal reference lines (a loudness target, -1 dBTP...). matplotlib runs
+with the non-interactive Agg backend, so it works on servers without a display.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from automix.audio import check_output_path
+
+
+@dataclass
+class Series:
+    """One labelled curve.
+
+    Attributes
+    ----------
+    label : str
+        Legend text.
+    x : np.ndarray
+        Frequencies (Hz) for a spectrum, times (s) for a loudness curve.
+    y : np.ndarray
+        Level (dB) for a spectrum, loudness (LUFS) for a curve; non-finite values are gaps.
+    """
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+
+
+def _finite(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    return np.where(np.isfinite(y), y, np.nan)
+
+
+def plot_spectra_and_loudness(
+    path: str | os.PathLike,
+    spectra: Sequence[Series],
+    loudness: Sequence[Series],
+    *,
+    title: str = "",
+    loudness_lines: Sequence[tuple[str, float]] = (),
+    overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
+) -> Path:
+    """Write a two-panel PNG: spectra (log frequency) over loudness curves (time).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Output ``.png``; written atomically, refused if it exists (unless ``overwrite``)
+        or is one of ``inputs``.
+    spectra : sequence of Series
+        1/3-octave (or any) spectra: ``x`` in Hz, ``y`` in dB.
+    loudness : sequence of Series
+        Loudness curves: ``x`` in seconds, ``y`` in LUFS.
+    title : str
+        Figure title.
+    loudness_lines : sequence of (label, LUFS)
+        Horizontal dashed reference lines on the loudness panel (e.g. integrated
+        loudness, a target); line ``i`` takes the colour of curve ``i``.
+    overwrite, inputs
+        See :func:`automix.audio.check_output_path`.
+
+    Returns
+    -------
+    Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), constrained_layout=True)
+    try:
+        for s in spectra:
+            top.semilogx(s.x, _finite(s.y), marker="o", markersize=3, label=s.label)
+        top.set_xlabel("Frequency (Hz), 1/3-octave bands")
+        top.set_ylabel("Level (dB re full scale)")
+        top.set_title("Long-term average spectrum")
+        ticks = [31.5, 63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000]
+        top.xaxis.set_major_locator(FixedLocator(ticks))
+        top.xaxis.set_minor_locator(NullLocator())
+        top.xaxis.set_minor_formatter(NullFormatter())
+        top.set_xticklabels([f"{t / 1000:g}k" if t >= 1000 else f"{t:g}" for t in ticks])
+        top.set_xlim(16, 22000)
+        top.grid(True, which="major", alpha=0.3)
+
+        for s in loudness:
+            bottom.plot(s.x, _finite(s.y), label=s.label)
+        for i, (label, value) in enumerate(loudness_lines):
+            if np.isfinite(value):
+                bottom.axhline(value, linestyle="--", linewidth=1, color=f"C{i % 10}",
+                               label=f"{label} ({value:.1f} LUFS)")
+        bottom.set_xlabel("Time (s)")
+        bottom.set_ylabel("Short-term loudness (LUFS)")
+        bottom.set_title("Loudness over time (3 s window)")
+        bottom.grid(True, alpha=0.3)
+        for ax in (top, bottom):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8, loc="best")
+        if title:
+            fig.suptitle(title)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+        try:
+            fig.savefig(tmp, dpi=100, format="png")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    finally:
+        plt.close(fig)
+    return path
