@@ -103,3 +103,15 @@ def test_format_table_lists_every_parameter():
     text = STRIP.format_table()
     for spec in STRIP.specs:
         assert f"`{spec.name}`" in text
+
+
+def test_console_doc_lists_every_parameter_with_unit_and_range():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "console.md").read_text()
+    for table in (STRIP, MASTER):
+        for spec in table.specs:
+            row = next((line for line in doc.splitlines() if line.startswith(f"| `{spec.name}` |")), None)
+            assert row is not None, spec.name
+            cells = [c.strip() for c in row.split("|")[1:-1]]
+            assert cells[1] == (spec.unit or "-")
+            assert float(cells[2]) == spec.minimum and float(cells[3]) == spec.maximum
