@@ -1,0 +1,133 @@
+"""Training throughput on CPU, and how much of a step waits for data.
+
+Builds a synthetic multitrack set (or uses ``--data DIR``), then, in the same run:
+
+1. trains a few steps per configuration (training sample rate x DataLoader workers) and
+   prints examples per second and the fraction of step time spent waiting for the next
+   batch (target: under 10 %);
+2. times reading one training example from the decoded memory-mapped cache against
+   decoding the stem files for it (what a loader without the cache would do): the ratio
+   is what the cache saves.
+
+Usage::
+
+    python benchmarks/train_speed.py                 # synthetic songs, about 3 minutes
+    python benchmarks/train_speed.py --data /work/data/midi_mt --steps 10
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def synthetic_dataset(folder: Path, n_songs: int, seconds: float) -> Path:
+    from multitrack_synth import write_dataset
+
+    return write_dataset(folder, n_songs=n_songs, seconds=seconds, sample_rate=44100, subtype="PCM_24")
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return hydra_compose("train", overrides=overrides)
+
+
+def train_run(data: Path, cache: Path, run_dir: Path, sample_rate: int, workers: int, steps: int,
+              batch_size: int, excerpt_seconds: float) -> tuple[float, float]:
+    """(examples/s, data-wait fraction) over the steps after the first two (warm-up)."""
+    from train.__main__ import run
+
+    warmup = 2
+    overrides = [f"data.root={data}", f"data.cache_dir={cache}", f"run_dir={run_dir}",
+                 f"data.sample_rate={sample_rate}", f"data.excerpt_seconds={excerpt_seconds}",
+                 f"data.excerpts_per_epoch={(steps + warmup) * batch_size}", "data.valid_fraction=0",
+                 f"trainer.max_steps={steps + warmup}", f"trainer.batch_size={batch_size}",
+                 f"trainer.num_workers={workers}", "trainer.device=cpu", "trainer.progress=false",
+                 "trainer.validate=false", f"trainer.log_every={warmup}", "trainer.checkpoint_every=100000",
+                 "trainer.keep_checkpoints=0", f"trainer.warmup_steps={warmup}"]
+    run(compose(overrides), run_dir)
+    with open(run_dir / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[1:]  # drop the warm-up window
+    seconds = sum(warmup * batch_size / float(r["examples_per_s"]) for r in rows)
+    wait = sum(warmup * batch_size / float(r["examples_per_s"]) * float(r["data_wait_fraction"]) for r in rows)
+    return len(rows) * warmup * batch_size / seconds, wait / seconds
+
+
+def read_speed(data: Path, cache: Path, sample_rate: int, excerpt_seconds: float, n: int = 20) -> tuple[float, float]:
+    """Seconds per example: from the memory-mapped cache, and by decoding the files."""
+    from automix.audio import load_audio
+    from automix.data import AudioCache, ExcerptDataset, ExcerptSampler, scan_folder
+
+    songs = scan_folder(data)
+    cached = AudioCache(cache, sample_rate).prepare(songs)
+    length = int(excerpt_seconds * sample_rate)
+    positions = list(ExcerptSampler(cached, length, n, seed=1))
+    ds = ExcerptDataset(cached, length)
+    t0 = time.perf_counter()
+    for index in positions:
+        ds[index]
+    t_cache = (time.perf_counter() - t0) / n
+    by_name = {s.name: s for s in songs}
+    t0 = time.perf_counter()
+    for song_index, start in positions[: max(3, n // 4)]:
+        song = by_name[cached[song_index].name]
+        stems = [load_audio(p, sample_rate=sample_rate).samples[:, start:start + length] for p in song.stems]
+        np.stack([s for s in stems if s.shape[-1] == length] or stems[:1])
+    t_decode = (time.perf_counter() - t0) / max(3, n // 4)
+    return t_cache, t_decode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="multitrack folder (default: synthetic songs)")
+    parser.add_argument("--songs", type=int, default=6, help="synthetic songs (default 6)")
+    parser.add_argument("--steps", type=int, default=8, help="measured steps per configuration (default 8)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--excerpt-seconds", type=float, default=3.0)
+    parser.add_argument("--sample-rates", type=int, nargs="+", default=[24000, 44100])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import logging
+
+    logging.getLogger("train").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="automix-train-speed-") as tmp:
+        tmp = Path(tmp)
+        data = args.data or synthetic_dataset(tmp / "songs", args.songs, seconds=20.0)
+        cache = tmp / "cache"
+        print(f"data: {data}  batch {args.batch_size} x {args.excerpt_seconds:g} s excerpts, "
+              f"{args.steps} measured steps, {args.threads} torch threads, CPU")
+        results = {}
+        for sr in args.sample_rates:
+            for workers in args.workers:
+                eps, wait = train_run(data, cache, tmp / f"run-{sr}-{workers}", sr, workers, args.steps,
+                                      args.batch_size, args.excerpt_seconds)
+                results[sr, workers] = eps
+                print(f"train @ {sr:5d} Hz, {workers} workers: {eps:6.2f} examples/s, "
+                      f"waiting for data {100 * wait:5.1f} % of step time (target < 10 %)")
+        if len(args.sample_rates) > 1:
+            lo, hi = min(args.sample_rates), max(args.sample_rates)
+            w = args.workers[0]
+            print(f"speed-up of training at {lo} Hz over {hi} Hz ({w} workers): "
+                  f"{results[lo, w] / results[hi, w]:.2f}x")
+        t_cache, t_decode = read_speed(data, cache, args.sample_rates[0], args.excerpt_seconds)
+        print(f"one example: {1000 * t_cache:.2f} ms from the memory-mapped cache, "
+              f"{1000 * t_decode:.1f} ms decoding the files: cache {t_decode / t_cache:.0f}x faster")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
