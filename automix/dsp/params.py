@@ -352,6 +352,23 @@ MASTER = ParamTable("master", _eq_specs() + _compressor_specs(0.1) + [
 ])
 """Master bus: EQ -> compressor -> output gain (the mastering stage appends its limiter)."""
 
+MASTERING = MASTER.extended([
+    ParamSpec("width.low_side_db", "dB", -24.0, 12.0, 0.0, "linear",
+              "side (stereo) level below width.low_freq_hz: negative = narrower/more mono bass"),
+    ParamSpec("width.mid_side_db", "dB", -24.0, 12.0, 0.0, "linear",
+              "side (stereo) level between the two width crossovers: positive = wider"),
+    ParamSpec("width.high_side_db", "dB", -24.0, 12.0, 0.0, "linear",
+              "side (stereo) level above width.high_freq_hz: positive = wider top end"),
+    ParamSpec("width.low_freq_hz", "Hz", 50.0, 1000.0, 200.0, "log", "crossover between low and mid width regions"),
+    ParamSpec("width.high_freq_hz", "Hz", 1000.0, 16000.0, 4000.0, "log", "crossover between mid and high width regions"),
+    ParamSpec("limiter.ceiling_dbtp", "dBTP", -12.0, 0.0, -1.0, "linear",
+              "true-peak ceiling of the limiter (the output never exceeds it)", neutral=0.0),
+    ParamSpec("limiter.lookahead_ms", "ms", 0.5, 20.0, 5.0, "log", "limiter look-ahead (attack ramp length)"),
+    ParamSpec("limiter.release_ms", "ms", 5.0, 2000.0, 150.0, "log", "limiter release time constant"),
+], label="mastering")
+"""Mastering chain: the master bus (EQ -> compressor -> output gain, ``output_gain_db`` being the
+level into the limiter) plus mid/side width and the true-peak limiter (used by automix.mastering)."""
+
 
 # --------------------------------------------------------------------- settings dataclasses
 class SettingsBase:

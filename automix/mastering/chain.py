@@ -1,0 +1,114 @@
+"""The mastering chain before the limiter: parametric EQ -> fine EQ -> mid/side width -> bus compressor.
+
+Settings are a :data:`automix.dsp.params.MASTERING` tensor (readable, validated, the
+same names in JSON reports) plus an optional fine correction curve. Two renderers:
+
+* :func:`render_chain` -- numpy in/out for files: exact IIR EQ (float64 recursion),
+  zero-phase FIR for the fine curve, M/S width, feed-forward compressor. Stages at
+  neutral settings are skipped.
+* :func:`render_chain_torch` -- the same chain, differentiable in torch (used for
+  per-track refinement by gradient descent and for training the mastering model).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from automix.dsp.compressor import compress
+from automix.dsp.eq import apply_eq_exact, eq_sos
+from automix.dsp.params import MASTERING
+from automix.mastering.tonal import apply_fir, fine_correction_fir
+from automix.mastering.width import apply_width, is_neutral as width_is_neutral
+
+EQ_GAINS = ("eq.low_shelf.gain_db", "eq.peak1.gain_db", "eq.peak2.gain_db", "eq.peak3.gain_db",
+            "eq.high_shelf.gain_db")
+
+
+@dataclass
+class ChainSettings:
+    """Everything the chain needs.
+
+    Attributes
+    ----------
+    values : torch.Tensor
+        ``(P,)`` MASTERING settings (EQ bands, compressor, output gain, width, limiter).
+    fine_freqs_hz, fine_db : np.ndarray or None
+        Fine correction curve (Hz, dB), or None for none.
+    """
+
+    values: torch.Tensor
+    fine_freqs_hz: np.ndarray | None = None
+    fine_db: np.ndarray | None = None
+
+    def get(self, name: str) -> float:
+        """One setting as a float."""
+        return float(self.values[MASTERING.index(name)])
+
+    def set(self, name: str, value: float) -> None:
+        """Change one setting (clamped into its range)."""
+        spec = MASTERING.spec(name)
+        self.values[MASTERING.index(name)] = float(min(max(value, spec.minimum), spec.maximum))
+
+    @property
+    def eq_active(self) -> bool:
+        return any(abs(self.get(n)) > 1e-6 for n in EQ_GAINS) or self.get("eq.hpf.mix") > 0
+
+    @property
+    def comp_active(self) -> bool:
+        return self.get("comp.ratio") > 1.0 + 1e-6
+
+
+def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings) -> np.ndarray:
+    """Apply EQ, fine EQ, width and compressor to ``x`` ``(channels, T)``; returns float32 ``(channels, T)``.
+
+    ``output_gain_db`` and the limiter are applied afterwards by the loudness landing.
+    """
+    v = settings.values
+    y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    with torch.no_grad():
+        if settings.eq_active:
+            y = apply_eq_exact(y, eq_sos(v, MASTERING, sample_rate)).to(torch.float32)
+        if settings.fine_db is not None and np.any(np.abs(settings.fine_db) > 1e-3):
+            taps = fine_correction_fir(settings.fine_freqs_hz, settings.fine_db, sample_rate)
+            y = torch.from_numpy(apply_fir(y.numpy(), taps))
+        if not width_is_neutral(v):
+            y = apply_width(y, v, sample_rate)
+        if settings.comp_active:
+            y = _compress(y, v, sample_rate)
+    return np.ascontiguousarray(y.numpy(), dtype=np.float32)
+
+
+def _compress(y: torch.Tensor, v: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    def p(name: str) -> torch.Tensor:
+        return v[..., MASTERING.index(f"comp.{name}")].to(y.dtype)
+
+    return compress(y, p("threshold_db"), p("ratio"), p("attack_ms"), p("release_ms"), p("knee_db"),
+                    p("makeup_db"), sample_rate)
+
+
+def render_chain_torch(x: torch.Tensor, values: torch.Tensor, sample_rate: int,
+                       fine_fir: torch.Tensor | None = None) -> torch.Tensor:
+    """Differentiable chain (EQ -> optional fine FIR -> width -> compressor -> output gain).
+
+    Parameters
+    ----------
+    x : Tensor (..., 2, T)
+    values : Tensor (..., P) MASTERING settings (gradients flow to every one).
+    fine_fir : Tensor (..., L) or None, centred FIR taps (odd length).
+
+    Returns
+    -------
+    Tensor (..., 2, T) (no limiter: the loss looks at tone and loudness before it).
+    """
+    y = apply_eq_exact(x, eq_sos(values, MASTERING, sample_rate)).to(x.dtype)
+    if fine_fir is not None:
+        n, taps = y.shape[-1], fine_fir.shape[-1]
+        n_fft = 1 << (n + taps - 2).bit_length()
+        spec = torch.fft.rfft(y, n=n_fft) * torch.fft.rfft(fine_fir.to(y.dtype), n=n_fft).unsqueeze(-2)
+        y = torch.fft.irfft(spec, n=n_fft)[..., taps // 2: taps // 2 + n]
+    y = apply_width(y, values, sample_rate)
+    y = _compress(y, values, sample_rate)
+    gain = torch.pow(10.0, values[..., MASTERING.index("output_gain_db")].to(y.dtype) / 20.0)
+    return y * gain[..., None, None]

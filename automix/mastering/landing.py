@@ -1,0 +1,151 @@
+"""Loudness that lands: find the gain into the limiter that gives the target loudness after limiting.
+
+Limiting lowers loudness by an amount that grows with the drive, so a single gain step
+misses the target. :func:`land_loudness` iterates: measure the integrated loudness after
+the limiter, correct the drive by the error divided by the measured slope (secant
+method), until the error is below ``tolerance_lu`` (0.03 LU by default, well inside the
+promised +-0.1 LU). The peak envelope is detected once (it scales with the drive), so an
+iteration costs one look-ahead pass and one loudness measurement.
+
+When the target needs more than ``max_limiting_db`` of gain reduction, the drive stops
+at the highest level that stays within it and the result carries a warning saying how
+far from the target it is (a musician then decides: lower target or accept more limiting).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from automix.mastering.limiter import DETECTOR_MARGIN_DB, detect_peaks, gain_from_peaks, limit_true_peak
+
+
+@dataclass
+class Landing:
+    """Result of :func:`land_loudness`.
+
+    Attributes
+    ----------
+    samples : np.ndarray
+        ``(channels, T)`` float32 output.
+    drive_db : float
+        Gain applied before the limiter (dB).
+    integrated_lufs : float
+        Measured loudness of ``samples``.
+    true_peak_dbtp : float
+        Measured true peak of ``samples``.
+    max_gain_reduction_db : float
+        Largest limiter gain reduction (dB).
+    iterations : int
+    reached : bool
+        False when the target was not reached because of ``max_limiting_db``.
+    warnings : list of str
+    """
+
+    samples: np.ndarray
+    drive_db: float
+    integrated_lufs: float
+    true_peak_dbtp: float
+    max_gain_reduction_db: float
+    iterations: int
+    reached: bool
+    limiter_gain_db: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _db_gain(db: float) -> float:
+    return 10.0 ** (db / 20.0)
+
+
+def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceiling_dbtp: float = -1.0,
+                  limiter: bool = True, max_limiting_db: float = 6.0, lookahead_ms: float = 5.0,
+                  release_ms: float = 150.0, tolerance_lu: float = 0.03, max_iterations: int = 10) -> Landing:
+    """Drive ``x`` into the true-peak limiter so that the output lands on ``target_lufs``.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(channels, T)`` the chain's output before the limiter.
+    sample_rate : int
+        Hz.
+    target_lufs : float
+        Wanted integrated loudness (LUFS).
+    ceiling_dbtp : float
+        Limiter ceiling (dBTP).
+    limiter : bool
+        False: plain gain, no limiter (the peaks may exceed 0 dBFS: export as float).
+    max_limiting_db : float
+        Most gain reduction allowed (dB); beyond it the level stops short of the target.
+    tolerance_lu : float
+        Stop when ``|loudness - target|`` is below this.
+
+    Returns
+    -------
+    Landing
+    """
+    from automix.loudness import integrated_loudness, true_peak_dbtp
+
+    x = np.asarray(x, dtype=np.float32)
+    start = integrated_loudness(x, sample_rate)
+    if not math.isfinite(start):
+        from automix.errors import MasteringError
+        raise MasteringError("the audio is too quiet or too short to measure its loudness")
+    drive = target_lufs - start
+    if not limiter:
+        y = (x * np.float32(_db_gain(drive))).astype(np.float32)
+        return Landing(y, drive, integrated_loudness(y, sample_rate), true_peak_dbtp(y, sample_rate), 0.0, 1, True)
+
+    threshold = 10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0)
+    # interpolate wherever a drive up to max_limiting_db + 6 dB above the first guess could reach the ceiling
+    peaks = detect_peaks(x, threshold * _db_gain(-drive - max_limiting_db - 6.0))
+    warnings: list[str] = []
+    history: list[tuple[float, float]] = []  # (drive, loudness)
+    reached = True
+    gain = None
+    lufs = math.nan
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):
+        gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
+        reduction = float(-20.0 * np.log10(max(gain.min(), 1e-30)))
+        if reduction > max_limiting_db + 0.05:
+            # back off: gain reduction grows about 1:1 with the drive once limiting
+            drive -= reduction - max_limiting_db
+            reached = False
+            continue
+        y = x * np.float32(_db_gain(drive)) * gain.astype(np.float32)
+        lufs = integrated_loudness(y, sample_rate)
+        error = target_lufs - lufs
+        history.append((drive, lufs))
+        if abs(error) <= tolerance_lu:
+            reached = True
+            break
+        if error > 0 and reduction >= max_limiting_db - 0.05:
+            reached = False
+            break  # louder would need more limiting than allowed
+        slope = 1.0
+        if len(history) >= 2:
+            (d0, l0), (d1, l1) = history[-2], history[-1]
+            if abs(d1 - d0) > 1e-6:
+                slope = min(1.0, max(0.2, (l1 - l0) / (d1 - d0)))
+        step = error / slope
+        if error > 0:
+            # do not step beyond the limiting allowance
+            step = min(step, max(0.0, max_limiting_db - reduction) / max(slope, 0.2) + 0.5 * step)
+        drive += step
+    assert gain is not None
+    result = limit_true_peak(x * np.float32(_db_gain(drive)), sample_rate, ceiling_dbtp, lookahead_ms, release_ms,
+                             first_gain=gain)
+    y = result.samples
+    lufs = integrated_loudness(y, sample_rate)
+    if abs(lufs - target_lufs) > 0.1 and lufs < target_lufs and result.max_gain_reduction_db >= max_limiting_db - 0.1:
+        reached = False
+        warnings.append(
+            f"target {target_lufs:.1f} LUFS would need more than {max_limiting_db:g} dB of limiting; "
+            f"stopped at the safe level {lufs:.1f} LUFS (raise --max-limiting or lower the target)")
+    elif abs(lufs - target_lufs) > 0.1:
+        warnings.append(f"loudness landed at {lufs:.2f} LUFS, {lufs - target_lufs:+.2f} LU from the target")
+    return Landing(samples=y, drive_db=float(drive), integrated_lufs=float(lufs),
+                   true_peak_dbtp=float(result.true_peak_dbtp), max_gain_reduction_db=result.max_gain_reduction_db,
+                   iterations=iterations, reached=reached and abs(lufs - target_lufs) <= 0.1,
+                   limiter_gain_db=result.gain_db, warnings=warnings)

@@ -1,0 +1,277 @@
+"""True-peak limiter: look-ahead, 4x oversampled peak detection, guaranteed ceiling.
+
+Signal flow (all channels linked)::
+
+    peak[n]     = max over channels of |x| at the sample n and at the 4x-interpolated points
+                  between n-1 and n+1 (polyphase windowed-sinc interpolation)
+    wanted[n]   = min(1, ceiling / peak[n])                        gain that keeps sample n legal
+    held[k]     = min(wanted[k .. k+L-1])                          look-ahead hold (L = look-ahead)
+    released[k] = held[k] if held[k] < released[k-1]               instant attack
+                  else released[k-1] + (1 - a) (held[k] - released[k-1])     exponential release
+    gain[n]     = mean(released[n-L+1 .. n])                       ramp of length L
+    y[n]        = x[n] * gain[n]
+
+Every ``released[k]`` in the averaging window of ``n`` comes from a ``held[k]`` whose
+look-ahead window contains ``n``, so ``gain[n] <= wanted[n]``: the detected peak of every
+sample ends at or below the ceiling, and the gain reaches its minimum smoothly over the
+look-ahead time *before* the peak (no clicks). The interpolated peaks of the output can
+differ slightly from ``gain x`` the detected ones while the gain moves, so
+:func:`limit_true_peak` measures the result with :func:`automix.loudness.true_peak_dbtp`
+and repeats on the output (and, as the last safety stage, trims the level) until the
+ceiling holds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+OVERSAMPLING = 4
+"""Oversampling factor of the peak detector."""
+
+_HALF_TAPS = 16
+"""Half length (input samples) of the detector's interpolation filter."""
+
+DETECTOR_MARGIN_DB = 0.02
+"""The detector aims this far below the ceiling to absorb interpolation differences (dB)."""
+
+
+@dataclass
+class LimiterResult:
+    """Output of :func:`limit_true_peak`.
+
+    Attributes
+    ----------
+    samples : np.ndarray
+        ``(channels, samples)`` float32, true peak <= ceiling.
+    max_gain_reduction_db : float
+        Largest gain reduction applied (dB, >= 0).
+    true_peak_dbtp : float
+        Measured true peak of ``samples``.
+    passes : int
+        Limiter passes needed (1 for almost all material).
+    safety_trim_db : float
+        Level trim of the final safety stage (0 unless the passes were not enough).
+    """
+
+    samples: np.ndarray
+    gain_db: np.ndarray
+    max_gain_reduction_db: float
+    true_peak_dbtp: float
+    passes: int
+    safety_trim_db: float
+
+
+def _interpolation_phases() -> np.ndarray:
+    """(OVERSAMPLING - 1, 2 * _HALF_TAPS) windowed-sinc phases; phase p estimates x(n + p/4) from x[n-H+1 .. n+H]."""
+    up, half = OVERSAMPLING, _HALF_TAPS
+    taps = np.arange(-half + 1, half + 1)  # offsets of the input samples used
+    phases = []
+    for p in range(1, up):
+        t = p / up - taps  # distance from each input sample to the interpolation point
+        window = np.kaiser(2 * half + 1, 8.0)
+        # Kaiser window sampled at the (fractional) positions of the taps
+        w = np.interp(t, np.linspace(-half, half, 2 * half + 1), window)
+        phases.append(np.sinc(t) * w)
+    return np.array(phases)
+
+
+_PHASES = _interpolation_phases()
+_PHASES_F32 = _PHASES.astype(np.float32)
+_GAIN_BOUND = float(np.abs(_PHASES).sum(axis=1).max()) * 1.001
+
+
+@njit(cache=True)
+def _peak_envelope(x, phases, threshold, gain_bound):  # pragma: no cover - compiled
+    channels, n = x.shape
+    n_phases, taps = phases.shape
+    half = taps // 2
+    block = 64
+    padded = np.zeros((channels, n + taps + 1), np.float32)
+    padded[:, half:half + n] = x
+    between = np.zeros(n + 1, np.float32)  # between[k]: largest interpolated |x| between x[k-1] and x[k]
+    env = np.zeros(n, np.float32)
+    for c in range(channels):
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            lo = max(0, start - half)
+            hi = min(n, stop + half)
+            local = np.float32(0.0)
+            for i in range(lo, hi):
+                a = abs(x[c, i])
+                if a > local:
+                    local = a
+            for i in range(start, stop):
+                v = abs(x[c, i])
+                if v > env[i]:
+                    env[i] = v
+            if local * gain_bound < threshold:
+                continue  # interpolated peaks here cannot reach the threshold
+            for i in range(start, stop):
+                # padded[i + 1 + j] == x[c, i - half + 1 + j]
+                for p in range(n_phases):
+                    acc = np.float32(0.0)
+                    for j in range(taps):
+                        acc += phases[p, j] * padded[c, i + 1 + j]
+                    a = abs(acc)
+                    if a > between[i + 1]:
+                        between[i + 1] = a
+    for i in range(n):
+        b = max(between[i], between[i + 1])
+        if b > env[i]:
+            env[i] = b
+    return env
+
+
+def detect_peaks(x: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """Linked true-peak envelope: per sample, the largest magnitude at it and at the
+    4x-interpolated points within one sample on either side.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(channels, samples)``.
+    threshold : float
+        Interpolation is skipped where it provably cannot reach this linear level (there
+        the envelope holds the sample peaks only); 0 computes it everywhere.
+
+    Returns
+    -------
+    np.ndarray
+        ``(samples,)`` float32 linear peak magnitude.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return _peak_envelope(x, _PHASES_F32, np.float32(threshold), np.float32(_GAIN_BOUND))
+
+
+@njit(cache=True)
+def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - compiled
+    """Hold (sliding minimum over the next ``lookahead`` samples), release, then moving average."""
+    n = wanted.shape[0]
+    L = lookahead
+    m = n + L - 1
+    ext = np.ones(m + L - 1)  # L-1 leading ones (before the signal), wanted, L-1 trailing ones
+    ext[L - 1: L - 1 + n] = wanted
+    # held[k] = min(ext[k .. k+L-1]) by a monotonic deque of indices
+    dq = np.empty(m + L, np.int64)
+    head = 0
+    tail = 0
+    held = np.empty(m)
+    for j in range(m + L - 1):
+        v = ext[j]
+        while tail > head and ext[dq[tail - 1]] >= v:
+            tail -= 1
+        dq[tail] = j
+        tail += 1
+        k = j - (L - 1)
+        if k >= 0:
+            while dq[head] < k:
+                head += 1
+            held[k] = ext[dq[head]]
+    # release smoothing (instant attack)
+    r = 1.0
+    for k in range(m):
+        h = held[k]
+        if h < r:
+            r = h
+        else:
+            r = r + (1.0 - alpha_release) * (h - r)
+        held[k] = r
+    # moving average of length L: gain[t] = mean(released[t .. t+L-1]) (extended indices)
+    out = np.empty(n)
+    acc = 0.0
+    for k in range(L):
+        acc += held[k]
+    if n > 0:
+        out[0] = acc / L
+    for t in range(1, n):
+        acc += held[t + L - 1] - held[t - 1]
+        out[t] = acc / L
+    return out
+
+
+def gain_from_peaks(peaks: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead_ms: float = 5.0,
+                    release_ms: float = 150.0) -> np.ndarray:
+    """Limiter gain ``(samples,)`` (linear, <= 1) from a peak envelope (:func:`detect_peaks`).
+
+    The envelope scales with the signal, so a caller trying several input levels detects
+    once and passes ``peaks * level``.
+    """
+    ceiling = 10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0)
+    wanted = np.minimum(1.0, ceiling / np.maximum(np.asarray(peaks, dtype=np.float64), 1e-30))
+    lookahead = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
+    alpha = math.exp(-1000.0 / (max(release_ms, 1e-3) * sample_rate))
+    return _lookahead_gain(wanted, lookahead, alpha)
+
+
+def limiter_gain(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead_ms: float = 5.0,
+                 release_ms: float = 150.0) -> np.ndarray:
+    """Linear gain per sample ``(samples,)`` that keeps the detected true peak of ``x`` at the ceiling.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(channels, samples)``.
+    sample_rate : int
+        Hz.
+    ceiling_dbtp : float
+        Ceiling in dBTP.
+    lookahead_ms, release_ms : float
+        Look-ahead (= attack ramp) and release time constant in ms.
+    """
+    threshold = 10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0)
+    return gain_from_peaks(detect_peaks(x, threshold), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
+
+
+def limit_true_peak(x: np.ndarray, sample_rate: int, ceiling_dbtp: float = -1.0, lookahead_ms: float = 5.0,
+                    release_ms: float = 150.0, max_passes: int = 3,
+                    first_gain: np.ndarray | None = None) -> LimiterResult:
+    """Limit ``x`` so that its true peak (4x oversampled, BS.1770) never exceeds ``ceiling_dbtp``.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(channels, samples)`` full scale +-1 (may exceed it: float input).
+    sample_rate : int
+        Hz.
+    ceiling_dbtp : float
+        Ceiling in dBTP.
+    lookahead_ms, release_ms : float
+        Look-ahead and release in ms.
+    max_passes : int
+        Limiter passes before the safety trim.
+    first_gain : np.ndarray, optional
+        Gain of the first pass if already computed (:func:`gain_from_peaks`).
+
+    Returns
+    -------
+    LimiterResult
+    """
+    from automix.loudness import true_peak_dbtp
+
+    y = np.asarray(x, dtype=np.float32)
+    total = np.ones(y.shape[-1])
+    passes = 0
+    tp = true_peak_dbtp(y, sample_rate)
+    if first_gain is not None:
+        y = (y * first_gain.astype(np.float32)).astype(np.float32)
+        total *= first_gain
+        passes = 1
+        tp = true_peak_dbtp(y, sample_rate)
+    while tp > ceiling_dbtp and passes < max_passes:
+        gain = limiter_gain(y, sample_rate, ceiling_dbtp - 0.02 * passes, lookahead_ms, release_ms)
+        y = (y * gain.astype(np.float32)).astype(np.float32)
+        total *= gain
+        passes += 1
+        tp = true_peak_dbtp(y, sample_rate)
+    trim_db = 0.0
+    while tp > ceiling_dbtp:  # safety stage: a plain level trim (never needed in the tests so far)
+        trim_db += (tp - ceiling_dbtp) + 0.01
+        y = (np.asarray(x, dtype=np.float32) * (total * 10.0 ** (-trim_db / 20.0)).astype(np.float32))
+        tp = true_peak_dbtp(y, sample_rate)
+    total_db = 20.0 * np.log10(np.maximum(total, 1e-30)) - trim_db
+    return LimiterResult(samples=y, gain_db=total_db.astype(np.float32),
+                         max_gain_reduction_db=float(-total_db.min()) if total_db.size else 0.0,
+                         true_peak_dbtp=float(tp), passes=passes, safety_trim_db=trim_db)

@@ -1,0 +1,504 @@
+"""``master()``: a mix in, a release-ready master out (matched to references or a loudness target).
+
+Steps (each stage has an amount and an off switch):
+
+1. check the input and references (silence, too short, NaN/Inf, clipping, mono, other rates),
+2. analyse them (:mod:`automix.mastering.profile`), combine several references with weights,
+3. plan the chain: width per region from the side-to-mid levels, tonal-match EQ to the
+   reference's spectrum (parametric bands + fine curve, :mod:`automix.mastering.tonal`),
+   gentle bus compression when the mix is much more dynamic than the reference,
+4. render the chain, land the loudness through the true-peak limiter
+   (:mod:`automix.mastering.landing`), then correct the remaining tonal error once,
+5. write the master, the report (JSON + PNG) and the A/B preview.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from automix.dsp.params import MASTERING
+from automix.errors import AudioError, MasteringError, SettingsError
+from automix.mastering.chain import ChainSettings, render_chain
+from automix.mastering.landing import Landing, land_loudness
+from automix.mastering.presets import target_lufs as preset_lufs
+from automix.mastering.profile import Profile, analyze_profile, combine_profiles, normalised
+from automix.mastering.tonal import FINE_LIMIT_DB, fit_parametric_eq, smooth_curve
+from automix.mastering.width import side_response_db
+
+MIN_DURATION_S = 3.0
+"""Shortest input or reference accepted (seconds)."""
+
+DEFAULT_TARGET = "spotify"
+"""Loudness target when neither a reference nor a target is given."""
+
+WIDTH_LIMITS_DB = (-12.0, 6.0)
+"""Largest narrowing / widening of a region by width matching (dB of side level)."""
+
+MONO_SIDE_DB = -40.0
+"""A side-to-mid level below this counts as mono (dB)."""
+
+
+@dataclass
+class MasteringOptions:
+    """What to do, in units a person reads.
+
+    Attributes
+    ----------
+    target : str, float or None
+        Delivery preset ("spotify", "apple", "ebu", "cd"...) or LUFS; None: the reference's
+        loudness (or "spotify" without a reference).
+    ceiling_dbtp : float
+        True-peak ceiling (dBTP).
+    eq_amount, width_amount, dynamics_amount : float
+        Strength of tonal matching, width matching and bus compression, 0..1 (1 = full).
+    eq, fine_eq, width, dynamics, limiter : bool
+        Stage switches; ``limiter=False`` gives an unlimited (float) master.
+    max_limiting_db : float
+        Largest gain reduction allowed to reach the target (dB).
+    reference_weights : sequence of float or None
+        One weight per reference.
+    lookahead_ms, release_ms : float
+        Limiter look-ahead and release (ms).
+    correction_passes : int
+        Measure-and-correct passes of the fine EQ after limiting.
+    """
+
+    target: str | float | None = None
+    ceiling_dbtp: float = -1.0
+    eq_amount: float = 1.0
+    width_amount: float = 1.0
+    dynamics_amount: float = 1.0
+    eq: bool = True
+    fine_eq: bool = True
+    width: bool = True
+    dynamics: bool = True
+    limiter: bool = True
+    max_limiting_db: float = 6.0
+    reference_weights: Sequence[float] | None = None
+    lookahead_ms: float = 5.0
+    release_ms: float = 150.0
+    correction_passes: int = 1
+
+    def validate(self) -> None:
+        """Raise SettingsError for values out of range."""
+        for name in ("eq_amount", "width_amount", "dynamics_amount"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 2.0):
+                raise SettingsError(f"{name.replace('_', '-')} must be between 0% and 200%, got {v!r}")
+        spec = MASTERING.spec("limiter.ceiling_dbtp")
+        if not spec.minimum <= self.ceiling_dbtp <= spec.maximum:
+            raise SettingsError(f"ceiling {self.ceiling_dbtp:g} dBTP is outside {spec.describe_range()}")
+        if not 0.0 <= self.max_limiting_db <= 30.0:
+            raise SettingsError(f"max limiting {self.max_limiting_db:g} dB must be between 0 and 30 dB")
+        for name in ("lookahead_ms", "release_ms"):
+            spec = MASTERING.spec(f"limiter.{name}")
+            v = getattr(self, name)
+            if not spec.minimum <= v <= spec.maximum:
+                raise SettingsError(f"limiter {name} {v:g} is outside {spec.describe_range()}")
+
+
+@dataclass
+class MasterResult:
+    """What :func:`master_audio` / :func:`master` produced.
+
+    Attributes
+    ----------
+    samples : np.ndarray
+        ``(channels, T)`` float32 master.
+    sample_rate : int
+    settings : ChainSettings
+        The chain that was used (readable with :func:`describe_settings`).
+    target_lufs : float
+    landing : Landing
+    input_profile, output_profile : Profile
+    reference : Profile or None
+    warnings : list of str
+    output_path, report_paths, preview_paths : file outputs (when written)
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    settings: ChainSettings
+    target_lufs: float
+    landing: Landing
+    input_profile: Profile
+    output_profile: Profile
+    reference: Profile | None
+    warnings: list[str] = field(default_factory=list)
+    input_samples: np.ndarray | None = field(default=None, repr=False)
+    output_path: Path | None = None
+    report_paths: list[Path] = field(default_factory=list)
+    preview_paths: list[Path] = field(default_factory=list)
+
+    @property
+    def integrated_lufs(self) -> float:
+        return self.landing.integrated_lufs
+
+    @property
+    def true_peak_dbtp(self) -> float:
+        return self.landing.true_peak_dbtp
+
+
+# ----------------------------------------------------------------------------- input checks
+def check_signal(samples: np.ndarray, sample_rate: int, what: str) -> list[str]:
+    """Raise for unusable audio (NaN/Inf, silent, shorter than 3 s); return warnings (clipping).
+
+    Parameters
+    ----------
+    samples : np.ndarray ``(channels, T)``
+    what : str  name used in messages ("input", a file name...).
+    """
+    from automix.audio import check_not_silent
+    from automix.loudness import CLIP_LEVEL
+
+    x = np.asarray(samples)
+    if x.ndim != 2 or x.shape[0] not in (1, 2):
+        raise AudioError(f"{what}: expected mono or stereo audio shaped (channels, samples), got {x.shape}")
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise AudioError(f"{what}: contains {bad} NaN or infinite sample values (damaged file or broken export)")
+    duration = x.shape[-1] / float(sample_rate)
+    if duration < MIN_DURATION_S:
+        raise AudioError(f"{what}: is only {duration:.2f} s long; mastering needs at least {MIN_DURATION_S:g} s "
+                         "to measure loudness and tone")
+    check_not_silent(x, what)
+    warnings = []
+    clipped = int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL))
+    if clipped > 8:
+        warnings.append(f"{what}: {clipped} samples are clipped at full scale; the distortion is already in the "
+                        "file and mastering cannot remove it (export the mix with more headroom if you can)")
+    return warnings
+
+
+def _stereo(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x
+
+
+# ----------------------------------------------------------------------------- planning
+def _width_plan(mix: Profile, ref: Profile, amount: float) -> tuple[float, float, float]:
+    out = []
+    for m, r in zip(mix.width_db, ref.width_db):
+        if m < MONO_SIDE_DB:  # nothing to widen
+            out.append(0.0)
+            continue
+        out.append(float(np.clip((r - m) * amount, *WIDTH_LIMITS_DB)))
+    return out[0], out[1], out[2]
+
+
+def _dynamics_plan(settings: ChainSettings, mix: Profile, ref_crest_db: float, amount: float,
+                   rms_dbfs: float) -> None:
+    excess = mix.crest_db - ref_crest_db
+    if amount <= 0 or not math.isfinite(excess) or excess <= 1.0:
+        return
+    ratio = 1.0 + min(1.0, excess / 8.0) * amount
+    settings.set("comp.ratio", ratio)
+    settings.set("comp.threshold_db", rms_dbfs + 4.0)
+    settings.set("comp.knee_db", 6.0)
+    settings.set("comp.attack_ms", 20.0)
+    settings.set("comp.release_ms", 200.0)
+
+
+def _common(a: Profile, b: Profile) -> int:
+    return min(len(a.freqs_hz), len(b.freqs_hz))
+
+
+def tonal_target(mix: Profile, ref: Profile, width_values: torch.Tensor, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """EQ (dB per band) that moves the mix's stereo spectrum, after the width change, onto the reference's.
+
+    Both spectra are level-normalised (mean over 31.5 Hz - 16 kHz), so the EQ changes tone, not level.
+    """
+    n = _common(mix, ref)
+    freqs = mix.freqs_hz[:n]
+    side_gain = side_response_db(width_values.to(torch.float64), torch.from_numpy(freqs), sample_rate).numpy()
+    mix_total = 10 * np.log10(10 ** (mix.mid_db[:n] / 10) + 10 ** ((mix.side_db[:n] + side_gain) / 10) + 1e-30)
+    target = normalised(ref.total_db[:n], freqs) - normalised(mix_total, freqs)
+    # no boost where the mix has nothing (a band 60 dB below its neighbours is empty, not quiet)
+    empty = mix_total < np.max(mix_total) - 90.0
+    target[empty] = np.minimum(target[empty], 0.0)
+    return freqs, smooth_curve(target, 1)
+
+
+def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: MasteringOptions,
+               rms_dbfs: float) -> tuple[ChainSettings, Any]:
+    """Choose the chain's settings for ``mix`` towards ``ref`` (or a plain loudness target)."""
+    settings = ChainSettings(values=MASTERING.defaults().clone())
+    settings.set("limiter.ceiling_dbtp", options.ceiling_dbtp)
+    settings.set("limiter.lookahead_ms", options.lookahead_ms)
+    settings.set("limiter.release_ms", options.release_ms)
+    match = None
+    if ref is not None and options.width and options.width_amount > 0:
+        low, mid, high = _width_plan(mix, ref, options.width_amount)
+        settings.set("width.low_side_db", low)
+        settings.set("width.mid_side_db", mid)
+        settings.set("width.high_side_db", high)
+    if ref is not None and options.eq and options.eq_amount > 0:
+        freqs, target = tonal_target(mix, ref, settings.values, sample_rate)
+        match = fit_parametric_eq(freqs, target * options.eq_amount, sample_rate, base=settings.values)
+        eq_idx = [i for i, n in enumerate(MASTERING.names) if n.startswith("eq.")]
+        settings.values[eq_idx] = match.values[eq_idx]
+        if options.fine_eq:
+            settings.fine_freqs_hz = freqs
+            settings.fine_db = match.fine_db.copy()
+    if options.dynamics and options.dynamics_amount > 0:
+        ref_crest = ref.crest_db if ref is not None else 16.0
+        _dynamics_plan(settings, mix, ref_crest, options.dynamics_amount, rms_dbfs)
+    return settings, match
+
+
+# ----------------------------------------------------------------------------- the API on arrays
+def master_audio(samples: np.ndarray, sample_rate: int,
+                 references: Sequence[tuple[np.ndarray, int]] | Sequence[Profile] = (),
+                 options: MasteringOptions | None = None, *, name: str = "input",
+                 reference_profile: Profile | None = None,
+                 progress: Callable[[str], None] | None = None) -> MasterResult:
+    """Master ``samples`` ``(channels, T)`` at ``sample_rate`` (kept: no resampling).
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        Mono or stereo mix, full scale +-1.
+    sample_rate : int
+        Hz.
+    references : sequence of ``(samples, sample_rate)`` or of :class:`Profile`
+        Tracks to match (any rate, mono or stereo); empty for a plain loudness target.
+    options : MasteringOptions
+    reference_profile : Profile, optional
+        An already combined target profile (album mode); overrides ``references``.
+    progress : callable, optional
+        Called with the name of each stage as it starts.
+
+    Returns
+    -------
+    MasterResult
+    """
+    options = options or MasteringOptions()
+    options.validate()
+    step = progress or (lambda _stage: None)
+    step("analysing")
+    warnings = check_signal(samples, sample_rate, name)
+    x = _stereo(samples)
+
+    ref = reference_profile
+    if ref is None and references:
+        profiles = []
+        for i, item in enumerate(references):
+            if isinstance(item, Profile):
+                profiles.append(item)
+                continue
+            r, r_rate = item
+            label = f"reference {i + 1}"
+            warnings += check_signal(r, r_rate, label)
+            p = analyze_profile(_stereo(r), r_rate, name=label)
+            if np.asarray(r).shape[0] == 1 or max(p.width_db) < MONO_SIDE_DB:
+                warnings.append(f"{label} is mono: its stereo width is not matched")
+                p.width_db = (math.nan, math.nan, math.nan)
+            profiles.append(p)
+        ref = combine_profiles(profiles, options.reference_weights)
+    mix = analyze_profile(x, sample_rate, name=name)
+    if ref is not None and any(math.isnan(w) for w in ref.width_db):
+        ref.width_db = mix.width_db  # mono reference: keep the mix's width
+    if options.target is not None:
+        target = preset_lufs(options.target)
+    elif ref is not None:
+        target = float(ref.integrated_lufs)
+    else:
+        target = preset_lufs(DEFAULT_TARGET)
+
+    rms_dbfs = 10 * math.log10(max(float(np.mean(x.astype(np.float64) ** 2)), 1e-20))
+    step("planning")
+    settings, _ = plan_chain(mix, ref, sample_rate, options, rms_dbfs)
+    step("rendering")
+    pre = render_chain(x, sample_rate, settings)
+    step("limiting")
+    landing = _land(pre, sample_rate, target, options)
+    out_profile = analyze_profile(landing.samples, sample_rate, name="output")
+
+    passes = options.correction_passes if (ref is not None and options.eq and options.fine_eq
+                                           and options.eq_amount > 0) else 0
+    for _ in range(passes):
+        step("correcting")
+        n = _common(out_profile, ref)
+        freqs = out_profile.freqs_hz[:n]
+        err = normalised(ref.total_db[:n], freqs) - normalised(out_profile.total_db[:n], freqs)
+        err = smooth_curve(err, 1) * options.eq_amount
+        settings.fine_db = np.clip(settings.fine_db[:n] + err, -FINE_LIMIT_DB, FINE_LIMIT_DB)
+        settings.fine_freqs_hz = freqs
+        pre = render_chain(x, sample_rate, settings)
+        landing = _land(pre, sample_rate, target, options)
+        out_profile = analyze_profile(landing.samples, sample_rate, name="output")
+
+    settings.set("output_gain_db", landing.drive_db)
+    warnings += landing.warnings
+    if math.isfinite(mix.integrated_lufs) and mix.integrated_lufs > target + 0.1:
+        warnings.append(f"{name} ({mix.integrated_lufs:.1f} LUFS) is louder than the target {target:.1f} LUFS: "
+                        "turned down")
+    return MasterResult(samples=landing.samples, sample_rate=sample_rate, settings=settings, target_lufs=target,
+                        landing=landing, input_profile=mix, output_profile=out_profile, reference=ref,
+                        warnings=warnings, input_samples=x)
+
+
+def _land(pre: np.ndarray, sample_rate: int, target: float, options: MasteringOptions) -> Landing:
+    return land_loudness(pre, sample_rate, target, ceiling_dbtp=options.ceiling_dbtp, limiter=options.limiter,
+                         max_limiting_db=options.max_limiting_db, lookahead_ms=options.lookahead_ms,
+                         release_ms=options.release_ms)
+
+
+# ----------------------------------------------------------------------------- the API on files
+SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT", "float": "FLOAT",
+            "PCM_16": "PCM_16", "PCM_24": "PCM_24", "FLOAT": "FLOAT"}
+
+
+def _options_from_kwargs(options: MasteringOptions | None, kwargs: dict) -> MasteringOptions:
+    opts = options or MasteringOptions()
+    for key, value in kwargs.items():
+        if not hasattr(opts, key):
+            raise SettingsError(f"unknown mastering option {key!r}")
+        setattr(opts, key, value)
+    return opts
+
+
+def _as_paths(reference: Any) -> list[Path]:
+    if reference is None:
+        return []
+    if isinstance(reference, (str, os.PathLike)):
+        return [Path(reference)]
+    return [Path(r) for r in reference]
+
+
+def _load(path: Path) -> tuple[np.ndarray, int]:
+    from automix.audio import load_audio
+
+    audio = load_audio(path, mono_to_stereo=False, downmix=True)
+    return audio.samples, audio.sample_rate
+
+
+def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any = None,
+           options: MasteringOptions | None = None, bit_depth: str = "24", dither: bool = True,
+           report_dir: str | os.PathLike | None = None, preview_dir: str | os.PathLike | None = None,
+           overwrite: bool = False, progress: bool = False, **kwargs: Any) -> MasterResult:
+    """Master the file ``mix`` into ``output`` (WAV/FLAC/AIFF), matching ``reference`` or a target.
+
+    Parameters
+    ----------
+    mix, output : path
+        Input mix and output file (format from the extension; never overwrites an input,
+        an existing output only with ``overwrite``).
+    reference : path or list of paths, optional
+        Reference track(s) (any rate, mono or stereo); weights in ``reference_weights``.
+    options : MasteringOptions, optional
+        Or pass its fields as keyword arguments (``target="apple"``, ``eq_amount=0.7``...).
+    bit_depth : {"16", "24", "32f"}
+        Output encoding (16 bit gets TPDF dither). ``limiter=False`` forces 32-bit float
+        unless the master stays below full scale.
+    report_dir : path, optional
+        Write ``<name>.report.json`` and ``<name>.report.png`` there.
+    preview_dir : path, optional
+        Write the loudness-matched A/B preview of the loudest 30 s there.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    MasterResult (with ``output_path``, ``report_paths``, ``preview_paths``).
+    """
+    from automix.audio import check_output_path
+
+    opts = _options_from_kwargs(options, kwargs)
+    opts.validate()
+    subtype = SUBTYPES.get(str(bit_depth))
+    if subtype is None:
+        raise SettingsError(f"bit depth {bit_depth!r} is not one of 16, 24, 32f")
+    mix_path = Path(mix)
+    ref_paths = _as_paths(reference)
+    output = check_output_path(output, overwrite=overwrite, inputs=[mix_path, *ref_paths])
+    if opts.reference_weights is not None and len(opts.reference_weights) != len(ref_paths):
+        raise SettingsError(f"{len(opts.reference_weights)} reference weights given for {len(ref_paths)} references")
+    bar = _progress_bar(progress, total=6, desc=mix_path.name)
+    try:
+        samples, rate = _load(mix_path)
+        refs = [_load(p) for p in ref_paths]
+        result = master_audio(samples, rate, refs, opts, name=mix_path.name,
+                              progress=(lambda s: _advance(bar, s)))
+        for i, p in enumerate(ref_paths):
+            result.warnings = [w.replace(f"reference {i + 1}", p.name) for w in result.warnings]
+        _advance(bar, "writing")
+        result.output_path = _write_master(result, output, subtype, dither, opts, overwrite, [mix_path, *ref_paths])
+        if report_dir is not None:
+            from automix.mastering.report import write_report
+            result.report_paths = write_report(result, report_dir, stem=output.stem, input_path=mix_path,
+                                               reference_paths=ref_paths, overwrite=overwrite)
+        if preview_dir is not None:
+            from automix.mastering.preview import write_preview
+            result.preview_paths = write_preview(result, preview_dir, stem=output.stem, overwrite=overwrite)
+    finally:
+        if bar is not None:
+            bar.close()
+    return result
+
+
+def _write_master(result: MasterResult, output: Path, subtype: str, dither: bool, opts: MasteringOptions,
+                  overwrite: bool, inputs: Sequence[Path]) -> Path:
+    from automix.audio import write_audio
+    from automix.loudness import sample_peak
+
+    if subtype != "FLOAT" and sample_peak(result.samples) >= 1.0:
+        if output.suffix.lower() in (".wav", ".aif", ".aiff"):
+            result.warnings.append("the unlimited master goes above full scale: written as 32-bit float")
+            subtype = "FLOAT"
+        else:
+            raise MasteringError(f"{output.name}: the master goes above full scale without the limiter; "
+                                 "write a WAV (32-bit float) or keep the limiter on")
+    return write_audio(output, result.samples, result.sample_rate, subtype=subtype, dither=dither,
+                       overwrite=overwrite, inputs=inputs)
+
+
+def _progress_bar(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
+
+
+def _advance(bar, stage: str) -> None:
+    if bar is not None:
+        bar.set_postfix_str(stage)
+        bar.update(1)
+
+
+def describe_settings(settings: ChainSettings) -> list[str]:
+    """Readable lines: "+2.1 dB high shelf at 8.2 kHz", width per region, compressor, gain, limiter."""
+    s = settings.get
+    lines = []
+
+    def hz(f: float) -> str:
+        return f"{f / 1000:.1f} kHz" if f >= 1000 else f"{f:.0f} Hz"
+
+    if abs(s("eq.low_shelf.gain_db")) >= 0.05:
+        lines.append(f"{s('eq.low_shelf.gain_db'):+.1f} dB low shelf at {hz(s('eq.low_shelf.freq_hz'))}")
+    for band in ("peak1", "peak2", "peak3"):
+        if abs(s(f"eq.{band}.gain_db")) >= 0.05:
+            lines.append(f"{s(f'eq.{band}.gain_db'):+.1f} dB bell at {hz(s(f'eq.{band}.freq_hz'))}, "
+                         f"Q {s(f'eq.{band}.q'):.2f}")
+    if abs(s("eq.high_shelf.gain_db")) >= 0.05:
+        lines.append(f"{s('eq.high_shelf.gain_db'):+.1f} dB high shelf at {hz(s('eq.high_shelf.freq_hz'))}")
+    if settings.fine_db is not None and np.any(np.abs(settings.fine_db) > 0.05):
+        lines.append(f"fine correction curve: up to {np.max(np.abs(settings.fine_db)):.1f} dB")
+    for region, key, f in (("below", "low", "low_freq_hz"), ("between crossovers", "mid", None),
+                           ("above", "high", "high_freq_hz")):
+        v = s(f"width.{key}_side_db")
+        if abs(v) >= 0.05:
+            where = f"{region} {hz(s('width.' + f))}" if f else region
+            lines.append(f"stereo width {where}: side {v:+.1f} dB")
+    if settings.comp_active:
+        lines.append(f"bus compressor {s('comp.ratio'):.2f}:1 above {s('comp.threshold_db'):.1f} dBFS "
+                     f"(attack {s('comp.attack_ms'):.0f} ms, release {s('comp.release_ms'):.0f} ms)")
+    lines.append(f"gain into limiter {s('output_gain_db'):+.1f} dB, ceiling {s('limiter.ceiling_dbtp'):.1f} dBTP")
+    return lines

@@ -1,0 +1,216 @@
+"""Reference analysis: the tonal, loudness, dynamics and stereo profile of a track.
+
+A :class:`Profile` holds what the mastering chain matches:
+
+* the smoothed long-term spectrum of the **mid** ``(L+R)/2`` and **side** ``(L-R)/2``
+  signals on a 1/6-octave grid (:data:`GRID_HZ`, 20 Hz - 20 kHz), in dB,
+* integrated loudness (LUFS), loudness range (LU), peak-to-loudness ratio (PLR, dB),
+  crest factor (dB),
+* stereo width per region: side-to-mid level (dB) below 200 Hz, 200 Hz - 4 kHz, above 4 kHz.
+
+Several references combine into one profile with weights (:func:`combine_profiles`):
+spectra are averaged after level normalisation, so a quiet and a loud reference
+contribute their *tone* equally.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from automix.errors import MasteringError
+
+GRID_HZ: np.ndarray = 1000.0 * 2.0 ** (np.arange(-35, 27) / 6.0)
+"""1/6-octave grid centres, Hz (1 kHz * 2**(k/6): 17.5 Hz to 20.2 kHz)."""
+
+WIDTH_REGIONS_HZ: tuple[float, float] = (200.0, 4000.0)
+"""Crossovers between the low, mid and high stereo-width regions, Hz."""
+
+SPECTRUM_FLOOR_DB = -150.0
+"""Level given to empty bands (dB)."""
+
+
+@dataclass
+class Profile:
+    """What a track sounds like, for matching.
+
+    Attributes
+    ----------
+    freqs_hz : np.ndarray
+        Grid of the spectra (:data:`GRID_HZ`, bands above Nyquist removed).
+    mid_db, side_db : np.ndarray
+        Long-term mean-square level per 1/6-octave band of mid and side, dB re full scale.
+    integrated_lufs : float
+    loudness_range_lu : float
+    plr_db : float
+        True peak minus integrated loudness.
+    crest_db : float
+        Sample peak minus RMS.
+    width_db : tuple of float
+        Side-to-mid level (dB) in the low, mid and high regions (:data:`WIDTH_REGIONS_HZ`).
+    sample_rate : int
+    """
+
+    freqs_hz: np.ndarray
+    mid_db: np.ndarray
+    side_db: np.ndarray
+    integrated_lufs: float
+    loudness_range_lu: float
+    plr_db: float
+    crest_db: float
+    width_db: tuple[float, float, float]
+    sample_rate: int
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def total_db(self) -> np.ndarray:
+        """Level per band of the stereo signal, mean over L and R (= mid + side power), dB."""
+        return _db(_power(self.mid_db) + _power(self.side_db))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (spectra rounded to 0.01 dB)."""
+        return {
+            "names": list(self.names),
+            "integrated_lufs": _num(self.integrated_lufs),
+            "loudness_range_lu": _num(self.loudness_range_lu),
+            "plr_db": _num(self.plr_db),
+            "crest_db": _num(self.crest_db),
+            "width_db": {"low": _num(self.width_db[0]), "mid": _num(self.width_db[1]), "high": _num(self.width_db[2])},
+            "freqs_hz": [round(float(f), 2) for f in self.freqs_hz],
+            "mid_db": [round(float(v), 2) for v in self.mid_db],
+            "side_db": [round(float(v), 2) for v in self.side_db],
+        }
+
+
+def _num(v: float) -> float | None:
+    return float(round(v, 3)) if math.isfinite(v) else None
+
+
+def _power(db: np.ndarray) -> np.ndarray:
+    return 10.0 ** (np.asarray(db) / 10.0)
+
+
+def _db(power: np.ndarray) -> np.ndarray:
+    return 10.0 * np.log10(np.maximum(power, 10.0 ** (SPECTRUM_FLOOR_DB / 10.0)))
+
+
+def band_power(freqs: np.ndarray, power: np.ndarray, centres: np.ndarray, fraction: float = 6.0) -> np.ndarray:
+    """Sum of a per-bin power spectrum over fractional-octave bands (bins split pro rata).
+
+    Parameters
+    ----------
+    freqs, power : np.ndarray
+        Bin centres (Hz, uniform) and mean-square power per bin.
+    centres : np.ndarray
+        Band centres, Hz; band edges at ``centre * 2**(+-1/(2 fraction))``.
+
+    Returns
+    -------
+    np.ndarray
+        Power per band (linear).
+    """
+    df = freqs[1] - freqs[0]
+    edges = np.concatenate([[0.0], freqs[:-1] + df / 2, [freqs[-1] + df / 2]])
+    cumulative = np.concatenate([[0.0], np.cumsum(power)])
+    hi = centres * 2 ** (1 / (2 * fraction))
+    lo = centres * 2 ** (-1 / (2 * fraction))
+    return np.maximum(np.interp(hi, edges, cumulative) - np.interp(lo, edges, cumulative), 0.0)
+
+
+def grid_for(sample_rate: int) -> np.ndarray:
+    """:data:`GRID_HZ` without the bands that reach above Nyquist."""
+    return GRID_HZ[GRID_HZ * 2 ** (1 / 12) <= sample_rate / 2.0]
+
+
+def mid_side(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mid, side)`` = ``((L+R)/2, (L-R)/2)`` of a ``(2, T)`` array (mono: side is zero)."""
+    x = np.asarray(samples, dtype=np.float32)
+    if x.shape[0] == 1:
+        return x[0], np.zeros_like(x[0])
+    return 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
+
+
+def spectra_mid_side(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1/6-octave long-term levels (dB) of mid and side: ``(freqs_hz, mid_db, side_db)``."""
+    from automix.loudness import long_term_power_spectrum
+
+    mid, side = mid_side(samples)
+    freqs, p_mid = long_term_power_spectrum(mid[None], sample_rate)
+    _, p_side = long_term_power_spectrum(side[None], sample_rate)
+    grid = grid_for(sample_rate)
+    return grid, _db(band_power(freqs, p_mid, grid)), _db(band_power(freqs, p_side, grid))
+
+
+def width_by_region(freqs_hz: np.ndarray, mid_db: np.ndarray, side_db: np.ndarray,
+                    crossovers_hz: Sequence[float] = WIDTH_REGIONS_HZ) -> tuple[float, float, float]:
+    """Side-to-mid level (dB) in the low, mid and high regions, from band spectra."""
+    lo, hi = crossovers_hz
+    out = []
+    for sel in (freqs_hz < lo, (freqs_hz >= lo) & (freqs_hz < hi), freqs_hz >= hi):
+        m = _power(mid_db[sel]).sum()
+        s = _power(side_db[sel]).sum()
+        out.append(float(10 * np.log10(max(s, 1e-15) / max(m, 1e-15))) if sel.any() else 0.0)
+    return out[0], out[1], out[2]
+
+
+def analyze_profile(samples: np.ndarray, sample_rate: int, name: str = "") -> Profile:
+    """Measure the :class:`Profile` of ``samples`` ``(channels, T)`` at ``sample_rate`` Hz."""
+    from automix.loudness import integrated_loudness, loudness_range, sample_peak_db, true_peak_dbtp
+
+    x = np.asarray(samples, dtype=np.float32)
+    freqs, mid_db, side_db = spectra_mid_side(x, sample_rate)
+    lufs = integrated_loudness(x, sample_rate)
+    lra = loudness_range(x, sample_rate)
+    tp = true_peak_dbtp(x, sample_rate)
+    rms = 10 * math.log10(max(float(np.mean(x.astype(np.float64) ** 2)), 1e-20))
+    return Profile(freqs_hz=freqs, mid_db=mid_db, side_db=side_db, integrated_lufs=float(lufs),
+                   loudness_range_lu=float(lra), plr_db=float(tp - lufs), crest_db=float(sample_peak_db(x) - rms),
+                   width_db=width_by_region(freqs, mid_db, side_db), sample_rate=int(sample_rate),
+                   names=[name] if name else [])
+
+
+def normalised(db: np.ndarray, freqs_hz: np.ndarray) -> np.ndarray:
+    """Spectrum in dB minus its mean over 31.5 Hz - 16 kHz (tone without level)."""
+    sel = (freqs_hz >= 31.5) & (freqs_hz <= 16000.0)
+    return db - float(np.mean(db[sel]))
+
+
+def combine_profiles(profiles: Sequence[Profile], weights: Sequence[float] | None = None) -> Profile:
+    """Weighted combination of several references into one target profile.
+
+    Spectra are level-normalised before averaging (in dB) and then put back at the
+    weighted mean level; loudness, LRA, PLR, crest and width are weighted means.
+    All profiles must share the grid (same or higher sample rate: the common bands are used).
+    """
+    if not profiles:
+        raise MasteringError("no reference to combine")
+    if weights is None:
+        weights = [1.0] * len(profiles)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(profiles),) or np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise MasteringError("reference weights must be non-negative numbers, one per reference, not all zero")
+    w = w / w.sum()
+    if len(profiles) == 1:
+        return profiles[0]
+    n = min(len(p.freqs_hz) for p in profiles)
+    freqs = profiles[0].freqs_hz[:n]
+
+    def avg(attr: str) -> np.ndarray:
+        levels = np.array([getattr(p, attr)[:n] for p in profiles])
+        means = np.array([np.mean(getattr(p, attr)[:n]) for p in profiles])
+        return (levels - means[:, None]).T @ w + float(means @ w)
+
+    def mean(values) -> float:
+        v = np.array(values, dtype=np.float64)
+        ok = np.isfinite(v)
+        return float(v[ok] @ w[ok] / w[ok].sum()) if ok.any() else math.nan
+
+    mid_db, side_db = avg("mid_db"), avg("side_db")
+    return Profile(freqs_hz=freqs, mid_db=mid_db, side_db=side_db,
+                   integrated_lufs=mean([p.integrated_lufs for p in profiles]),
+                   loudness_range_lu=mean([p.loudness_range_lu for p in profiles]),
+                   plr_db=mean([p.plr_db for p in profiles]), crest_db=mean([p.crest_db for p in profiles]),
+                   width_db=width_by_region(freqs, mid_db, side_db), sample_rate=min(p.sample_rate for p in profiles),
+                   names=[n for p in profiles for n in p.names])
