@@ -20,7 +20,6 @@ the song's original mix.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -29,33 +28,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_K_SHELF = (1681.974450955533, 3.999843853973347, 0.7071752369554196)  # f0 Hz, gain dB, Q
-_K_HIGHPASS = (38.13547087602444, 0.5003270373238773)  # f0 Hz, Q
-
-
 # ----------------------------------------------------------------------------- loudness
 @lru_cache(maxsize=32)
 def k_weighting_power_response(n_fft: int, sample_rate: int) -> np.ndarray:
-    """|H(f)|^2 of the ITU-R BS.1770 K-weighting filter at the ``n_fft // 2 + 1`` rfft bins.
-
-    The two biquads (high shelf + high-pass) are derived for ``sample_rate`` from the
-    analog prototypes of BS.1770 by the bilinear transform (the standard's own
-    coefficients at 48 kHz).
-    """
+    """|H(f)|^2 of the BS.1770 K-weighting (:func:`automix.loudness.k_weighting_sos`) at the
+    ``n_fft // 2 + 1`` rfft bins."""
     from scipy.signal import sosfreqz
 
-    f0, gain_db, q = _K_SHELF
-    k = math.tan(math.pi * f0 / sample_rate)
-    vh = 10.0 ** (gain_db / 20.0)
-    vb = vh ** 0.4996667741545416
-    a0 = 1.0 + k / q + k * k
-    shelf = [(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
-             1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
-    f0, q = _K_HIGHPASS
-    k = math.tan(math.pi * f0 / sample_rate)
-    a0 = 1.0 + k / q + k * k
-    highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
-    _, h = sosfreqz(np.array([shelf, highpass]), worN=np.fft.rfftfreq(n_fft, 1.0 / sample_rate),
+    from automix.loudness import k_weighting_sos
+
+    _, h = sosfreqz(k_weighting_sos(sample_rate), worN=np.fft.rfftfreq(n_fft, 1.0 / sample_rate),
                     fs=sample_rate)
     return (np.abs(h) ** 2).astype(np.float64)
 
@@ -234,10 +216,9 @@ def load_song_excerpt(song, sample_rate: int, seconds: float | None = 30.0) -> t
     is the song's mix file when it has one, else the sum of its stems.
     """
     from automix.audio import load_audio
-    from automix.data.cache import to_stereo
 
-    stems = [to_stereo(load_audio(p, sample_rate=sample_rate).samples, p) for p in song.stems]
-    mix = to_stereo(load_audio(song.mix, sample_rate=sample_rate).samples, song.mix) if song.mix else None
+    stems = [load_audio(p, sample_rate=sample_rate).samples for p in song.stems]  # (2, T) each
+    mix = load_audio(song.mix, sample_rate=sample_rate).samples if song.mix else None
     length = max([s.shape[-1] for s in stems] + ([mix.shape[-1]] if mix is not None else []))
     array = np.zeros((len(stems), 2, length), np.float32)
     for i, s in enumerate(stems):

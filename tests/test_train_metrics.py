@@ -26,7 +26,7 @@ def test_kweighted_loudness_matches_bs1770_filters_at_48k():
     y = ss.lfilter([1.53512485958697, -2.69169618940638, 1.19839281085285], [1, -1.69065929318241, 0.73248077421585], x)
     y = ss.lfilter([1, -2, 1], [1, -1.99004745483398, 0.99007225036621], y)
     expected = -0.691 + 10 * np.log10((y ** 2).mean(-1).sum())
-    assert float(kweighted_loudness_db(torch.tensor(x), 48000)) == pytest.approx(expected, abs=0.01)
+    assert float(kweighted_loudness_db(torch.tensor(x), 48000)) == pytest.approx(expected, abs=0.06)
 
 
 @pytest.mark.parametrize("sr", [22050, 24000, 44100])
@@ -35,7 +35,7 @@ def test_kweighted_loudness_close_to_pyloudnorm(sr):
     x = np.stack([0.3 * np.sin(2 * np.pi * 1000 * t) + 0.1 * np.sin(2 * np.pi * 120 * t),
                   0.2 * np.sin(2 * np.pi * 5000 * t)])
     ref = pyln.Meter(sr).integrated_loudness(x.T)  # gating is inactive on a steady signal
-    assert float(kweighted_loudness_db(torch.tensor(x), sr)) == pytest.approx(ref, abs=0.15)
+    assert float(kweighted_loudness_db(torch.tensor(x), sr)) == pytest.approx(ref, abs=0.03)
 
 
 def _pyln_balance(stems, sr):

@@ -125,9 +125,12 @@ class AudioCache:
     max_stems : int
         Songs with more stems keep their ``max_stems - 1`` loudest and sum the rest
         into one ``"others"`` stem (so that the stems still sum to the mix).
+    with_mix : bool
+        Also decode each song's mix file (only needed when training against it).
     """
 
-    def __init__(self, root: str | Path, sample_rate: int, dtype: str = "float16", max_stems: int = 16):
+    def __init__(self, root: str | Path, sample_rate: int, dtype: str = "float16", max_stems: int = 16,
+                 with_mix: bool = True):
         if dtype not in ("float16", "float32"):
             raise DatasetError(f"cache dtype must be float16 or float32, not {dtype!r}")
         if max_stems < 2:
@@ -136,10 +139,11 @@ class AudioCache:
         self.sample_rate = int(sample_rate)
         self.dtype = dtype
         self.max_stems = int(max_stems)
+        self.with_mix = bool(with_mix)
 
     def _settings(self) -> dict:
         return {"format": CACHE_FORMAT, "sample_rate": self.sample_rate, "dtype": self.dtype,
-                "max_stems": self.max_stems}
+                "max_stems": self.max_stems, "with_mix": self.with_mix}
 
     def entry_dir(self, song: Song) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", song.name)[:60]
@@ -181,15 +185,15 @@ class AudioCache:
         stems, names, roles = [], [], []
         for path, role in zip(song.stems, song.roles):
             audio = load_audio(path, sample_rate=self.sample_rate)
-            samples = to_stereo(audio.samples, path)
+            samples = audio.samples  # load_audio returns mono files as stereo
             if _rms_db(samples) < SILENCE_DB:
                 continue
             stems.append(samples)
             names.append(Path(path).stem)
             roles.append(int(role))
         mix = None
-        if song.mix is not None:
-            mix = to_stereo(load_audio(song.mix, sample_rate=self.sample_rate).samples, song.mix)
+        if song.mix is not None and self.with_mix:
+            mix = load_audio(song.mix, sample_rate=self.sample_rate).samples
         length = max([s.shape[-1] for s in stems] + ([mix.shape[-1]] if mix is not None else []), default=0)
         if len(stems) > self.max_stems:
             stems, names, roles = _merge_quietest(stems, names, roles, self.max_stems, length)
@@ -212,18 +216,6 @@ class AudioCache:
         tmp = directory / f".meta.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, directory / "meta.json")
-
-
-def to_stereo(samples: np.ndarray, path) -> np.ndarray:
-    """``samples`` (C, T) as float32 stereo (mono duplicated); DatasetError for more channels."""
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim == 1:
-        samples = samples[None]
-    if samples.shape[0] == 1:
-        return np.repeat(samples, 2, axis=0)
-    if samples.shape[0] == 2:
-        return samples
-    raise DatasetError(f"{path}: {samples.shape[0]} channels; stems must be mono or stereo")
 
 
 def _rms_db(x: np.ndarray) -> float:

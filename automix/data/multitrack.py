@@ -91,7 +91,7 @@ class MultitrackData:
 
     def cache(self) -> AudioCache:
         return AudioCache(self.cache_dir or default_cache_dir(), self.sample_rate, self.cache_dtype,
-                          self.max_stems)
+                          self.max_stems, with_mix=self.target == "mix")
 
     def prepare(self, splits: Sequence[str] = ("train", "valid"), progress: bool = False
                 ) -> dict[str, list[CachedSong]]:
