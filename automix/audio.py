@@ -16,6 +16,7 @@ full scale at +-1.0. This module is the only place that touches audio files:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -62,11 +63,14 @@ class Audio:
         Samples per second (Hz).
     path : Path or None
         The file the samples came from.
+    peak : float or None
+        Largest absolute sample value of the file as read (``None`` when unknown).
     """
 
     samples: np.ndarray
     sample_rate: int
     path: Path | None = None
+    peak: float | None = None
 
     @property
     def channels(self) -> int:
@@ -115,6 +119,39 @@ def _check_finite(samples: np.ndarray, what: str) -> None:
     bad = int(np.count_nonzero(~np.isfinite(samples)))
     if bad:
         raise AudioError(f"{what}: contains {bad} NaN or infinite sample values (damaged file or broken export)")
+
+
+_READ_BLOCK = 16384  # frames per read: the interleaved buffer stays in cache
+
+
+def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
+    """Decode ``path`` to ``float32`` ``(channels, samples)``, plus its peak (NaN if not finite).
+
+    libsndfile delivers interleaved frames; reading them block by block into a small
+    buffer and copying each block into the planar array costs little more than the
+    decoding itself (no second full-size array, the peak comes from cache-hot data).
+    """
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        rate, channels, frames = int(f.samplerate), int(f.channels), max(int(f.frames), 0)
+        out = np.empty((channels, frames), dtype=np.float32)
+        buf = np.empty((_READ_BLOCK, channels), dtype=np.float32)
+        pos, peak = 0, 0.0
+        with np.errstate(invalid="ignore"):
+            while True:
+                block = f.read(_READ_BLOCK, dtype="float32", always_2d=True, out=buf)
+                n = block.shape[0]
+                if n == 0:
+                    break
+                if pos + n > out.shape[1]:  # the header under-reported the length
+                    out = np.concatenate([out, np.empty((channels, pos + n - out.shape[1] + frames // 8 + 1),
+                                                        dtype=np.float32)], axis=1)
+                out[:, pos: pos + n] = block.T
+                hi, lo = float(block.max()), float(block.min())
+                peak = max(peak, hi, -lo) if (hi == hi and lo == lo) else math.nan
+                pos += n
+    return (out if pos == out.shape[1] else np.ascontiguousarray(out[:, :pos])), rate, peak
 
 
 def downmix_to_stereo(samples: np.ndarray) -> np.ndarray:
@@ -182,14 +219,14 @@ def load_audio(
     path = Path(path)
     _check_input_file(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        samples, rate, peak = _read_planar(path)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
         detail = str(exc).split(":")[-1].strip() or type(exc).__name__
         raise AudioError(f"{_name(path)}: cannot be read - corrupt or not an audio file ({detail})") from exc
-    if data.shape[0] == 0:
+    if samples.shape[1] == 0:
         raise AudioError(f"{_name(path)}: contains no audio (zero length)")
-    samples = np.ascontiguousarray(data.T)
-    _check_finite(samples, _name(path))
+    if not np.isfinite(peak):
+        _check_finite(samples, _name(path))
     if samples.shape[0] > 2:
         if not downmix:
             raise AudioError(
@@ -199,10 +236,12 @@ def load_audio(
         samples = downmix_to_stereo(samples)
     if samples.shape[0] == 1 and mono_to_stereo:
         samples = np.repeat(samples, 2, axis=0)
+    if samples.shape[0] > 2 or (sample_rate is not None and int(sample_rate) != int(rate)):
+        peak = None  # changed by the downmix or resampling
     if sample_rate is not None and int(sample_rate) != int(rate):
         samples = resample(samples, int(rate), int(sample_rate))
         rate = int(sample_rate)
-    return Audio(samples=samples, sample_rate=int(rate), path=path)
+    return Audio(samples=samples, sample_rate=int(rate), path=path, peak=peak)
 
 
 def check_not_silent(audio: Audio | np.ndarray, path: str | os.PathLike | None = None,
@@ -221,7 +260,10 @@ def check_not_silent(audio: Audio | np.ndarray, path: str | os.PathLike | None =
     samples = audio.samples if isinstance(audio, Audio) else np.asarray(audio)
     if path is None and isinstance(audio, Audio):
         path = audio.path
-    peak = float(max(samples.max(initial=0.0), -samples.min(initial=0.0))) if samples.size else 0.0
+    if isinstance(audio, Audio) and audio.peak is not None:
+        peak = audio.peak
+    else:
+        peak = float(max(samples.max(initial=0.0), -samples.min(initial=0.0))) if samples.size else 0.0
     if peak <= 10 ** (threshold_dbfs / 20):
         raise AudioError(f"{_name(path) if path is not None else 'audio'}: is silent (no signal above {threshold_dbfs:g} dBFS)")
 

@@ -4,14 +4,14 @@ All functions take ``samples`` shaped ``(channels, samples)`` (``float32`` or
 ``float64``, full scale +-1.0; a 1-D array is taken as mono) and the sample rate in Hz.
 
 Loudness follows ITU-R BS.1770-4 / EBU R 128: the K-weighting filter is pyloudnorm's
-design for the given sample rate; the gating, the momentary (400 ms), short-term
-(3 s) and loudness-range (EBU Tech 3342) measurements are computed here with
-vectorised block energies (one filter pass, then sums of 100 ms hops), so a whole
-song is measured in a fraction of the time it takes to decode it. The tests check
-every number against pyloudnorm and textbook formulas.
+design for the given sample rate; one fused pass (:mod:`automix.loudness_kernels`)
+filters and sums the energy of every 100 ms hop, and the gating, momentary (400 ms),
+short-term (3 s) and loudness-range (EBU Tech 3342) values all come from those hop
+energies. The tests check every number against pyloudnorm and textbook formulas.
 
-True peak is measured 4x oversampled (ITU-R BS.1770-4 Annex 2) with a windowed-sinc
-interpolator whose phase 0 is the original sample, so ``true_peak >= sample_peak``.
+True peak is measured 4x oversampled (ITU-R BS.1770-4 Annex 2) with a 12-tap-per-phase
+Kaiser-windowed-sinc interpolator whose phase 0 is the original sample, so
+``true_peak >= sample_peak``; its gain is flat within +-0.015 dB up to 0.7 x Nyquist.
 """
 from __future__ import annotations
 
@@ -41,14 +41,14 @@ CHANNEL_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 1.41, 1.41)
 
 #: Oversampling of the true-peak meter.
 TRUE_PEAK_OVERSAMPLING: int = 4
-#: Half length of the true-peak interpolator in input samples (16 taps per phase).
-_TP_HALF: int = 8
-#: Kaiser window shape of the true-peak interpolator.
-_TP_BETA: float = 8.0
-#: Interpolated outputs per matrix row in the true-peak meter (speed only).
-_TP_FRAME: int = 32
-#: Matrix rows per skippable block in the true-peak meter (speed only).
-_TP_BLOCK: int = 128
+#: Half length of the true-peak interpolator in input samples (12 taps per phase, as
+#: the BS.1770-4 Annex 2 example filter).
+_TP_HALF: int = 6
+#: Kaiser window shape of the true-peak interpolator (5: flat to 0.7 x Nyquist,
+#: -0.3 dB at 0.8 x Nyquist).
+_TP_BETA: float = 5.0
+#: Interpolated positions per skippable block of the true-peak meter (speed only).
+_TP_BLOCK: int = 4096
 
 #: Samples at or beyond this magnitude count as clipped (16-bit positive full scale).
 CLIP_LEVEL: float = 1.0 - 2.0**-15
@@ -96,36 +96,37 @@ def _lufs(mean_square: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- K-weighting
 
+#: K-weighting stages (BS.1770-4): high shelf +4 dB above 1.5 kHz (Q 1/sqrt 2), then
+#: the RLB high-pass at 38 Hz (Q 0.5); pyloudnorm's parameters for its RBJ designs.
+K_SHELF_GAIN_DB, K_SHELF_HZ, K_SHELF_Q = 4.0, 1500.0, 1.0 / math.sqrt(2.0)
+K_HIGHPASS_HZ, K_HIGHPASS_Q = 38.0, 0.5
+
+
 @lru_cache(maxsize=16)
 def k_weighting_sos(sample_rate: int) -> np.ndarray:
-    """BS.1770 K-weighting (high shelf then RLB high-pass) as second-order sections.
+    """BS.1770 K-weighting (high shelf, then RLB high-pass) as second-order sections.
 
-    The coefficients are pyloudnorm's design for ``sample_rate`` (Hz), so the loudness
-    measured here agrees with pyloudnorm's meter.
+    Designed for any ``sample_rate`` (Hz) with the RBJ cookbook formulas and the
+    parameters pyloudnorm uses, so the loudness measured here agrees with pyloudnorm
+    (the tests check the coefficients against pyloudnorm's and the response against
+    the 48 kHz filter printed in BS.1770-4).
 
     Returns
     -------
     np.ndarray
-        ``(2, 6)`` ``float64`` sections ``[b0, b1, b2, a0, a1, a2]``.
+        ``(2, 6)`` ``float64`` sections ``[b0, b1, b2, 1, a1, a2]``.
     """
-    import pyloudnorm
-
-    meter = pyloudnorm.Meter(int(sample_rate))
-    sections = []
-    for stage in meter._filters.values():  # high shelf, then high pass
-        b = np.asarray(stage.b, dtype=np.float64) * stage.passband_gain
-        a = np.asarray(stage.a, dtype=np.float64)
-        sections.append(np.concatenate([b / a[0], a / a[0]]))
-    return np.stack(sections)
-
-
-def k_weight(samples: Any, sample_rate: int) -> np.ndarray:
-    """K-weighted copy of ``samples`` (same shape and dtype)."""
-    from scipy.signal import sosfilt
-
-    x = _as_2d(samples)
-    sos = k_weighting_sos(int(sample_rate)).astype(x.dtype)
-    return sosfilt(sos, x, axis=-1).astype(x.dtype, copy=False)
+    w0 = 2.0 * math.pi * K_SHELF_HZ / sample_rate
+    cos, amp = math.cos(w0), 10.0 ** (K_SHELF_GAIN_DB / 40.0)
+    k = 2.0 * math.sqrt(amp) * math.sin(w0) / (2.0 * K_SHELF_Q)
+    shelf = [amp * ((amp + 1) + (amp - 1) * cos + k), -2 * amp * ((amp - 1) + (amp + 1) * cos),
+             amp * ((amp + 1) + (amp - 1) * cos - k),
+             (amp + 1) - (amp - 1) * cos + k, 2 * ((amp - 1) - (amp + 1) * cos), (amp + 1) - (amp - 1) * cos - k]
+    w0 = 2.0 * math.pi * K_HIGHPASS_HZ / sample_rate
+    cos, alpha = math.cos(w0), math.sin(w0) / (2.0 * K_HIGHPASS_Q)
+    highpass = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2, 1 + alpha, -2 * cos, 1 - alpha]
+    sections = np.array([shelf, highpass], dtype=np.float64)
+    return sections / sections[:, 3:4]
 
 
 def _weights(channels: int) -> np.ndarray:
@@ -157,15 +158,14 @@ def hop_energies(samples: Any, sample_rate: int, hop_s: float = HOP_S) -> tuple[
     hop : int
         Hop length in samples.
     """
+    from automix.loudness_kernels import k_weighted_hop_energies
+
     x = _as_2d(samples)
     hop = _hop_length(sample_rate, hop_s)
-    n_hops = x.shape[-1] // hop
-    if n_hops == 0:
-        return np.zeros(0), hop
-    y = k_weight(x[:, : n_hops * hop], sample_rate)
-    np.square(y, out=y)
-    per_channel = y.reshape(y.shape[0], n_hops, hop).sum(axis=-1, dtype=np.float64)
-    return _weights(x.shape[0]) @ per_channel, hop
+    energies = np.zeros(x.shape[-1] // hop)
+    if energies.size:
+        k_weighted_hop_energies(x, k_weighting_sos(int(sample_rate)), _weights(x.shape[0]), hop, energies)
+    return energies, hop
 
 
 def _window_loudness(energies: np.ndarray, hop: int, hops_per_window: int) -> np.ndarray:
@@ -262,24 +262,20 @@ def sample_peak_db(samples: Any) -> float:
 
 
 @lru_cache(maxsize=1)
-def _true_peak_kernel() -> tuple[np.ndarray, float]:
-    """Toeplitz matrix computing phases 1..3 of the 4x interpolator for a frame of outputs.
+def _true_peak_phases() -> tuple[np.ndarray, float]:
+    """Phases 1..3 of the 4x windowed-sinc interpolator (phase 0 is the sample itself).
 
-    Returns the ``(frame + 2 * half - 1, 3 * frame)`` float32 matrix and the largest
-    L1 norm of a phase (the gain bound used to skip quiet stretches).
+    Returns the ``(3, 2 * half)`` float32 taps, applied to ``x[n-half+1 .. n+half]`` for
+    the outputs between ``x[n]`` and ``x[n+1]``, and the largest L1 norm of a phase
+    (the most any phase can amplify a peak, used to skip quiet stretches).
     """
-    up, half, frame = TRUE_PEAK_OVERSAMPLING, _TP_HALF, _TP_FRAME
+    up, half = TRUE_PEAK_OVERSAMPLING, _TP_HALF
     m = np.arange(-up * half, up * half + 1)
     prototype = np.sinc(m / up) * np.kaiser(len(m), _TP_BETA)
-    taps = 2 * half
-    # Output between x[n] and x[n+1] at phase p uses x[n-half+1 .. n+half]:
-    # coefficient of x[n-half+1+i] is prototype[up*(half-1-i) + p] (index offset up*half).
-    phases = np.array([[prototype[up * (half - 1 - i) + p + up * half] for i in range(taps)]
-                       for p in range(1, up)])
-    matrix = np.zeros((frame + taps - 1, (up - 1) * frame), dtype=np.float32)
-    for j in range(frame):
-        matrix[j: j + taps, (up - 1) * j: (up - 1) * (j + 1)] = phases.T
-    return matrix, float(np.abs(phases).sum(axis=1).max())
+    # coefficient of x[n-half+1+i] at phase p is prototype[up*(half-1-i) + p] (index offset up*half)
+    phases = np.array([[prototype[up * (half - 1 - i) + p + up * half] for i in range(2 * half)]
+                       for p in range(1, up)], dtype=np.float32)
+    return phases, float(np.abs(phases.astype(np.float64)).sum(axis=1).max())
 
 
 def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None = None) -> float:
@@ -287,7 +283,7 @@ def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None =
 
     The signal is taken as zero outside its ends. Stretches whose sample peak is too
     low to beat the running maximum even at the interpolator's largest possible gain
-    are skipped, which does not change the result.
+    are skipped, which does not change the result (the loudest stretches go first).
 
     Parameters
     ----------
@@ -301,52 +297,16 @@ def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None =
     best = sample_peak(x) if peak is None else float(peak)
     if best == 0.0:
         return 0.0
-    with _single_threaded_blas():
-        return _true_peak(x, best)
+    from automix.loudness_kernels import true_peak_channel
 
-
-def _single_threaded_blas():
-    """Context limiting BLAS to one thread (many small products; threads only contend)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn/librosa
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _true_peak(x: np.ndarray, best: float) -> float:
-    """Largest interpolated magnitude of ``x`` (float32, ``(channels, samples)``), at least ``best``.
-
-    The outputs are computed in blocks of ``_TP_BLOCK`` frames, loudest blocks first;
-    a block whose sample peak (with the interpolator's margin) times the largest
-    phase gain cannot exceed the running maximum is skipped.
-    """
-    matrix, gain_bound = _true_peak_kernel()
-    frame, taps, block = _TP_FRAME, 2 * _TP_HALF, _TP_BLOCK
-    group = 32  # blocks per matrix product
+    phases, gain_bound = _true_peak_phases()
+    half = _TP_HALF
     for channel in x:
-        n_out = channel.shape[0] + 1  # outputs between x[n] and x[n+1], n = -1 .. T-1
-        n_blocks = -(-n_out // (frame * block))
-        n_frames = n_blocks * block
-        padded = np.zeros(n_frames * frame + taps - 1 + frame * block, dtype=np.float32)
-        padded[_TP_HALF: _TP_HALF + channel.shape[0]] = channel
-        windows = np.lib.stride_tricks.as_strided(
-            padded, shape=(n_frames, frame + taps - 1), strides=(frame * 4, 4), writeable=False
-        )
-        body = padded[: (n_blocks + 1) * block * frame].reshape(n_blocks + 1, block * frame)
-        local = np.maximum(body.max(axis=1), -body.min(axis=1))
-        bound = np.maximum(local[:-1], local[1:]) * gain_bound  # block plus its right margin
-        order = np.argsort(-bound, kind="stable")
-        for i in range(0, n_blocks, group):
-            chosen = order[i: i + group]
-            chosen = chosen[bound[chosen] > best]
-            if chosen.size == 0:
-                break
-            rows = (chosen[:, None] * block + np.arange(block)).ravel()
-            out = windows[rows] @ matrix
-            best = max(best, float(out.max()), float(-out.min()))
+        padded = np.zeros(channel.shape[0] + 2 * half, dtype=np.float32)
+        padded[half: half + channel.shape[0]] = channel
+        # outputs between x[n] and x[n+1] for n = -1 .. T-1 (the signal is silent outside)
+        best = max(best, float(true_peak_channel(padded, phases, channel.shape[0] + 1, _TP_BLOCK,
+                                                 gain_bound, np.float32(best))))
     return best
 
 
@@ -435,25 +395,45 @@ def third_octave_spectrum(samples: Any, sample_rate: int) -> tuple[np.ndarray, n
 
 # --------------------------------------------------------------------------- stereo, DC
 
-def _channel_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per-channel sums, the channel Gram matrix and (for stereo) the side energy ``sum((L-R)**2)``."""
-    channels, frames = x.shape
-    sums = np.zeros(channels)
-    gram = np.zeros((channels, channels))
-    step = 1 << 18
-    for start in range(0, frames, step):
-        block = x[:, start: start + step]
-        sums += block.sum(axis=1)
-        gram += block @ block.T
-    side = 0.0
-    if channels == 2:
-        side = gram[0, 0] + gram[1, 1] - 2.0 * gram[0, 1]
-        if side < 1e-3 * (gram[0, 0] + gram[1, 1]):  # near-mono: avoid cancellation
-            side = 0.0
-            for start in range(0, frames, step):
-                d = x[0, start: start + step] - x[1, start: start + step]
-                side += float(np.dot(d, d))
-    return sums, gram, max(side, 0.0)
+@dataclass
+class _Sums:
+    """One sweep's worth of per-channel statistics (float64)."""
+
+    maxima: np.ndarray
+    minima: np.ndarray
+    sums: np.ndarray
+    squares: np.ndarray
+    clipped: int
+    cross: float = math.nan  # sum(L*R), stereo only
+    side: float = math.nan  # sum((L-R)**2), stereo only
+
+    @property
+    def peak(self) -> float:
+        return float(max(self.maxima.max(initial=0.0), -self.minima.min(initial=0.0)))
+
+    @property
+    def correlation(self) -> float:
+        denominator = math.sqrt(self.squares[0] * self.squares[1]) if self.squares.size == 2 else 0.0
+        return float(self.cross / denominator) if denominator > 0 else math.nan
+
+    @property
+    def side_mid_db(self) -> float:
+        if self.squares.size != 2:
+            return math.nan
+        mid = self.squares[0] + self.squares[1] + 2.0 * self.cross
+        if mid <= 0.0:
+            return math.inf if self.side > 0 else math.nan
+        return _db(self.side / mid, power=True)
+
+
+def _channel_sums(x: np.ndarray) -> _Sums:
+    from automix.loudness_kernels import channel_stats, stereo_sums
+
+    maxima, minima, sums, squares, clipped = channel_stats(x, CLIP_LEVEL)
+    out = _Sums(maxima, minima, sums, squares, int(clipped))
+    if x.shape[0] == 2:
+        out.cross, out.side = stereo_sums(x[0], x[1])
+    return out
 
 
 def stereo_correlation(samples: Any) -> float:
@@ -462,31 +442,13 @@ def stereo_correlation(samples: Any) -> float:
     ``sum(L*R) / sqrt(sum(L**2) * sum(R**2))``; ``nan`` unless stereo and non-silent.
     """
     x = _as_2d(samples)
-    if x.shape[0] != 2:
-        return math.nan
-    _, gram, _ = _channel_sums(x)
-    return _correlation(gram)
-
-
-def _correlation(gram: np.ndarray) -> float:
-    denominator = math.sqrt(gram[0, 0] * gram[1, 1])
-    return float(gram[0, 1] / denominator) if denominator > 0 else math.nan
+    return _channel_sums(x).correlation if x.shape[0] == 2 else math.nan
 
 
 def side_mid_ratio_db(samples: Any) -> float:
     """Energy of side ``(L-R)/2`` relative to mid ``(L+R)/2``, dB (``nan`` unless stereo)."""
     x = _as_2d(samples)
-    if x.shape[0] != 2:
-        return math.nan
-    _, gram, side = _channel_sums(x)
-    return _side_mid(gram, side)
-
-
-def _side_mid(gram: np.ndarray, side: float) -> float:
-    mid = gram[0, 0] + gram[1, 1] + 2.0 * gram[0, 1]
-    if mid <= 0.0:
-        return math.inf if side > 0 else math.nan
-    return _db(side / mid, power=True)
+    return _channel_sums(x).side_mid_db if x.shape[0] == 2 else math.nan
 
 
 # --------------------------------------------------------------------------- report
@@ -611,13 +573,12 @@ def analyze(samples: Any, sample_rate: int) -> Metrics:
     x = _as_2d(samples)
     sample_rate = int(sample_rate)
     channels, frames = x.shape
-    peak = sample_peak(x)
-    sums, gram, side = _channel_sums(x)
-    dc = (sums / max(frames, 1)).tolist()
-    mean_square = float(np.trace(gram)) / max(frames * channels, 1)
+    stats = _channel_sums(x)
+    peak = stats.peak
+    dc = (stats.sums / max(frames, 1)).tolist()
+    mean_square = float(stats.squares.sum()) / max(frames * channels, 1)
     rms_dbfs = _db(mean_square, power=True)
     peak_dbfs = _db(peak)
-    clipped = int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL)) if peak >= CLIP_LEVEL else 0
 
     energies, hop = hop_energies(x, sample_rate)
     integrated = _gated_integrated(energies, hop)
@@ -642,10 +603,10 @@ def analyze(samples: Any, sample_rate: int) -> Metrics:
         plr_db=tp_dbtp - integrated if math.isfinite(integrated) and math.isfinite(tp_dbtp) else math.nan,
         rms_dbfs=rms_dbfs,
         crest_factor_db=peak_dbfs - rms_dbfs if math.isfinite(rms_dbfs) else math.nan,
-        correlation=_correlation(gram) if stereo else math.nan,
-        side_mid_ratio_db=_side_mid(gram, side) if stereo else math.nan,
+        correlation=stats.correlation if stereo else math.nan,
+        side_mid_ratio_db=stats.side_mid_db if stereo else math.nan,
         dc_offset=[float(v) for v in dc],
-        clipped_samples=clipped,
+        clipped_samples=stats.clipped,
         spectrum_hz=freqs,
         spectrum_db=spectrum,
         short_term_times_s=(np.arange(short_term.size) + short_n) * hop / float(sample_rate),

@@ -227,3 +227,19 @@ def test_analyze_mono_and_short_signals(make_sine):
     d = short.to_dict()
     assert d["integrated_lufs"] is None and d["loudness_range_lu"] is None
     assert "n/a" in "\n".join(short.table())
+
+
+def test_k_weighting_matches_pyloudnorm_and_the_standard():
+    for sr in (44100, 48000, 96000):
+        meter = pyln.Meter(sr)
+        stages = list(meter._filters.values())  # high shelf, high pass
+        ours = L.k_weighting_sos(sr)
+        for section, stage in zip(ours, stages):
+            np.testing.assert_allclose(section, np.concatenate([stage.b, stage.a]) / stage.a[0], rtol=1e-12)
+    # BS.1770-4 Table 1 / 2: the 48 kHz K-weighting coefficients
+    itu = np.array([[1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
+                    [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621]])
+    freqs = np.geomspace(20, 20000, 200)
+    _, ours = ss.sosfreqz(L.k_weighting_sos(48000), worN=freqs, fs=48000)
+    _, ref = ss.sosfreqz(itu, worN=freqs, fs=48000)
+    assert np.max(np.abs(20 * np.log10(np.abs(ours) / np.abs(ref)))) < 0.1
