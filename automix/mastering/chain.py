@@ -51,6 +51,10 @@ class ChainSettings:
         spec = MASTERING.spec(name)
         self.values[MASTERING.index(name)] = float(min(max(value, spec.minimum), spec.maximum))
 
+    def values_dict(self) -> dict[str, float]:
+        """``{name: value}`` of every MASTERING setting (JSON/YAML)."""
+        return MASTERING.to_dict(self.values)
+
     @property
     def eq_active(self) -> bool:
         return any(abs(self.get(n)) > 1e-6 for n in EQ_GAINS) or self.get("eq.hpf.mix") > 0

@@ -1,0 +1,149 @@
+"""``automix master``: master a mix to a reference track or a delivery loudness target."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Master a mix: match a reference track's tone, stereo width and loudness (or a platform
+loudness target), with a true-peak limiter that never goes above the ceiling.
+
+The chain is: tonal-match EQ (readable parametric bands + a fine correction curve) ->
+mid/side width -> gentle bus compression -> gain -> true-peak limiter. The loudness lands
+within 0.1 LU of the target after limiting; if that would need more than --max-limiting
+dB of gain reduction, automix stops at the safe level and tells you.
+"""
+
+EPILOG = """\
+targets (--target): spotify, youtube, tidal, amazon, soundcloud (-14 LUFS), apple (-16),
+deezer (-15), broadcast/ebu (-23, EBU R 128), aes (-16, AES TD1008), cd/loud (-9), or a
+number in LUFS such as -12.
+
+examples:
+  automix master mix.wav -o master.wav --reference favourite.flac
+      match a commercial track's tone, width and loudness
+  automix master mix.wav -o master.wav --target apple --ceiling -1
+      -16 LUFS for Apple Music, peaks at most -1 dBTP
+  automix master mix.wav -o master.flac --reference a.wav b.wav --reference-weights 2 1 --eq-amount 70%
+      two references (the first counts double), 70 % of the tonal correction
+  automix master mix.wav -o master.wav --reference ref.wav --no-limiter --bit-depth 32f
+      tone and level only, unlimited float file for your own limiter
+  automix master mix.wav -o master.wav --target spotify --report reports/ --preview reports/
+      also write a JSON+PNG report and a loudness-matched A/B preview of the loudest 30 s
+  automix master a.wav b.wav c.wav -o album/ --album --target -14
+      three tracks, one loudness and one tone
+"""
+
+
+def _percent(text: str) -> float:
+    raw = text.strip().rstrip("%").strip()
+    try:
+        value = float(raw) / 100.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage like 70%, got {text!r}") from None
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"{text}: amount must be between 0% and 200%")
+    return value
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("master", help="master a mix to a reference or a loudness target",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mixes", nargs="+", metavar="MIX", help="mix file(s) to master (WAV, FLAC, AIFF, OGG, MP3)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (one mix) or folder (several mixes / --album; files named NAME.master.EXT)")
+    p.add_argument("-r", "--reference", nargs="+", metavar="REF", default=None,
+                   help="reference track(s) whose tone, width and loudness to match (any rate, mono or stereo)")
+    p.add_argument("--reference-weights", nargs="+", type=float, metavar="W", default=None,
+                   help="one weight per reference (default: equal)")
+    p.add_argument("-t", "--target", default=None,
+                   help="loudness target: a preset name or LUFS (default: the reference's loudness, else spotify)")
+    p.add_argument("--ceiling", type=float, default=-1.0, metavar="DBTP", help="true-peak ceiling in dBTP (default -1.0)")
+    p.add_argument("--max-limiting", type=float, default=6.0, metavar="DB",
+                   help="most limiter gain reduction allowed to reach the target (default 6 dB)")
+    p.add_argument("--bit-depth", choices=["16", "24", "32f"], default="24",
+                   help="output encoding: 16 (TPDF-dithered), 24 or 32-bit float (default 24)")
+    p.add_argument("--no-dither", action="store_true", help="no dither on 16-bit output")
+    amounts = p.add_argument_group("amount per stage (0%% = off, 100%% = full match)")
+    amounts.add_argument("--eq-amount", type=_percent, default=1.0, metavar="PCT", help="tonal matching (default 100%%)")
+    amounts.add_argument("--width-amount", type=_percent, default=1.0, metavar="PCT", help="stereo width matching")
+    amounts.add_argument("--dynamics-amount", type=_percent, default=1.0, metavar="PCT", help="bus compression")
+    stages = p.add_argument_group("stages")
+    stages.add_argument("--no-eq", action="store_true", help="leave the tone alone")
+    stages.add_argument("--no-fine-eq", action="store_true", help="parametric bands only, no fine correction curve")
+    stages.add_argument("--no-width", action="store_true", help="leave the stereo width alone")
+    stages.add_argument("--no-dynamics", action="store_true", help="no bus compression")
+    stages.add_argument("--no-limiter", action="store_true",
+                        help="no limiter: level only, written as 32-bit float when it goes above full scale")
+    p.add_argument("--album", action="store_true", help="master all mixes to one loudness and one tone")
+    p.add_argument("--report", metavar="DIR", default=None, help="write NAME.report.json and NAME.report.png here")
+    p.add_argument("--preview", metavar="DIR", default=None,
+                   help="write a loudness-matched A/B preview (loudest 30 s of input and master) here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result line and warnings")
+    return p
+
+
+def _options(args):
+    from automix.mastering import MasteringOptions
+
+    return MasteringOptions(target=args.target, ceiling_dbtp=args.ceiling, eq_amount=args.eq_amount,
+                            width_amount=args.width_amount, dynamics_amount=args.dynamics_amount,
+                            eq=not args.no_eq, fine_eq=not args.no_fine_eq, width=not args.no_width,
+                            dynamics=not args.no_dynamics, limiter=not args.no_limiter,
+                            max_limiting_db=args.max_limiting, reference_weights=args.reference_weights)
+
+
+def _print(result, quiet: bool) -> None:
+    from automix.mastering import describe_settings
+
+    if not quiet:
+        for line in describe_settings(result.settings):
+            print(f"  {line}")
+    print(f"{result.output_path}: {result.integrated_lufs:.1f} LUFS (target {result.target_lufs:.1f}), "
+          f"true peak {result.true_peak_dbtp:.2f} dBTP, limiting {result.landing.max_gain_reduction_db:.1f} dB")
+    for path in result.report_paths + result.preview_paths:
+        print(f"  wrote {path}")
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def run(args) -> int:
+    from automix.errors import SettingsError
+    from automix.mastering import master
+    from automix.mastering.album import master_album
+
+    options = _options(args)
+    progress = not args.quiet and sys.stderr.isatty()
+    dither = not args.no_dither
+    if args.album or len(args.mixes) > 1:
+        out_dir = Path(args.output)
+        if out_dir.suffix and not out_dir.is_dir():
+            raise SettingsError(f"{out_dir}: with several mixes, -o must be a folder")
+        if args.album:
+            album = master_album(args.mixes, out_dir, reference=args.reference, options=options,
+                                 bit_depth=args.bit_depth, dither=dither, report_dir=args.report,
+                                 overwrite=args.overwrite, progress=progress)
+            for w in album.warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            for result in album.tracks:
+                _print(result, args.quiet)
+            print(f"album: {len(album.tracks)} tracks at {album.target_lufs:.1f} LUFS "
+                  f"(spread {album.loudness_spread_lu:.2f} LU)")
+            return 0
+        for mix in args.mixes:
+            src = Path(mix)
+            ext = src.suffix.lower() if src.suffix.lower() in (".wav", ".flac", ".aif", ".aiff") else ".wav"
+            result = master(src, out_dir / f"{src.stem}.master{ext}", reference=args.reference,
+                            options=_options(args), bit_depth=args.bit_depth, dither=dither,
+                            report_dir=args.report, preview_dir=args.preview, overwrite=args.overwrite,
+                            progress=progress)
+            _print(result, args.quiet)
+        return 0
+    result = master(args.mixes[0], args.output, reference=args.reference, options=options,
+                    bit_depth=args.bit_depth, dither=dither, report_dir=args.report, preview_dir=args.preview,
+                    overwrite=args.overwrite, progress=progress)
+    _print(result, args.quiet)
+    return 0
