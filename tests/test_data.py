@@ -158,6 +158,11 @@ def test_dataset_slices_targets_and_collate(tmp_path):
     torch.testing.assert_close(item["target_mix"], item["stems"].sum(0))
     mixed = ExcerptDataset(songs, n, target="mix")[(1, 1000)]
     torch.testing.assert_close(mixed["target_mix"], item["target_mix"], atol=2e-3, rtol=0)
+    with_ref = ExcerptDataset(songs, n, target="sum", with_reference=True)[(1, 1000)]
+    other = (1000 + songs[1].num_samples // 2) % (songs[1].num_samples - n)
+    np.testing.assert_allclose(with_ref["reference"].numpy(),
+                               np.asarray(songs[1].stems[:, :, other:other + n], np.float32).sum(0), atol=1e-6)
+    assert "reference" in collate_excerpts([with_ref, with_ref]) and "reference" not in item
     # past the end: zero padded
     tail = ds[(0, songs[0].num_samples - 100)]
     assert tail["stems"].shape[-1] == n and float(tail["stems"][..., 100:].abs().max()) == 0

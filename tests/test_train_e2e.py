@@ -30,7 +30,7 @@ def tiny_overrides(root: Path, cache: Path, run_dir: Path, max_steps: int = 5) -
     """3 steps per epoch of 2 half-second excerpts; a checkpoint every 2 steps."""
     return [f"data.root={root}", f"data.cache_dir={cache}", f"run_dir={run_dir}",
             f"data.sample_rate={SR}", "data.excerpt_seconds=0.5", "data.excerpts_per_epoch=6",
-            "data.valid_fraction=0.25", "data.valid_excerpts_per_song=2",
+            "data.valid_fraction=0.25", "data.valid_excerpts_per_song=2", "data.reference_probability=0.5",
             "trainer=smoke", f"trainer.max_steps={max_steps}", "trainer.batch_size=2",
             "trainer.checkpoint_every=2", "trainer.log_every=1", "trainer.keep_checkpoints=2",
             "trainer.progress=false", "trainer.learning_rate=1e-3",

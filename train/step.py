@@ -18,12 +18,14 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_rate: int, render: Callable,
                   perturbation: Perturbation | None, generator: torch.Generator, target_is_sum: bool,
-                  amp_dtype: torch.dtype | None = None) -> tuple[MixPrediction, torch.Tensor]:
+                  amp_dtype: torch.dtype | None = None, reference_probability: float = 0.0
+                  ) -> tuple[MixPrediction, torch.Tensor]:
     """Run the un-mixing task on a collated batch (already on the model's device).
 
     The stems are perturbed (no gradient), the model predicts strip settings from the
     perturbed stems (under autocast when ``amp_dtype`` is given), and the console renders
-    them in float32.
+    them in float32. With probability ``reference_probability`` (drawn from ``generator``)
+    the batch's ``reference`` mixes are given to the model too.
 
     Returns
     -------
@@ -37,11 +39,16 @@ def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_ra
         inputs, _ = perturbation.apply(stems, sample_rate, generator, stem_mask=mask, render=render)
     else:
         inputs = stems
+    reference = None
+    if reference_probability > 0 and "reference" in batch:
+        if float(torch.rand((), generator=generator)) < reference_probability:
+            reference = batch["reference"]
     device_type = stems.device.type
     autocast = (torch.autocast(device_type=device_type, dtype=amp_dtype) if amp_dtype is not None
                 else nullcontext())
     with autocast:
-        strip = model(inputs, sample_rate, roles, mask)
+        strip = model(inputs, sample_rate, roles, mask) if reference is None else \
+            model(inputs, sample_rate, roles, mask, reference=reference)
     strip = strip.float()
     result = render(inputs, strip, sample_rate, stem_mask=mask)
     prediction = MixPrediction(mix=result.mix, stems=result.stems, target_mix=batch["target_mix"],

@@ -414,7 +414,8 @@ class Trainer:
         generator = step_generator(cfg.seed, self.step, self.env.rank)
         pred, _ = forward_batch(model, batch, sample_rate=sample_rate, render=self.render,
                                 perturbation=self.data.perturbation, generator=generator,
-                                target_is_sum=target_is_sum, amp_dtype=self.amp_dtype)
+                                target_is_sum=target_is_sum, amp_dtype=self.amp_dtype,
+                                reference_probability=self.data.reference_probability)
         loss, parts = self.loss_fn(pred)
         if not torch.isfinite(loss):
             raise AutomixError(f"training diverged at step {self.step} (loss {float(loss)}); "

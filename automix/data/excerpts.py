@@ -129,13 +129,16 @@ class ExcerptDataset(Dataset):
     silence_db : float
         Stems whose excerpt RMS is below this (dBFS) are masked out as silent (at least
         the loudest stem is kept).
+    with_reference : bool
+        Also return ``reference`` (2, T): the target of another excerpt of the same song
+        (half a song later, wrapping), for training the model's reference conditioning.
 
     Items are dicts: ``stems`` (S, 2, T) float32, ``roles`` (S,) long, ``mask`` (S,)
-    bool, ``target_mix`` (2, T) float32.
+    bool, ``target_mix`` (2, T) float32 (and ``reference`` (2, T)).
     """
 
     def __init__(self, songs: Sequence[CachedSong], excerpt_samples: int, target: str = "sum",
-                 silence_db: float = -60.0):
+                 silence_db: float = -60.0, with_reference: bool = False):
         if target not in ("sum", "mix"):
             raise DatasetError(f"target must be 'sum' or 'mix', not {target!r}")
         if target == "mix":
@@ -146,6 +149,7 @@ class ExcerptDataset(Dataset):
         self.excerpt_samples = int(excerpt_samples)
         self.target = target
         self.silence_power = 10.0 ** (silence_db / 10.0)
+        self.with_reference = bool(with_reference)
 
     def __len__(self) -> int:  # indexing is by (song, start); the samplers define an epoch
         return len(self.songs)
@@ -164,12 +168,17 @@ class ExcerptDataset(Dataset):
         power = np.square(stems).mean(axis=(1, 2))
         mask = power > self.silence_power
         mask[int(np.argmax(power))] = True
+        item = {"stems": torch.from_numpy(stems), "roles": torch.tensor(song.roles, dtype=torch.long),
+                "mask": torch.from_numpy(mask), "target_mix": torch.from_numpy(self._target(song, start, stems))}
+        if self.with_reference:
+            other = (start + song.num_samples // 2) % max(1, song.num_samples - self.excerpt_samples)
+            item["reference"] = torch.from_numpy(self._target(song, other))
+        return item
+
+    def _target(self, song: CachedSong, start: int, stems: np.ndarray | None = None) -> np.ndarray:
         if self.target == "mix":
-            target = self._slice(song.mix, start)
-        else:
-            target = stems.sum(axis=0)
-        return {"stems": torch.from_numpy(stems), "roles": torch.tensor(song.roles, dtype=torch.long),
-                "mask": torch.from_numpy(mask), "target_mix": torch.from_numpy(target)}
+            return self._slice(song.mix, start)
+        return (self._slice(song.stems, start) if stems is None else stems).sum(axis=0)
 
 
 def collate_excerpts(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -184,8 +193,11 @@ def collate_excerpts(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torc
         stems[i, :s] = item["stems"]
         roles[i, :s] = item["roles"]
         mask[i, :s] = item["mask"]
-    return {"stems": stems, "roles": roles, "mask": mask,
-            "target_mix": torch.stack([item["target_mix"] for item in items])}
+    batch = {"stems": stems, "roles": roles, "mask": mask,
+             "target_mix": torch.stack([item["target_mix"] for item in items])}
+    if "reference" in items[0]:
+        batch["reference"] = torch.stack([item["reference"] for item in items])
+    return batch
 
 
 def excerpt_samples(seconds: float, sample_rate: int) -> int:

@@ -55,6 +55,9 @@ class MultitrackData:
         More stems than this: the quietest are summed into one.
     split_seed : int
         Seed of the song split.
+    reference_probability : float
+        Share of training steps on which the model also gets a reference mix (another
+        excerpt of the same song's target), so that it learns to follow a reference.
     """
 
     root: str
@@ -72,6 +75,7 @@ class MultitrackData:
     cache_dtype: str = "float16"
     max_stems: int = 16
     split_seed: int = 0
+    reference_probability: float = 0.0
 
     @property
     def excerpt_samples(self) -> int:
@@ -106,4 +110,5 @@ class MultitrackData:
         return out
 
     def dataset(self, songs: Sequence[CachedSong]) -> ExcerptDataset:
-        return ExcerptDataset(songs, self.excerpt_samples, target=self.target)
+        return ExcerptDataset(songs, self.excerpt_samples, target=self.target,
+                              with_reference=self.reference_probability > 0)
