@@ -24,11 +24,11 @@ def song(seconds: float = 4.0, sample_rate: int = 44100, seed: int = 0, level_db
         env = np.exp(-tt * 6.0)
         f0 = [55.0, 65.4, 49.0, 73.4][k % 4]
         mid[seg] += 0.5 * env * np.sin(2 * np.pi * f0 * tt)  # bass
-        mid[seg] += 0.8 * np.exp(-tt * 30.0) * np.sin(2 * np.pi * 60.0 * tt * (1 + np.exp(-tt * 40)))  # kick
+        mid[seg] += 0.3 * np.exp(-tt * 30.0) * np.sin(2 * np.pi * 60.0 * tt * (1 + np.exp(-tt * 40)))  # kick
         chord = [220.0, 277.2, 329.6] if (k // 2) % 2 == 0 else [196.0, 246.9, 293.7]
         for f in chord:
             for h in range(1, 6):
-                amp = 0.12 / h * (bright if h > 2 else 1.0)
+                amp = 0.2 / h * (bright if h > 2 else 1.0)
                 mid[seg] += amp * np.exp(-tt * 2.0) * np.sin(2 * np.pi * f * h * tt + rng.uniform(0, 6.28))
                 side[seg] += width * amp * np.exp(-tt * 2.0) * np.sin(2 * np.pi * f * h * 1.003 * tt)
         hat_start = start + int(0.25 * sample_rate)

@@ -102,7 +102,8 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     warnings: list[str] = []
     history: list[tuple[float, float]] = []  # (drive, loudness)
     reached = True
-    gain = None
+    result = None
+    result_drive = math.nan
     lufs = math.nan
     iterations = 0
     for iterations in range(1, max_iterations + 1):
@@ -113,8 +114,10 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
             drive -= reduction - max_limiting_db
             reached = False
             continue
-        y = x * np.float32(_db_gain(drive)) * gain.astype(np.float32)
-        lufs = integrated_loudness(y, sample_rate)
+        result = limit_true_peak(x * np.float32(_db_gain(drive)), sample_rate, ceiling_dbtp, lookahead_ms,
+                                 release_ms, first_gain=gain)
+        result_drive = drive
+        lufs = integrated_loudness(result.samples, sample_rate)
         error = target_lufs - lufs
         history.append((drive, lufs))
         if abs(error) <= tolerance_lu:
@@ -133,9 +136,10 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
             # do not step beyond the limiting allowance
             step = min(step, max(0.0, max_limiting_db - reduction) / max(slope, 0.2) + 0.5 * step)
         drive += step
-    assert gain is not None
-    result = limit_true_peak(x * np.float32(_db_gain(drive)), sample_rate, ceiling_dbtp, lookahead_ms, release_ms,
-                             first_gain=gain)
+    if result is None or result_drive != drive:
+        gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
+        result = limit_true_peak(x * np.float32(_db_gain(drive)), sample_rate, ceiling_dbtp, lookahead_ms,
+                                 release_ms, first_gain=gain)
     y = result.samples
     lufs = integrated_loudness(y, sample_rate)
     if abs(lufs - target_lufs) > 0.1 and lufs < target_lufs and result.max_gain_reduction_db >= max_limiting_db - 0.1:
