@@ -40,6 +40,8 @@ SILENCE_PEAK_DBFS = -90.0
 ANALYSIS_SECONDS = 30.0
 #: Length of each analysis excerpt.
 ANALYSIS_SEGMENT_SECONDS = 3.0
+#: From this rate up, the model's features do not depend on the sample rate.
+FEATURE_RATE_HZ = 22050
 #: Rendering block length (the console carries filter and compressor state across blocks).
 BLOCK_SECONDS = 30.0
 #: Files whose names say they are already a mix are not stems.
@@ -228,7 +230,8 @@ def analysis_audio(audio: torch.Tensor, sample_rate: int, target_rate: int | Non
     audio : Tensor ``[..., C, T]``
     sample_rate : int
     target_rate : int, optional
-        The model's training rate (excerpts are resampled to it).
+        Resample the excerpts to this rate. Only needed below 22.05 kHz: the features are
+        measured in Hz and ms over 30 Hz-11 kHz, so they read the same from 22.05 kHz up.
 
     Returns
     -------
@@ -267,17 +270,19 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
     model : MixModel
     stems : Stems
     analysis_rate : int, optional
-        Rate the model was trained at (features are read at this rate).
+        Rate the model was trained at; stems below 22.05 kHz are analysed at this rate
+        (from 22.05 kHz up the features do not depend on the rate, so nothing is resampled).
     reference : Tensor ``[2, T]`` at ``stems.sample_rate``, optional
     """
     values = STRIP.neutral.repeat(stems.num_stems, 1)
     active = [i for i, s in enumerate(stems.silent) if not s]
     if not active:
         return values
-    x, rate = analysis_audio(stems.audio[active], stems.sample_rate, analysis_rate)
+    target = analysis_rate if stems.sample_rate < FEATURE_RATE_HZ else None
+    x, rate = analysis_audio(stems.audio[active], stems.sample_rate, target)
     ref = None
     if reference is not None:
-        ref, _ = analysis_audio(reference, stems.sample_rate, analysis_rate)
+        ref, _ = analysis_audio(reference, stems.sample_rate, target)
         ref = ref[None]
     roles = torch.tensor([[stems.roles[i] for i in active]])
     model.eval()

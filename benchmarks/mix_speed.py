@@ -39,7 +39,7 @@ def synth_stem(role: str, seconds: float, sr: int, rng: np.random.Generator) -> 
         body = np.sin(2 * np.pi * 55 * t) if role == "kick" else rng.standard_normal(n)
         if role == "hihat":
             body = np.diff(body, prepend=0.0)
-        mono = 0.5 * env * body
+        mono = 0.2 * env * body
     elif role == "bass":
         mono = 0.3 * np.sin(2 * np.pi * 55 * (1 + (np.floor(t / 2) % 4) / 4) * t)
     elif role == "pad":
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def io_floor() -> None:
             audio = [load_audio(f).samples for f in files]
-            write_audio(tmp / "floor.wav", np.sum(audio, axis=0), sr, subtype="PCM_24", overwrite=True)
+            write_audio(tmp / "floor.wav", np.sum(audio, axis=0) / len(audio), sr, subtype="PCM_24", overwrite=True)
 
         def cli() -> None:
             subprocess.run([sys.executable, "-m", "automix", "mix", str(stems_dir), "-o", str(tmp / "cli.wav"),
