@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from automix.dsp.params import STRIP
-from automix.errors import AudioError, ModelError, OutputExistsError, SettingsError
+from automix.errors import AudioError, OutputExistsError, SettingsError
 from automix.model.mixnet import MAX_STEMS, MixModel
 from automix.model.roles import GROUPS, ROLES, group_of_role, role_from_name
 from automix.settings_io import MixSettings, save_settings
@@ -571,7 +571,7 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
     report = MixReport(output, chosen, written, settings_path, None, 20 * math.log10(max(peak, 1e-12)),
                        _loudness(mix_audio, stems.sample_rate), notes)
     if master is not None:
-        report.master_path = _master(output, master, overwrite)
+        report.master_path = _master(mix_audio, stems.sample_rate, output, master, overwrite, notes)
     return report
 
 
@@ -581,13 +581,27 @@ def _loudness(audio: torch.Tensor, sample_rate: int) -> float:
     return float(loudness_lufs(audio, sample_rate))
 
 
-def _master(mix_path: Path, options: dict, overwrite: bool) -> Path:
-    """Master the written mix with :mod:`automix.mastering` (imported only when asked)."""
-    try:
-        from automix import mastering
-    except ImportError as exc:  # pragma: no cover - mastering ships with automix
-        raise ModelError(f"mastering is not available in this installation: {exc}") from None
+def _master(mix_audio: torch.Tensor, sample_rate: int, mix_path: Path, options: dict, overwrite: bool,
+            notes: list[str]) -> Path:
+    """Master the mix with :mod:`automix.mastering` (imported only when asked).
+
+    The mastering stage reads a 32-bit float copy of the mix (a temporary file next to the
+    output, removed afterwards), so a mix peaking above 0 dBFS is not clipped before the limiter.
+    """
+    import os
+    import tempfile
+
+    from automix import mastering
+    from automix.audio import write_audio
+
     opts = dict(options)
     out = Path(opts.pop("output"))
-    mastering.master(mix_path, out, overwrite=overwrite, **opts)
+    fd, tmp = tempfile.mkstemp(prefix=f".{mix_path.stem}.float.", suffix=".wav", dir=mix_path.parent)
+    os.close(fd)
+    try:
+        write_audio(tmp, mix_audio, sample_rate, subtype="FLOAT", overwrite=True)
+        result = mastering.master(tmp, out, overwrite=overwrite, **opts)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    notes.extend(f"mastering: {w}" for w in getattr(result, "warnings", []) or [])
     return out

@@ -252,3 +252,15 @@ def test_reference_mix_conditions_the_settings(tmp_path, model_path):
 def test_roles_come_from_names(tmp_path):
     stems = load_stems(_write_song(tmp_path / "song"))
     assert [ROLES[r] for r in stems.roles] == ["bass", "kick", "vocals"]
+
+
+def test_mix_then_master_to_a_platform_target(tmp_path, model_path):
+    song = _write_song(tmp_path / "song", seconds=3.0)
+    report = mix(song, tmp_path / "m.wav", model=model_path,
+                 master={"output": tmp_path / "m.master.wav", "target": "spotify"})
+    assert report.master_path == tmp_path / "m.master.wav"
+    mastered, sr = _read(report.master_path)
+    assert sr == SR and mastered.shape[-1] == 3 * SR
+    assert abs(pyloudnorm.Meter(SR).integrated_loudness(mastered.T) - (-14.0)) < 1.0
+    assert 20 * np.log10(np.abs(mastered).max()) <= -0.9  # true-peak ceiling -1 dBTP
+    assert not list(tmp_path.glob(".*float*"))  # the temporary float copy is gone
