@@ -48,7 +48,7 @@ _TP_HALF: int = 6
 #: -0.3 dB at 0.8 x Nyquist).
 _TP_BETA: float = 5.0
 #: Interpolated positions per skippable block of the true-peak meter (speed only).
-_TP_BLOCK: int = 4096
+_TP_BLOCK: int = 128
 
 #: Samples at or beyond this magnitude count as clipped (16-bit positive full scale).
 CLIP_LEVEL: float = 1.0 - 2.0**-15
@@ -139,6 +139,37 @@ def _hop_length(sample_rate: int, hop_s: float = HOP_S) -> int:
     return max(1, int(round(hop_s * sample_rate)))
 
 
+@dataclass
+class _Sums:
+    """One sweep's worth of per-channel statistics (float64)."""
+
+    maxima: np.ndarray
+    minima: np.ndarray
+    sums: np.ndarray
+    squares: np.ndarray
+    clipped: int
+    cross: float = math.nan  # sum(L*R), stereo only
+    side: float = math.nan  # sum((L-R)**2), stereo only
+
+    @property
+    def peak(self) -> float:
+        return float(max(self.maxima.max(initial=0.0), -self.minima.min(initial=0.0)))
+
+    @property
+    def correlation(self) -> float:
+        denominator = math.sqrt(self.squares[0] * self.squares[1]) if self.squares.size == 2 else 0.0
+        return float(self.cross / denominator) if denominator > 0 else math.nan
+
+    @property
+    def side_mid_db(self) -> float:
+        if self.squares.size != 2:
+            return math.nan
+        mid = self.squares[0] + self.squares[1] + 2.0 * self.cross
+        if mid <= 0.0:
+            return math.inf if self.side > 0 else math.nan
+        return _db(self.side / mid, power=True)
+
+
 def hop_energies(samples: Any, sample_rate: int, hop_s: float = HOP_S) -> tuple[np.ndarray, int]:
     """Channel-weighted K-weighted energy of each consecutive hop.
 
@@ -158,14 +189,26 @@ def hop_energies(samples: Any, sample_rate: int, hop_s: float = HOP_S) -> tuple[
     hop : int
         Hop length in samples.
     """
+    energies, hop, _ = _sweep(_as_2d(samples), int(sample_rate), hop_s)
+    return energies, hop
+
+
+def _sweep(x: np.ndarray, sample_rate: int, hop_s: float = HOP_S) -> tuple[np.ndarray, int, _Sums]:
+    """Hop energies and level statistics of ``x`` in one pass over the samples."""
     from automix.loudness_kernels import k_weighted_hop_energies
 
-    x = _as_2d(samples)
     hop = _hop_length(sample_rate, hop_s)
+    channels = x.shape[0]
     energies = np.zeros(x.shape[-1] // hop)
-    if energies.size:
-        k_weighted_hop_energies(x, k_weighting_sos(int(sample_rate)), _weights(x.shape[0]), hop, energies)
-    return energies, hop
+    levels = np.zeros((channels, 4))
+    stereo = np.full(2, math.nan)
+    if x.shape[-1]:
+        k_weighted_hop_energies(x, k_weighting_sos(sample_rate), _weights(channels), hop, energies, levels, stereo)
+    clipped = 0
+    if levels[:, 0].max(initial=0.0) >= CLIP_LEVEL or levels[:, 1].min(initial=0.0) <= -CLIP_LEVEL:
+        clipped = int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL))
+    stats = _Sums(levels[:, 0], levels[:, 1], levels[:, 2], levels[:, 3], clipped, float(stereo[0]), float(stereo[1]))
+    return energies, hop, stats
 
 
 def _window_loudness(energies: np.ndarray, hop: int, hops_per_window: int) -> np.ndarray:
@@ -297,16 +340,13 @@ def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None =
     best = sample_peak(x) if peak is None else float(peak)
     if best == 0.0:
         return 0.0
-    from automix.loudness_kernels import true_peak_channel
+    from automix.loudness_kernels import true_peak_block_bounds, true_peak_blocks
 
     phases, gain_bound = _true_peak_phases()
-    half = _TP_HALF
-    for channel in x:
-        padded = np.zeros(channel.shape[0] + 2 * half, dtype=np.float32)
-        padded[half: half + channel.shape[0]] = channel
-        # outputs between x[n] and x[n+1] for n = -1 .. T-1 (the signal is silent outside)
-        best = max(best, float(true_peak_channel(padded, phases, channel.shape[0] + 1, _TP_BLOCK,
-                                                 gain_bound, np.float32(best))))
+    for channel in x:  # outputs between x[n-1] and x[n] for n = 0 .. T (silent outside)
+        bound = true_peak_block_bounds(channel, phases.shape[1], _TP_BLOCK, gain_bound)
+        order = np.argsort(-bound, kind="stable")
+        best = max(best, float(true_peak_blocks(channel, phases, _TP_BLOCK, bound, order, np.float32(best))))
     return best
 
 
@@ -340,6 +380,8 @@ def long_term_power_spectrum(samples: Any, sample_rate: int) -> tuple[np.ndarray
     """
     from scipy import fft as sfft
 
+    from automix.loudness_kernels import accumulate_power
+
     x = _as_2d(samples).astype(np.float32, copy=False)
     channels, frames = x.shape
     n = _segment_length(int(sample_rate), frames)
@@ -355,9 +397,7 @@ def long_term_power_spectrum(samples: Any, sample_rate: int) -> tuple[np.ndarray
             x[c], shape=(count, n), strides=(hop * x.strides[1], x.strides[1]), writeable=False
         )
         for start in range(0, count, 16):
-            spec = np.abs(sfft.rfft(segments[start: start + 16] * window, axis=-1, overwrite_x=True))
-            np.square(spec, out=spec)
-            acc += spec.sum(axis=0)
+            accumulate_power(sfft.rfft(segments[start: start + 16] * window, axis=-1, overwrite_x=True), acc)
     power = acc / (count * channels * n * float(np.sum(window.astype(np.float64) ** 2)))
     power[1: (n + 1) // 2] *= 2.0  # one-sided: fold negative frequencies
     freqs = np.arange(n // 2 + 1) * sample_rate / n
@@ -395,60 +435,19 @@ def third_octave_spectrum(samples: Any, sample_rate: int) -> tuple[np.ndarray, n
 
 # --------------------------------------------------------------------------- stereo, DC
 
-@dataclass
-class _Sums:
-    """One sweep's worth of per-channel statistics (float64)."""
-
-    maxima: np.ndarray
-    minima: np.ndarray
-    sums: np.ndarray
-    squares: np.ndarray
-    clipped: int
-    cross: float = math.nan  # sum(L*R), stereo only
-    side: float = math.nan  # sum((L-R)**2), stereo only
-
-    @property
-    def peak(self) -> float:
-        return float(max(self.maxima.max(initial=0.0), -self.minima.min(initial=0.0)))
-
-    @property
-    def correlation(self) -> float:
-        denominator = math.sqrt(self.squares[0] * self.squares[1]) if self.squares.size == 2 else 0.0
-        return float(self.cross / denominator) if denominator > 0 else math.nan
-
-    @property
-    def side_mid_db(self) -> float:
-        if self.squares.size != 2:
-            return math.nan
-        mid = self.squares[0] + self.squares[1] + 2.0 * self.cross
-        if mid <= 0.0:
-            return math.inf if self.side > 0 else math.nan
-        return _db(self.side / mid, power=True)
-
-
-def _channel_sums(x: np.ndarray) -> _Sums:
-    from automix.loudness_kernels import channel_stats, stereo_sums
-
-    maxima, minima, sums, squares, clipped = channel_stats(x, CLIP_LEVEL)
-    out = _Sums(maxima, minima, sums, squares, int(clipped))
-    if x.shape[0] == 2:
-        out.cross, out.side = stereo_sums(x[0], x[1])
-    return out
-
-
 def stereo_correlation(samples: Any) -> float:
     """Phase correlation of left and right (+1 mono, 0 unrelated, -1 out of phase).
 
     ``sum(L*R) / sqrt(sum(L**2) * sum(R**2))``; ``nan`` unless stereo and non-silent.
     """
     x = _as_2d(samples)
-    return _channel_sums(x).correlation if x.shape[0] == 2 else math.nan
+    return _sweep(x, 48000)[2].correlation if x.shape[0] == 2 else math.nan
 
 
 def side_mid_ratio_db(samples: Any) -> float:
     """Energy of side ``(L-R)/2`` relative to mid ``(L+R)/2``, dB (``nan`` unless stereo)."""
     x = _as_2d(samples)
-    return _channel_sums(x).side_mid_db if x.shape[0] == 2 else math.nan
+    return _sweep(x, 48000)[2].side_mid_db if x.shape[0] == 2 else math.nan
 
 
 # --------------------------------------------------------------------------- report
@@ -573,14 +572,13 @@ def analyze(samples: Any, sample_rate: int) -> Metrics:
     x = _as_2d(samples)
     sample_rate = int(sample_rate)
     channels, frames = x.shape
-    stats = _channel_sums(x)
+    energies, hop, stats = _sweep(x, sample_rate)
     peak = stats.peak
     dc = (stats.sums / max(frames, 1)).tolist()
     mean_square = float(stats.squares.sum()) / max(frames * channels, 1)
     rms_dbfs = _db(mean_square, power=True)
     peak_dbfs = _db(peak)
 
-    energies, hop = hop_energies(x, sample_rate)
     integrated = _gated_integrated(energies, hop)
     momentary = _window_loudness(energies, hop, int(round(MOMENTARY_S / HOP_S)))
     short_n = int(round(SHORT_TERM_S / HOP_S))

@@ -17,10 +17,13 @@ _CHUNK = 512
 
 
 @njit(cache=True)
-def k_weighted_hop_energies(x, sos, weights, hop, out):  # pragma: no cover - compiled
-    """Add ``weights[c] * sum(y_c**2)`` of each hop of the K-weighted signal to ``out``.
+def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragma: no cover - compiled
+    """One sweep over ``x``: K-weighted hop energies plus the plain level statistics.
 
-    Channels are filtered two at a time (independent recursions interleave on the CPU).
+    Adds ``weights[c] * sum(y_c**2)`` of each hop of the K-weighted signal ``y`` to
+    ``out``, and fills ``levels[c] = (max, min, sum, sum of squares)`` of ``x`` and, for
+    stereo, ``stereo = (sum(L*R), sum((L-R)**2))``. Channels run two at a time (the
+    independent recursions interleave on the CPU; the sums come for free beside them).
 
     Parameters
     ----------
@@ -29,21 +32,27 @@ def k_weighted_hop_energies(x, sos, weights, hop, out):  # pragma: no cover - co
     weights : (C,) float64, BS.1770 channel weights
     hop : int, samples per hop
     out : (n_hops,) float64, accumulated in place; ``n_hops * hop <= T``
+    levels : (C, 4) float64, output
+    stereo : (2,) float64, output (left untouched unless ``C == 2``)
     """
     n_hops = out.shape[0]
+    channels, frames = x.shape
     b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
     b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
-    channels = x.shape[0]
     for c in range(0, channels, 2):
         d = c + 1 if c + 1 < channels else c  # odd count: the last channel runs alone
         wc = weights[c]
         wd = weights[d] if d != c else 0.0
         p00 = p01 = p10 = p11 = 0.0
         q00 = q01 = q10 = q11 = 0.0
-        for h in range(n_hops):
+        hi_c = hi_d = -np.inf
+        lo_c = lo_d = np.inf
+        sum_c = sum_d = sq_c = sq_d = cross = side = 0.0
+        for h in range(n_hops + 1):
             acc_c = 0.0
             acc_d = 0.0
-            for t in range(h * hop, (h + 1) * hop):
+            stop = (h + 1) * hop if h < n_hops else frames
+            for t in range(h * hop, stop):
                 u = np.float64(x[c, t])
                 v = np.float64(x[d, t])
                 yu = b00 * u + p00
@@ -60,7 +69,22 @@ def k_weighted_hop_energies(x, sos, weights, hop, out):  # pragma: no cover - co
                 q11 = b12 * yv - a12 * zv
                 acc_c += zu * zu
                 acc_d += zv * zv
-            out[h] += wc * acc_c + wd * acc_d
+                hi_c = max(hi_c, u)
+                hi_d = max(hi_d, v)
+                lo_c = min(lo_c, u)
+                lo_d = min(lo_d, v)
+                sum_c += u
+                sum_d += v
+                sq_c += u * u
+                sq_d += v * v
+                cross += u * v
+                side += (u - v) * (u - v)
+            if h < n_hops:
+                out[h] += wc * acc_c + wd * acc_d
+        levels[c, 0], levels[c, 1], levels[c, 2], levels[c, 3] = hi_c, lo_c, sum_c, sq_c
+        levels[d, 0], levels[d, 1], levels[d, 2], levels[d, 3] = hi_d, lo_d, sum_d, sq_d
+        if channels == 2:
+            stereo[0], stereo[1] = cross, side
 
 
 @njit(cache=True, fastmath=_REDUCE)
@@ -93,77 +117,64 @@ def _interpolated_abs_max(padded, phases, start, stop, acc):  # pragma: no cover
 
 
 @njit(cache=True, fastmath=_REDUCE)
-def true_peak_channel(padded, phases, n_out, block, gain_bound, best):  # pragma: no cover - compiled
-    """Largest interpolated magnitude of one channel, at least ``best``.
+def true_peak_block_bounds(x, taps, block, gain_bound):  # pragma: no cover - compiled
+    """Upper bound of the interpolated magnitude in each block of ``block`` outputs.
 
-    ``padded`` holds the channel with ``taps // 2`` zeros on each side; output ``n``
-    (``0 <= n < n_out``) is computed from ``padded[n : n + taps]``. Blocks of ``block``
-    outputs are visited loudest first; a block whose sample peak times ``gain_bound``
-    (the largest L1 norm of a phase) cannot beat ``best`` ends the search.
+    Output ``n`` (``0 <= n <= T``) lies between ``x[n-1]`` and ``x[n]`` and is computed
+    from ``x[n - taps//2 : n + taps//2]`` (zero outside the signal); its magnitude is at
+    most ``gain_bound`` (the largest L1 norm of a phase) times the largest magnitude there.
     """
-    taps = phases.shape[1]
+    frames = x.shape[0]
+    half = taps // 2
+    n_out = frames + 1
     n_blocks = (n_out + block - 1) // block
     bound = np.empty(n_blocks)
     for b in range(n_blocks):
-        lo = b * block
-        hi = min(lo + block, n_out) + taps - 1
+        lo = max(b * block - half, 0)
+        hi = min(min((b + 1) * block, n_out) - 1 + half, frames)
         peak = np.float32(0.0)
         for t in range(lo, hi):
-            a = abs(padded[t])
-            if a > peak:
-                peak = a
+            peak = max(peak, abs(x[t]))
         bound[b] = peak * gain_bound
-    order = np.argsort(-bound)
+    return bound
+
+
+@njit(cache=True, fastmath=_REDUCE)
+def true_peak_blocks(x, phases, block, bound, order, best):  # pragma: no cover - compiled
+    """Largest interpolated magnitude of one channel ``x``, at least ``best``.
+
+    Blocks are visited in ``order`` (loudest bound first) until a block's ``bound``
+    cannot beat the running maximum. Blocks at the ends of the signal are copied with
+    their zero padding into a scratch buffer; the others are read in place.
+    """
+    frames = x.shape[0]
+    taps = phases.shape[1]
+    half = taps // 2
+    n_out = frames + 1
     acc = np.empty((phases.shape[0], _CHUNK), dtype=np.float32)
+    scratch = np.zeros(block + taps - 1, dtype=np.float32)
     for b in order:
         if bound[b] <= best:
             break
-        found = _interpolated_abs_max(padded, phases, b * block, min((b + 1) * block, n_out), acc)
+        lo = b * block
+        hi = min(lo + block, n_out)
+        first = lo - half  # x index of the first tap of output lo
+        if first >= 0 and hi - 1 - half + taps <= frames:
+            found = _interpolated_abs_max(x, phases, first, first + hi - lo, acc)
+        else:
+            for k in range(hi - lo + taps - 1):
+                t = first + k
+                scratch[k] = x[t] if 0 <= t < frames else np.float32(0.0)
+            found = _interpolated_abs_max(scratch, phases, 0, hi - lo, acc)
         if found > best:
             best = found
     return best
 
 
 @njit(cache=True, fastmath=_REDUCE)
-def channel_stats(x, clip_level):  # pragma: no cover - compiled
-    """Per-channel max, min, sum and sum of squares, and the count of ``|x| >= clip_level``.
-
-    Returns ``(maxima (C,), minima (C,), sums (C,), squares (C,), clipped)`` in float64.
-    """
-    channels, frames = x.shape
-    maxima = np.empty(channels)
-    minima = np.empty(channels)
-    sums = np.empty(channels)
-    squares = np.empty(channels)
-    clipped = 0
-    for c in range(channels):
-        hi = -np.inf
-        lo = np.inf
-        s = 0.0
-        q = 0.0
-        for t in range(frames):
-            v = np.float64(x[c, t])
-            hi = max(hi, v)
-            lo = min(lo, v)
-            s += v
-            q += v * v
-        maxima[c], minima[c], sums[c], squares[c] = hi, lo, s, q
-        if hi >= clip_level or lo <= -clip_level:
-            for t in range(frames):
-                if abs(x[c, t]) >= clip_level:
-                    clipped += 1
-    return maxima, minima, sums, squares, clipped
-
-
-@njit(cache=True, fastmath=_REDUCE)
-def stereo_sums(left, right):  # pragma: no cover - compiled
-    """``(sum(L*R), sum((L-R)**2))`` in float64."""
-    cross = 0.0
-    side = 0.0
-    for t in range(left.shape[0]):
-        a = np.float64(left[t])
-        b = np.float64(right[t])
-        cross += a * b
-        d = a - b
-        side += d * d
-    return cross, side
+def accumulate_power(spectra, acc):  # pragma: no cover - compiled
+    """``acc[k] += sum_s |spectra[s, k]|**2`` (complex spectra, float64 accumulator)."""
+    for s in range(spectra.shape[0]):
+        for k in range(spectra.shape[1]):
+            v = spectra[s, k]
+            acc[k] += np.float64(v.real * v.real + v.imag * v.imag)
