@@ -218,12 +218,12 @@ def apply_sos(x: torch.Tensor, sos: torch.Tensor, zi: torch.Tensor | None = None
 
 
 def _filter_with_state(rows: torch.Tensor, coef: torch.Tensor, zi: torch.Tensor | None):
-    from automix.dsp.kernels import sos_forward
+    from automix.dsp.kernels import sos6_forward, sos_forward
     xn = _to_numpy(rows)
     cn = _to_numpy(coef.to(torch.float64))
     state = np.zeros(cn.shape[:2] + (2,)) if zi is None else np.array(_to_numpy(zi), dtype=np.float64)
     y = np.empty_like(xn)
-    sos_forward(xn, cn, state, y)
+    (sos6_forward if cn.shape[1] == 6 else sos_forward)(xn, cn, state, y)
     return torch.from_numpy(y).to(rows.device), torch.from_numpy(state).to(rows.device)
 
 

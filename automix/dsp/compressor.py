@@ -44,7 +44,8 @@ def time_constant_coefficient(time_ms: torch.Tensor, sample_rate: float) -> torc
     return torch.exp(-1000.0 / (time_ms * float(sample_rate)))
 
 
-def _np(t: torch.Tensor, dtype=np.float64) -> np.ndarray:
+def _np(t: torch.Tensor, dtype=None) -> np.ndarray:
+    """Contiguous numpy view/copy on the CPU (signals keep their dtype; kernels use float64 inside)."""
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
 
 
@@ -55,18 +56,18 @@ class SmoothGain(torch.autograd.Function):
     def forward(ctx, target_db, alpha_attack, alpha_release):
         out, _ = _smooth_numpy(target_db, alpha_attack, alpha_release, None)
         out_t = torch.from_numpy(out).to(device=target_db.device, dtype=target_db.dtype)
-        ctx.save_for_backward(target_db, out_t, alpha_attack, alpha_release)
+        ctx.save_for_backward(target_db, alpha_attack, alpha_release)
         return out_t
 
     @staticmethod
     def backward(ctx, grad_out):
         from automix.dsp.kernels import smooth_gain_backward
-        target, smoothed, aa, ar = ctx.saved_tensors
+        target, aa, ar = ctx.saved_tensors
         m, n = target.shape
-        g_target = np.empty((m, n))
+        g_target = np.empty((m, n), dtype=_np(target).dtype)
         g_alpha = np.empty((m, 2))
-        smooth_gain_backward(_np(target), _np(smoothed), np.zeros(m), _np(aa), _np(ar), _np(grad_out),
-                             g_target, g_alpha)
+        smooth_gain_backward(_np(target), np.zeros(m), _np(aa, np.float64), _np(ar, np.float64),
+                             _np(grad_out.to(target.dtype)), g_target, g_alpha)
         dev = target.device
         return (torch.from_numpy(g_target).to(dev, target.dtype),
                 torch.from_numpy(g_alpha[:, 0]).to(dev, aa.dtype),
@@ -76,9 +77,10 @@ class SmoothGain(torch.autograd.Function):
 def _smooth_numpy(target_db, alpha_attack, alpha_release, state):
     from automix.dsp.kernels import smooth_gain_forward
     m = target_db.shape[0]
-    st = np.zeros(m) if state is None else _np(state).copy()
-    out = np.empty(tuple(target_db.shape))
-    smooth_gain_forward(_np(target_db), _np(alpha_attack), _np(alpha_release), st, out)
+    st = np.zeros(m) if state is None else _np(state, np.float64).copy()
+    tn = _np(target_db)
+    out = np.empty(tn.shape, dtype=tn.dtype)
+    smooth_gain_forward(tn, _np(alpha_attack, np.float64), _np(alpha_release, np.float64), st, out)
     return out, st
 
 

@@ -50,63 +50,44 @@ def sos_backward(x, coef, grad_y, grad_x, grad_coef):  # pragma: no cover - comp
     """Adjoint of :func:`sos_forward` with zero initial state.
 
     Recomputes every section's output per row (O(K T) scratch per row, not per batch),
-    then runs the anticausal recursions: with ``lam[n] = g[n] - a1 lam[n+1] - a2 lam[n+2]``
-    the gradients are ``db_j = sum lam[n] in[n-j]``, ``da_j = -sum lam[n] out[n-j]`` and the
-    gradient reaching the section input is ``b0 lam[n] + b1 lam[n+1] + b2 lam[n+2]``.
+    then sweeps backwards in time once through all sections: with
+    ``lam[n] = g[n] - a1 lam[n+1] - a2 lam[n+2]`` (``g`` the gradient reaching the section's
+    output) the gradients are ``db_j = sum lam[n] in[n-j]``, ``da_j = -sum lam[n] out[n-j]``
+    and the gradient reaching the section's input is ``b0 lam[n] + b1 lam[n+1] + b2 lam[n+2]``.
     """
     n_rows, n_samples = x.shape
     n_sec = coef.shape[1]
     for i in prange(n_rows):
         c = coef[i]
-        sig = np.empty((n_sec + 1, n_samples))
+        # sig[k, 2 + t]: input of section k (k = n_sec: the output), two leading zeros
+        sig = np.zeros((n_sec + 1, n_samples + 2))
+        s = np.zeros((n_sec, 2))
         for t in range(n_samples):
-            sig[0, t] = x[i, t]
-        for k in range(n_sec):
-            s1 = 0.0
-            s2 = 0.0
-            for t in range(n_samples):
-                v = sig[k, t]
-                out = c[k, 0] * v + s1
-                s1 = c[k, 1] * v - c[k, 3] * out + s2
-                s2 = c[k, 2] * v - c[k, 4] * out
-                sig[k + 1, t] = out
-        g = np.empty(n_samples)
-        for t in range(n_samples):
-            g[t] = grad_y[i, t]
-        lam = np.empty(n_samples)
-        for k in range(n_sec - 1, -1, -1):
-            b0, b1, b2, a1, a2 = c[k, 0], c[k, 1], c[k, 2], c[k, 3], c[k, 4]
-            l1 = 0.0
-            l2 = 0.0
-            for t in range(n_samples - 1, -1, -1):
-                cur = g[t] - a1 * l1 - a2 * l2
-                lam[t] = cur
-                l2 = l1
-                l1 = cur
-            db0 = db1 = db2 = da1 = da2 = 0.0
-            for t in range(n_samples):
-                lt = lam[t]
-                db0 += lt * sig[k, t]
-                if t >= 1:
-                    db1 += lt * sig[k, t - 1]
-                    da1 -= lt * sig[k + 1, t - 1]
-                if t >= 2:
-                    db2 += lt * sig[k, t - 2]
-                    da2 -= lt * sig[k + 1, t - 2]
-            grad_coef[i, k, 0] = db0
-            grad_coef[i, k, 1] = db1
-            grad_coef[i, k, 2] = db2
-            grad_coef[i, k, 3] = da1
-            grad_coef[i, k, 4] = da2
-            for t in range(n_samples):
-                v = b0 * lam[t]
-                if t + 1 < n_samples:
-                    v += b1 * lam[t + 1]
-                if t + 2 < n_samples:
-                    v += b2 * lam[t + 2]
-                g[t] = v
-        for t in range(n_samples):
-            grad_x[i, t] = g[t]
+            v = np.float64(x[i, t])
+            sig[0, t + 2] = v
+            for k in range(n_sec):
+                out = c[k, 0] * v + s[k, 0]
+                s[k, 0] = c[k, 1] * v - c[k, 3] * out + s[k, 1]
+                s[k, 1] = c[k, 2] * v - c[k, 4] * out
+                v = out
+                sig[k + 1, t + 2] = v
+        lam1 = np.zeros(n_sec)  # lam[t + 1] per section
+        lam2 = np.zeros(n_sec)  # lam[t + 2]
+        acc = np.zeros((n_sec, 5))
+        for t in range(n_samples - 1, -1, -1):
+            g = np.float64(grad_y[i, t])
+            for k in range(n_sec - 1, -1, -1):
+                lam = g - c[k, 3] * lam1[k] - c[k, 4] * lam2[k]
+                acc[k, 0] += lam * sig[k, t + 2]
+                acc[k, 1] += lam * sig[k, t + 1]
+                acc[k, 2] += lam * sig[k, t]
+                acc[k, 3] -= lam * sig[k + 1, t + 1]
+                acc[k, 4] -= lam * sig[k + 1, t]
+                g = c[k, 0] * lam + c[k, 1] * lam1[k] + c[k, 2] * lam2[k]
+                lam2[k] = lam1[k]
+                lam1[k] = lam
+            grad_x[i, t] = g
+        grad_coef[i, :, :] = acc
 
 
 @njit(parallel=True, cache=_CACHE)
@@ -131,29 +112,37 @@ def smooth_gain_forward(target_db, alpha_attack, alpha_release, state, out):  # 
 
 
 @njit(parallel=True, cache=_CACHE)
-def smooth_gain_backward(target_db, smoothed_db, initial, alpha_attack, alpha_release, grad_out,
+def smooth_gain_backward(target_db, initial, alpha_attack, alpha_release, grad_out,
                          grad_target, grad_alpha):  # pragma: no cover - compiled
     """Adjoint of :func:`smooth_gain_forward` (branch choices held fixed).
 
-    ``grad_alpha`` (M, 2) receives the gradients of the attack and release coefficients.
+    The forward recursion is recomputed in float64 so the attack/release choices are exactly
+    those of the forward pass. ``grad_alpha`` (M, 2) receives the gradients of the attack and
+    release coefficients.
     """
     n_rows, n_samples = target_db.shape
     for i in prange(n_rows):
         aa = alpha_attack[i]
         ar = alpha_release[i]
+        prev = np.empty(n_samples)
+        attack = np.empty(n_samples, dtype=np.bool_)
+        g = initial[i]
+        for t in range(n_samples):
+            x = target_db[i, t]
+            prev[t] = g
+            attack[t] = x < g
+            a = aa if attack[t] else ar
+            g = a * g + (1.0 - a) * x
         lam_next = 0.0
         a_next = 0.0
         ga = 0.0
         gr = 0.0
         for t in range(n_samples - 1, -1, -1):
-            prev = smoothed_db[i, t - 1] if t >= 1 else initial[i]
-            x = target_db[i, t]
-            attack = x < prev
-            a = aa if attack else ar
+            a = aa if attack[t] else ar
             lam = grad_out[i, t] + a_next * lam_next
             grad_target[i, t] = (1.0 - a) * lam
-            d = lam * (prev - x)
-            if attack:
+            d = lam * (prev[t] - target_db[i, t])
+            if attack[t]:
                 ga += d
             else:
                 gr += d
@@ -168,11 +157,11 @@ def gain_computer_db(level_db, threshold_db, ratio, knee_db):  # pragma: no cove
     """Static compressor curve: gain change in dB (<= 0) for an input level in dB."""
     over = level_db - threshold_db
     slope = 1.0 / ratio - 1.0
-    if 2.0 * over <= -knee_db:
-        return 0.0
-    if 2.0 * over >= knee_db:
+    w = knee_db if knee_db > 1e-6 else 1e-6  # as automix.dsp.compressor.gain_computer_db
+    if 2.0 * over >= w:
         return slope * over
-    w = knee_db if knee_db > 1e-6 else 1e-6
+    if 2.0 * over <= -w:
+        return 0.0
     h = over + 0.5 * w
     return slope * h * h / (2.0 * w)
 
@@ -194,6 +183,31 @@ def _section(u, c, k, s1, s2):  # pragma: no cover - compiled
     """One transposed-direct-form-II biquad step: returns (output, new s1, new s2)."""
     o = c[k, 0] * u + s1
     return o, c[k, 1] * u - c[k, 3] * o + s2, c[k, 2] * u - c[k, 4] * o
+
+
+@njit(parallel=True, cache=_CACHE)
+def sos6_forward(x, coef, state, y):  # pragma: no cover - compiled
+    """:func:`sos_forward` for exactly six sections (the console EQ), unrolled.
+
+    The state lives in scalars, so the six recursions pipeline; about 1.5x faster.
+    """
+    n_rows, n_samples = x.shape
+    for i in prange(n_rows):
+        c = coef[i]
+        st = state[i]
+        p0, q0, p1, q1, p2, q2 = st[0, 0], st[0, 1], st[1, 0], st[1, 1], st[2, 0], st[2, 1]
+        p3, q3, p4, q4, p5, q5 = st[3, 0], st[3, 1], st[4, 0], st[4, 1], st[5, 0], st[5, 1]
+        for t in range(n_samples):
+            u = np.float64(x[i, t])
+            u, p0, q0 = _section(u, c, 0, p0, q0)
+            u, p1, q1 = _section(u, c, 1, p1, q1)
+            u, p2, q2 = _section(u, c, 2, p2, q2)
+            u, p3, q3 = _section(u, c, 3, p3, q3)
+            u, p4, q4 = _section(u, c, 4, p4, q4)
+            u, p5, q5 = _section(u, c, 5, p5, q5)
+            y[i, t] = u
+        st[0, 0], st[0, 1], st[1, 0], st[1, 1], st[2, 0], st[2, 1] = p0, q0, p1, q1, p2, q2
+        st[3, 0], st[3, 1], st[4, 0], st[4, 1], st[5, 0], st[5, 1] = p3, q3, p4, q4, p5, q5
 
 
 @njit(parallel=True, cache=_CACHE)
