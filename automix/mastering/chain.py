@@ -22,6 +22,9 @@ from automix.dsp.params import MASTERING
 from automix.mastering.tonal import apply_fir, fine_correction_fir
 from automix.mastering.width import apply_width, is_neutral as width_is_neutral
 
+MAX_BOOST_DB = 18.0
+"""Largest total boost of the linear-phase tonal filters at any frequency (dB)."""
+
 EQ_GAINS = ("eq.low_shelf.gain_db", "eq.peak1.gain_db", "eq.peak2.gain_db", "eq.peak3.gain_db",
             "eq.high_shelf.gain_db")
 
@@ -64,22 +67,60 @@ class ChainSettings:
         return self.get("comp.ratio") > 1.0 + 1e-6
 
 
-def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings) -> np.ndarray:
+def linear_phase_firs(settings: ChainSettings, sample_rate: int, length: int | None = None) -> np.ndarray:
+    """Mid and side FIRs ``(2, L)`` with the magnitude of EQ bands x fine curve (mid) and x width (side).
+
+    The whole tonal and width part of the chain as one linear-phase filter pair, designed by
+    frequency sampling of the exact biquad responses (:func:`automix.dsp.eq.eq_response`,
+    :func:`automix.mastering.width.side_response_db`).
+    """
+    from automix.dsp.eq import eq_response
+    from automix.mastering.tonal import curve_on_bins, fir_length, zero_phase_fir
+    from automix.mastering.width import side_response_db
+
+    length = length or fir_length(sample_rate)
+    bins = np.fft.rfftfreq(length + 1, 1.0 / sample_rate)
+    bins_t = torch.from_numpy(bins)
+    v = settings.values.to(torch.float64)
+    with torch.no_grad():
+        mid_db = (20.0 * torch.log10(eq_response(v, MASTERING, bins_t, sample_rate).abs().clamp_min(1e-9))).numpy()
+        side_db = side_response_db(v, bins_t, sample_rate).numpy()
+    if settings.fine_db is not None:
+        mid_db = mid_db + curve_on_bins(settings.fine_freqs_hz, settings.fine_db, bins)
+    mid_db = np.minimum(mid_db, MAX_BOOST_DB)
+    side_db = np.minimum(mid_db + side_db, MAX_BOOST_DB) - mid_db
+    return np.stack([zero_phase_fir(10.0 ** (mid_db / 20.0), length),
+                     zero_phase_fir(10.0 ** ((mid_db + side_db) / 20.0), length)])
+
+
+def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linear_phase: bool = True) -> np.ndarray:
     """Apply EQ, fine EQ, width and compressor to ``x`` ``(channels, T)``; returns float32 ``(channels, T)``.
 
+    ``linear_phase`` (default) renders EQ, fine curve and width as one mid/side linear-phase
+    FIR pair (:func:`linear_phase_firs`, one FFT convolution); otherwise the bands run as
+    minimum-phase IIR biquads (the console's exact filters), then the fine FIR, then width.
     ``output_gain_db`` and the limiter are applied afterwards by the loudness landing.
     """
     v = settings.values
-    y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    with torch.no_grad():
-        if settings.eq_active:
-            y = apply_eq_exact(y, eq_sos(v, MASTERING, sample_rate)).to(torch.float32)
-        if settings.fine_db is not None and np.any(np.abs(settings.fine_db) > 1e-3):
-            taps = fine_correction_fir(settings.fine_freqs_hz, settings.fine_db, sample_rate)
-            y = torch.from_numpy(apply_fir(y.numpy(), taps))
-        if not width_is_neutral(v):
-            y = apply_width(y, v, sample_rate)
-        if settings.comp_active:
+    has_fine = settings.fine_db is not None and bool(np.any(np.abs(settings.fine_db) > 1e-3))
+    tonal = settings.eq_active or has_fine or not width_is_neutral(v)
+    if linear_phase and tonal and x.shape[0] == 2:
+        firs = linear_phase_firs(settings, sample_rate)
+        m, s = 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
+        ms = apply_fir(np.stack([m, s]), firs)
+        y = torch.from_numpy(np.stack([ms[0] + ms[1], ms[0] - ms[1]]))
+    else:
+        y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        with torch.no_grad():
+            if settings.eq_active:
+                y = apply_eq_exact(y, eq_sos(v, MASTERING, sample_rate)).to(torch.float32)
+            if has_fine:
+                taps = fine_correction_fir(settings.fine_freqs_hz, settings.fine_db, sample_rate)
+                y = torch.from_numpy(apply_fir(y.numpy(), taps))
+            if not width_is_neutral(v):
+                y = apply_width(y, v, sample_rate)
+    if settings.comp_active:
+        with torch.no_grad():
             y = _compress(y, v, sample_rate)
     return np.ascontiguousarray(y.numpy(), dtype=np.float32)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from automix.mastering.limiter import DETECTOR_MARGIN_DB, detect_peaks, gain_from_peaks, limit_true_peak
+from automix.mastering.limiter import detect_peaks, gain_from_peaks, limit_true_peak
 
 
 @dataclass
@@ -50,12 +50,70 @@ class Landing:
     max_gain_reduction_db: float
     iterations: int
     reached: bool
-    limiter_gain_db: np.ndarray | None = None
+    limiter_gain: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
 
 
 def _db_gain(db: float) -> float:
     return 10.0 ** (db / 20.0)
+
+
+class _FastLoudness:
+    """Integrated loudness of ``x * 10**(drive/20) * gain[t]`` without re-filtering: the
+    K-weighting (linear, short) is applied to ``x`` once and the slowly varying limiter gain
+    afterwards. ``bias`` (LU) holds the measured difference to the exact meter."""
+
+    def __init__(self, x: np.ndarray, sample_rate: int):
+        from scipy.signal import sosfilt
+
+        from automix.loudness import HOP_S, k_weighting_sos
+
+        self.k2 = np.sum(sosfilt(k_weighting_sos(int(sample_rate)), x.astype(np.float64), axis=-1) ** 2, axis=0)
+        self.hop = max(1, int(round(HOP_S * sample_rate)))
+        self.bias = 0.0
+
+    def lufs(self, drive_db: float, gain: np.ndarray | None) -> float:
+        """Loudness (LUFS) with ``drive_db`` and the linear limiter gain ``gain`` ``(T,)`` (None: 1)."""
+        from automix.loudness import _gated_integrated
+
+        e = self.k2 if gain is None else self.k2 * np.square(gain, dtype=np.float64)
+        n = (e.size // self.hop) * self.hop
+        energies = e[:n].reshape(-1, self.hop).sum(axis=1) * 10.0 ** (drive_db / 10.0)
+        return _gated_integrated(energies, self.hop) + self.bias
+
+
+def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookahead_ms, release_ms,
+             max_limiting_db, tolerance_lu, max_iterations) -> tuple[float, bool, int]:
+    """Secant iteration of the drive on the fast meter; returns ``(drive, reached, iterations)``."""
+    history: list[tuple[float, float]] = []
+    reached = True
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):
+        gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
+        reduction = float(-20.0 * np.log10(max(gain.min(), 1e-30)))
+        if reduction > max_limiting_db + 0.05:
+            drive -= reduction - max_limiting_db  # gain reduction grows about 1:1 with the drive
+            reached = False
+            continue
+        lufs = meter.lufs(drive, gain)
+        error = target_lufs - lufs
+        history.append((drive, lufs))
+        if abs(error) <= tolerance_lu * 0.5:
+            reached = True
+            break
+        if error > 0 and reduction >= max_limiting_db - 0.05:
+            reached = False
+            break  # louder would need more limiting than allowed
+        slope = 1.0
+        if len(history) >= 2:
+            (d0, l0), (d1, l1) = history[-2], history[-1]
+            if abs(d1 - d0) > 1e-6:
+                slope = min(1.0, max(0.2, (l1 - l0) / (d1 - d0)))
+        step = error / slope
+        if error > 0:
+            step = min(step, max(0.0, max_limiting_db - reduction) / max(slope, 0.2) + 0.5 * step)
+        drive += step
+    return drive, reached, iterations
 
 
 def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceiling_dbtp: float = -1.0,
@@ -87,7 +145,8 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     from automix.loudness import integrated_loudness, true_peak_dbtp
 
     x = np.asarray(x, dtype=np.float32)
-    start = integrated_loudness(x, sample_rate)
+    meter = _FastLoudness(x, sample_rate)
+    start = meter.lufs(0.0, None)
     if not math.isfinite(start):
         from automix.errors import MasteringError
         raise MasteringError("the audio is too quiet or too short to measure its loudness")
@@ -96,52 +155,25 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
         y = (x * np.float32(_db_gain(drive))).astype(np.float32)
         return Landing(y, drive, integrated_loudness(y, sample_rate), true_peak_dbtp(y, sample_rate), 0.0, 1, True)
 
-    threshold = 10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0)
-    # interpolate wherever a drive up to max_limiting_db + 6 dB above the first guess could reach the ceiling
-    peaks = detect_peaks(x, threshold * _db_gain(-drive - max_limiting_db - 6.0))
+    peaks = detect_peaks(x)
     warnings: list[str] = []
-    history: list[tuple[float, float]] = []  # (drive, loudness)
     reached = True
     result = None
-    result_drive = math.nan
-    lufs = math.nan
     iterations = 0
-    for iterations in range(1, max_iterations + 1):
+    for _round in range(3):
+        drive, reached, n = _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookahead_ms,
+                                     release_ms, max_limiting_db, tolerance_lu, max_iterations)
+        iterations += n
         gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
-        reduction = float(-20.0 * np.log10(max(gain.min(), 1e-30)))
-        if reduction > max_limiting_db + 0.05:
-            # back off: gain reduction grows about 1:1 with the drive once limiting
-            drive -= reduction - max_limiting_db
-            reached = False
-            continue
         result = limit_true_peak(x * np.float32(_db_gain(drive)), sample_rate, ceiling_dbtp, lookahead_ms,
                                  release_ms, first_gain=gain)
-        result_drive = drive
         lufs = integrated_loudness(result.samples, sample_rate)
-        error = target_lufs - lufs
-        history.append((drive, lufs))
-        if abs(error) <= tolerance_lu:
-            reached = True
+        # the fast meter (K-weighting before the limiter gain) is a close approximation: correct its bias
+        bias = lufs - meter.lufs(drive, result.gain)
+        meter.bias += bias
+        if abs(lufs - target_lufs) <= tolerance_lu or not reached:
             break
-        if error > 0 and reduction >= max_limiting_db - 0.05:
-            reached = False
-            break  # louder would need more limiting than allowed
-        slope = 1.0
-        if len(history) >= 2:
-            (d0, l0), (d1, l1) = history[-2], history[-1]
-            if abs(d1 - d0) > 1e-6:
-                slope = min(1.0, max(0.2, (l1 - l0) / (d1 - d0)))
-        step = error / slope
-        if error > 0:
-            # do not step beyond the limiting allowance
-            step = min(step, max(0.0, max_limiting_db - reduction) / max(slope, 0.2) + 0.5 * step)
-        drive += step
-    if result is None or result_drive != drive:
-        gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
-        result = limit_true_peak(x * np.float32(_db_gain(drive)), sample_rate, ceiling_dbtp, lookahead_ms,
-                                 release_ms, first_gain=gain)
     y = result.samples
-    lufs = integrated_loudness(y, sample_rate)
     if abs(lufs - target_lufs) > 0.1 and lufs < target_lufs and result.max_gain_reduction_db >= max_limiting_db - 0.1:
         reached = False
         warnings.append(
@@ -152,4 +184,4 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     return Landing(samples=y, drive_db=float(drive), integrated_lufs=float(lufs),
                    true_peak_dbtp=float(result.true_peak_dbtp), max_gain_reduction_db=result.max_gain_reduction_db,
                    iterations=iterations, reached=reached and abs(lufs - target_lufs) <= 0.1,
-                   limiter_gain_db=result.gain_db, warnings=warnings)
+                   limiter_gain=result.gain, warnings=warnings)

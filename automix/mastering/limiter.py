@@ -28,14 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-OVERSAMPLING = 4
-"""Oversampling factor of the peak detector."""
-
-_HALF_TAPS = 16
-"""Half length (input samples) of the detector's interpolation filter."""
-
 DETECTOR_MARGIN_DB = 0.02
-"""The detector aims this far below the ceiling to absorb interpolation differences (dB)."""
+"""The detector aims this far below the ceiling to absorb the gain's own modulation (dB)."""
 
 
 @dataclass
@@ -46,6 +40,8 @@ class LimiterResult:
     ----------
     samples : np.ndarray
         ``(channels, samples)`` float32, true peak <= ceiling.
+    gain : np.ndarray
+        ``(samples,)`` float32 linear gain applied (all passes and the trim).
     max_gain_reduction_db : float
         Largest gain reduction applied (dB, >= 0).
     true_peak_dbtp : float
@@ -57,33 +53,28 @@ class LimiterResult:
     """
 
     samples: np.ndarray
-    gain_db: np.ndarray
+    gain: np.ndarray
     max_gain_reduction_db: float
+
+    @property
+    def gain_db(self) -> np.ndarray:
+        """Applied gain per sample in dB (<= 0)."""
+        return 20.0 * np.log10(np.maximum(self.gain.astype(np.float64), 1e-30))
     true_peak_dbtp: float
     passes: int
     safety_trim_db: float
 
 
-def _interpolation_phases() -> np.ndarray:
-    """(OVERSAMPLING - 1, 2 * _HALF_TAPS) windowed-sinc phases; phase p estimates x(n + p/4) from x[n-H+1 .. n+H]."""
-    up, half = OVERSAMPLING, _HALF_TAPS
-    taps = np.arange(-half + 1, half + 1)  # offsets of the input samples used
-    phases = []
-    for p in range(1, up):
-        t = p / up - taps  # distance from each input sample to the interpolation point
-        window = np.kaiser(2 * half + 1, 8.0)
-        # Kaiser window sampled at the (fractional) positions of the taps
-        w = np.interp(t, np.linspace(-half, half, 2 * half + 1), window)
-        phases.append(np.sinc(t) * w)
-    return np.array(phases)
+def _detector_phases() -> tuple[np.ndarray, float]:
+    """The interpolation phases of the BS.1770 true-peak meter (:mod:`automix.loudness`), so the
+    limiter sees exactly the peaks the meter will measure; and their largest L1 norm (gain bound)."""
+    from automix.loudness import _true_peak_phases
+
+    phases = np.ascontiguousarray(_true_peak_phases()[0], dtype=np.float32)  # (3, taps) for x[n-half+1 .. n+half]
+    return phases, float(np.abs(phases.astype(np.float64)).sum(axis=1).max()) * 1.001
 
 
-_PHASES = _interpolation_phases()
-_PHASES_F32 = _PHASES.astype(np.float32)
-_GAIN_BOUND = float(np.abs(_PHASES).sum(axis=1).max()) * 1.001
-
-
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def _peak_envelope(x, phases, threshold, gain_bound):  # pragma: no cover - compiled
     channels, n = x.shape
     n_phases, taps = phases.shape
@@ -143,7 +134,8 @@ def detect_peaks(x: np.ndarray, threshold: float = 0.0) -> np.ndarray:
         ``(samples,)`` float32 linear peak magnitude.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    return _peak_envelope(x, _PHASES_F32, np.float32(threshold), np.float32(_GAIN_BOUND))
+    phases, bound = _detector_phases()
+    return _peak_envelope(x, phases, np.float32(threshold), np.float32(bound))
 
 
 @njit(cache=True)
@@ -251,27 +243,28 @@ def limit_true_peak(x: np.ndarray, sample_rate: int, ceiling_dbtp: float = -1.0,
     """
     from automix.loudness import true_peak_dbtp
 
-    y = np.asarray(x, dtype=np.float32)
-    total = np.ones(y.shape[-1])
+    x = np.asarray(x, dtype=np.float32)
+    y = x
+    total = np.ones(y.shape[-1], dtype=np.float32)
     passes = 0
-    tp = true_peak_dbtp(y, sample_rate)
     if first_gain is not None:
-        y = (y * first_gain.astype(np.float32)).astype(np.float32)
-        total *= first_gain
+        total = np.asarray(first_gain, dtype=np.float32)
+        y = x * total
         passes = 1
-        tp = true_peak_dbtp(y, sample_rate)
+    tp = true_peak_dbtp(y, sample_rate)
     while tp > ceiling_dbtp and passes < max_passes:
-        gain = limiter_gain(y, sample_rate, ceiling_dbtp - 0.02 * passes, lookahead_ms, release_ms)
-        y = (y * gain.astype(np.float32)).astype(np.float32)
-        total *= gain
+        gain = limiter_gain(y, sample_rate, ceiling_dbtp - 0.02 * passes, lookahead_ms, release_ms).astype(np.float32)
+        y = y * gain
+        total = total * gain
         passes += 1
         tp = true_peak_dbtp(y, sample_rate)
     trim_db = 0.0
-    while tp > ceiling_dbtp:  # safety stage: a plain level trim (never needed in the tests so far)
+    while tp > ceiling_dbtp:  # safety stage: a plain level trim
         trim_db += (tp - ceiling_dbtp) + 0.01
-        y = (np.asarray(x, dtype=np.float32) * (total * 10.0 ** (-trim_db / 20.0)).astype(np.float32))
+        y = x * (total * np.float32(10.0 ** (-trim_db / 20.0)))
         tp = true_peak_dbtp(y, sample_rate)
-    total_db = 20.0 * np.log10(np.maximum(total, 1e-30)) - trim_db
-    return LimiterResult(samples=y, gain_db=total_db.astype(np.float32),
-                         max_gain_reduction_db=float(-total_db.min()) if total_db.size else 0.0,
+    if trim_db:
+        total = total * np.float32(10.0 ** (-trim_db / 20.0))
+    smallest = float(total.min()) if total.size else 1.0
+    return LimiterResult(samples=y, gain=total, max_gain_reduction_db=float(-20.0 * math.log10(max(smallest, 1e-30))),
                          true_peak_dbtp=float(tp), passes=passes, safety_trim_db=trim_db)

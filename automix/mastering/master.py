@@ -40,6 +40,10 @@ DEFAULT_TARGET = "spotify"
 WIDTH_LIMITS_DB = (-12.0, 6.0)
 """Largest narrowing / widening of a region by width matching (dB of side level)."""
 
+MAX_MATCH_DB = 12.0
+"""Largest boost or cut the tonal match asks for at any frequency (dB): beyond it a band is
+missing from the mix rather than quiet, and boosting it would only raise noise."""
+
 MONO_SIDE_DB = -40.0
 """A side-to-mid level below this counts as mono (dB)."""
 
@@ -83,7 +87,7 @@ class MasteringOptions:
     reference_weights: Sequence[float] | None = None
     lookahead_ms: float = 5.0
     release_ms: float = 150.0
-    correction_passes: int = 1
+    correction_passes: int = 0
 
     def validate(self) -> None:
         """Raise SettingsError for values out of range."""
@@ -128,13 +132,21 @@ class MasterResult:
     target_lufs: float
     landing: Landing
     input_profile: Profile
-    output_profile: Profile
     reference: Profile | None
     warnings: list[str] = field(default_factory=list)
     input_samples: np.ndarray | None = field(default=None, repr=False)
     output_path: Path | None = None
     report_paths: list[Path] = field(default_factory=list)
     preview_paths: list[Path] = field(default_factory=list)
+
+    _output_profile: Profile | None = field(default=None, repr=False)
+
+    @property
+    def output_profile(self) -> Profile:
+        """Profile of the master (measured on first use)."""
+        if self._output_profile is None:
+            self._output_profile = analyze_profile(self.samples, self.sample_rate, name="output")
+        return self._output_profile
 
     @property
     def integrated_lufs(self) -> float:
@@ -219,6 +231,7 @@ def tonal_target(mix: Profile, ref: Profile, width_values: torch.Tensor, sample_
     side_gain = side_response_db(width_values.to(torch.float64), torch.from_numpy(freqs), sample_rate).numpy()
     mix_total = 10 * np.log10(10 ** (mix.mid_db[:n] / 10) + 10 ** ((mix.side_db[:n] + side_gain) / 10) + 1e-30)
     target = normalised(ref.total_db[:n], freqs) - normalised(mix_total, freqs)
+    target = np.clip(target, -MAX_MATCH_DB, MAX_MATCH_DB)
     # no boost where the mix has nothing (a band 60 dB below its neighbours is empty, not quiet)
     empty = mix_total < np.max(mix_total) - 90.0
     target[empty] = np.minimum(target[empty], 0.0)
@@ -318,12 +331,12 @@ def master_audio(samples: np.ndarray, sample_rate: int,
     pre = render_chain(x, sample_rate, settings)
     step("limiting")
     landing = _land(pre, sample_rate, target, options)
-    out_profile = analyze_profile(landing.samples, sample_rate, name="output")
 
     passes = options.correction_passes if (ref is not None and options.eq and options.fine_eq
                                            and options.eq_amount > 0) else 0
     for _ in range(passes):
         step("correcting")
+        out_profile = analyze_profile(landing.samples, sample_rate, name="output")
         n = _common(out_profile, ref)
         freqs = out_profile.freqs_hz[:n]
         err = normalised(ref.total_db[:n], freqs) - normalised(out_profile.total_db[:n], freqs)
@@ -332,7 +345,6 @@ def master_audio(samples: np.ndarray, sample_rate: int,
         settings.fine_freqs_hz = freqs
         pre = render_chain(x, sample_rate, settings)
         landing = _land(pre, sample_rate, target, options)
-        out_profile = analyze_profile(landing.samples, sample_rate, name="output")
 
     settings.set("output_gain_db", landing.drive_db)
     warnings += landing.warnings
@@ -340,7 +352,7 @@ def master_audio(samples: np.ndarray, sample_rate: int,
         warnings.append(f"{name} ({mix.integrated_lufs:.1f} LUFS) is louder than the target {target:.1f} LUFS: "
                         "turned down")
     return MasterResult(samples=landing.samples, sample_rate=sample_rate, settings=settings, target_lufs=target,
-                        landing=landing, input_profile=mix, output_profile=out_profile, reference=ref,
+                        landing=landing, input_profile=mix, reference=ref,
                         warnings=warnings, input_samples=x)
 
 

@@ -78,7 +78,7 @@ def smooth_curve(db: np.ndarray, bands: int = 1) -> np.ndarray:
 
 
 def fit_parametric_eq(freqs_hz: np.ndarray, target_db: np.ndarray, sample_rate: int,
-                      max_evaluations: int = 40, base: torch.Tensor | None = None) -> TonalMatch:
+                      max_evaluations: int = 25, base: torch.Tensor | None = None) -> TonalMatch:
     """Fit the five parametric bands of :data:`MASTERING` to ``target_db``.
 
     Bounded least squares (trust region) on the parameters' unit positions, with the
@@ -153,6 +153,23 @@ def fit_parametric_eq(freqs_hz: np.ndarray, target_db: np.ndarray, sample_rate: 
                       fine_db=fine)
 
 
+def fir_length(sample_rate: int) -> int:
+    """Default odd FIR length: about 0.19 s (8191 taps at 44.1/48 kHz)."""
+    return int(2 ** math.ceil(math.log2(sample_rate * 0.18))) - 1
+
+
+def zero_phase_fir(magnitude: np.ndarray, length: int) -> np.ndarray:
+    """Centred, Hann-windowed FIR ``(length,)`` from a magnitude sampled on the ``length + 1``-point rfft grid."""
+    impulse = np.fft.irfft(magnitude, n=length + 1)
+    impulse = np.roll(impulse, length // 2)[:length]
+    return impulse * np.hanning(length + 2)[1:-1]
+
+
+def curve_on_bins(freqs_hz: np.ndarray, gain_db: np.ndarray, bins_hz: np.ndarray) -> np.ndarray:
+    """``gain_db`` interpolated on a log-frequency axis at ``bins_hz`` (held beyond its ends), dB."""
+    return np.interp(np.log(np.maximum(bins_hz, 1.0)), np.log(freqs_hz), gain_db)
+
+
 def fine_correction_fir(freqs_hz: np.ndarray, gain_db: np.ndarray, sample_rate: int,
                         length: int | None = None) -> np.ndarray:
     """Zero-phase FIR (odd length, centred) whose magnitude follows ``gain_db`` over ``freqs_hz``.
@@ -168,29 +185,24 @@ def fine_correction_fir(freqs_hz: np.ndarray, gain_db: np.ndarray, sample_rate: 
     sample_rate : int
         Hz.
     length : int, optional
-        Taps (odd); default about 0.19 s (8191 taps at 44.1 kHz).
+        Taps (odd); default :func:`fir_length`.
 
     Returns
     -------
     np.ndarray
         ``(length,)`` float64 taps; the filter delays by ``length // 2`` samples.
     """
-    if length is None:
-        length = int(2 ** math.ceil(math.log2(sample_rate * 0.18))) - 1
-    n_fft = length + 1
-    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    logf = np.log(np.maximum(bins, 1.0))
-    curve = np.interp(logf, np.log(freqs_hz), gain_db)
-    mag = 10.0 ** (curve / 20.0)
-    impulse = np.fft.irfft(mag, n=n_fft)
-    impulse = np.roll(impulse, length // 2)[:length]
-    return impulse * np.hanning(length + 2)[1:-1]
+    length = length or fir_length(sample_rate)
+    bins = np.fft.rfftfreq(length + 1, 1.0 / sample_rate)
+    return zero_phase_fir(10.0 ** (curve_on_bins(freqs_hz, gain_db, bins) / 20.0), length)
 
 
 def apply_fir(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Filter ``x`` ``(channels, T)`` by the centred FIR ``taps`` (no delay: output aligned with input)."""
+    """Filter ``x`` ``(channels, T)`` by the centred FIR ``taps`` (``(L,)`` shared, or ``(channels, L)``);
+    no delay: the output is aligned with the input."""
     from scipy.signal import oaconvolve
 
-    delay = len(taps) // 2
-    y = oaconvolve(np.asarray(x, dtype=np.float32), taps.astype(np.float32)[None, :], mode="full", axes=-1)
+    taps = np.atleast_2d(taps).astype(np.float32)
+    delay = taps.shape[-1] // 2
+    y = oaconvolve(np.asarray(x, dtype=np.float32), taps, mode="full", axes=-1)
     return np.ascontiguousarray(y[:, delay: delay + x.shape[-1]], dtype=np.float32)
