@@ -47,8 +47,10 @@ _TP_HALF: int = 6
 #: Kaiser window shape of the true-peak interpolator (5: flat to 0.7 x Nyquist,
 #: -0.3 dB at 0.8 x Nyquist).
 _TP_BETA: float = 5.0
+#: Centre taps per side of the true-peak meter's first, partial estimate (speed only).
+_TP_NEAR: int = 3
 #: Interpolated positions per skippable block of the true-peak meter (speed only).
-_TP_BLOCK: int = 128
+_TP_BLOCK: int = 512
 
 #: Samples at or beyond this magnitude count as clipped (16-bit positive full scale).
 CLIP_LEVEL: float = 1.0 - 2.0**-15
@@ -305,20 +307,32 @@ def sample_peak_db(samples: Any) -> float:
 
 
 @lru_cache(maxsize=1)
-def _true_peak_phases() -> tuple[np.ndarray, float]:
+def _true_peak_phases() -> tuple[np.ndarray, float, np.ndarray, float]:
     """Phases 1..3 of the 4x windowed-sinc interpolator (phase 0 is the sample itself).
 
-    Returns the ``(3, 2 * half)`` float32 taps, applied to ``x[n-half+1 .. n+half]`` for
-    the outputs between ``x[n]`` and ``x[n+1]``, and the largest L1 norm of a phase
-    (the most any phase can amplify a peak, used to skip quiet stretches).
+    Returns
+    -------
+    phases : np.ndarray
+        ``(3, 2 * half)`` float32 taps, applied to ``x[n-half .. n+half-1]`` for the
+        outputs between ``x[n-1]`` and ``x[n]``.
+    gain_bound : float
+        Largest L1 norm of a phase: no output exceeds it times the peak under its taps.
+    near : np.ndarray
+        The ``2 * _TP_NEAR`` centre columns of ``phases`` (a cheap first estimate).
+    outer_gain : float
+        Largest L1 norm of the columns ``near`` leaves out (its worst-case error).
     """
     up, half = TRUE_PEAK_OVERSAMPLING, _TP_HALF
     m = np.arange(-up * half, up * half + 1)
     prototype = np.sinc(m / up) * np.kaiser(len(m), _TP_BETA)
-    # coefficient of x[n-half+1+i] at phase p is prototype[up*(half-1-i) + p] (index offset up*half)
+    # coefficient of x[n-half+i] at phase p is prototype[up*(half-1-i) + p] (index offset up*half)
     phases = np.array([[prototype[up * (half - 1 - i) + p + up * half] for i in range(2 * half)]
                        for p in range(1, up)], dtype=np.float32)
-    return phases, float(np.abs(phases.astype(np.float64)).sum(axis=1).max())
+    absolute = np.abs(phases.astype(np.float64))
+    centre = slice(half - _TP_NEAR, half + _TP_NEAR)
+    outer = absolute.sum(axis=1) - absolute[:, centre].sum(axis=1)
+    return (phases, float(absolute.sum(axis=1).max()), np.ascontiguousarray(phases[:, centre]),
+            float(outer.max()) * (1 + 1e-6))
 
 
 def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None = None) -> float:
@@ -340,13 +354,14 @@ def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None =
     best = sample_peak(x) if peak is None else float(peak)
     if best == 0.0:
         return 0.0
-    from automix.loudness_kernels import true_peak_block_bounds, true_peak_blocks
+    from automix.loudness_kernels import true_peak_block_peaks, true_peak_blocks
 
-    phases, gain_bound = _true_peak_phases()
+    phases, gain_bound, near, outer_gain = _true_peak_phases()
     for channel in x:  # outputs between x[n-1] and x[n] for n = 0 .. T (silent outside)
-        bound = true_peak_block_bounds(channel, phases.shape[1], _TP_BLOCK, gain_bound)
-        order = np.argsort(-bound, kind="stable")
-        best = max(best, float(true_peak_blocks(channel, phases, _TP_BLOCK, bound, order, np.float32(best))))
+        peaks = true_peak_block_peaks(channel, phases.shape[1], _TP_BLOCK)
+        order = np.argsort(-peaks, kind="stable")
+        best = max(best, float(true_peak_blocks(channel, phases, near, gain_bound, outer_gain, _TP_BLOCK,
+                                                peaks, order, np.float32(best))))
     return best
 
 

@@ -13,7 +13,7 @@ from numba import njit
 #: fastmath flags that allow vectorised reductions but keep inf/NaN semantics.
 _REDUCE = {"reassoc", "contract", "nsz", "arcp"}
 #: Outputs per vectorised pass of the true-peak interpolator.
-_CHUNK = 512
+_CHUNK = 256
 
 
 @njit(cache=True)
@@ -88,84 +88,103 @@ def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragm
 
 
 @njit(cache=True, fastmath=_REDUCE)
-def _interpolated_abs_max(padded, phases, start, stop, acc):  # pragma: no cover - compiled
-    """``max |sum_i phases[p, i] * padded[n + i]|`` over phases ``p`` and ``start <= n < stop``.
+def _interpolated_abs_max(src, phases, start, stop, acc, lanes):  # pragma: no cover - compiled
+    """``max |sum_i phases[p, i] * src[n + i]|`` over phases ``p`` and ``start <= n < stop``.
 
-    ``acc`` is a ``(phases, _CHUNK)`` float32 scratch; the loops run tap by tap over a
-    chunk of outputs so that they vectorise.
+    ``acc`` (``(phases, _CHUNK)``) and ``lanes`` (``(_CHUNK,)``) are float32 scratch. The
+    loops run tap by tap over a chunk of outputs, and the running maximum is kept per
+    lane (element-wise, no loop-carried dependency), so that everything vectorises.
     """
-    best = np.float32(0.0)
     n_phases, taps = phases.shape
+    last = taps - 1
+    for j in range(_CHUNK):
+        lanes[j] = 0.0
     for n0 in range(start, stop, _CHUNK):
         m = min(_CHUNK, stop - n0)
         for p in range(n_phases):
             row = acc[p]
             for j in range(m):
                 row[j] = 0.0
-        for i in range(taps):
-            x = padded[n0 + i: n0 + i + m]
+        for i in range(last):
+            x = src[n0 + i: n0 + i + m]
             for p in range(n_phases):
                 h = phases[p, i]
                 row = acc[p]
                 for j in range(m):
                     row[j] += h * x[j]
+        x = src[n0 + last: n0 + last + m]
         for p in range(n_phases):
+            h = phases[p, last]
             row = acc[p]
             for j in range(m):
-                best = max(best, abs(row[j]))
+                v = abs(row[j] + h * x[j])
+                lanes[j] = v if v > lanes[j] else lanes[j]
+    best = np.float32(0.0)
+    for j in range(_CHUNK):
+        best = max(best, lanes[j])
     return best
 
 
 @njit(cache=True, fastmath=_REDUCE)
-def true_peak_block_bounds(x, taps, block, gain_bound):  # pragma: no cover - compiled
-    """Upper bound of the interpolated magnitude in each block of ``block`` outputs.
+def true_peak_block_peaks(x, taps, block):  # pragma: no cover - compiled
+    """Largest ``|x|`` under the taps of each block of ``block`` interpolated outputs.
 
     Output ``n`` (``0 <= n <= T``) lies between ``x[n-1]`` and ``x[n]`` and is computed
-    from ``x[n - taps//2 : n + taps//2]`` (zero outside the signal); its magnitude is at
-    most ``gain_bound`` (the largest L1 norm of a phase) times the largest magnitude there.
+    from ``x[n - taps//2 : n + taps//2]`` (zero outside the signal), so its magnitude is
+    at most a phase's L1 norm times the block's value here.
     """
     frames = x.shape[0]
     half = taps // 2
     n_out = frames + 1
     n_blocks = (n_out + block - 1) // block
-    bound = np.empty(n_blocks)
+    peaks = np.empty(n_blocks, dtype=np.float32)
     for b in range(n_blocks):
         lo = max(b * block - half, 0)
         hi = min(min((b + 1) * block, n_out) - 1 + half, frames)
         peak = np.float32(0.0)
         for t in range(lo, hi):
             peak = max(peak, abs(x[t]))
-        bound[b] = peak * gain_bound
-    return bound
+        peaks[b] = peak
+    return peaks
 
 
 @njit(cache=True, fastmath=_REDUCE)
-def true_peak_blocks(x, phases, block, bound, order, best):  # pragma: no cover - compiled
+def true_peak_blocks(x, phases, near, gain_bound, outer_gain, block, peaks, order, best):  # pragma: no cover - compiled
     """Largest interpolated magnitude of one channel ``x``, at least ``best``.
 
-    Blocks are visited in ``order`` (loudest bound first) until a block's ``bound``
-    cannot beat the running maximum. Blocks at the ends of the signal are copied with
-    their zero padding into a scratch buffer; the others are read in place.
+    Blocks are visited in ``order`` (loudest sample peak first) until a block's
+    ``peaks * gain_bound`` (``gain_bound``: the largest L1 norm of a phase) cannot beat
+    the running maximum. Each remaining block is first measured with the ``near`` taps
+    only (the centre columns of ``phases``): the full interpolation is computed only if
+    that partial sum plus ``outer_gain`` (the largest L1 norm of the left-out taps)
+    times the block's peak can beat the running maximum. Blocks at the ends of the
+    signal are copied with their zero padding into a scratch buffer.
     """
     frames = x.shape[0]
     taps = phases.shape[1]
     half = taps // 2
+    skip = (taps - near.shape[1]) // 2  # taps left out on each side by ``near``
     n_out = frames + 1
     acc = np.empty((phases.shape[0], _CHUNK), dtype=np.float32)
+    lanes = np.empty(_CHUNK, dtype=np.float32)
     scratch = np.zeros(block + taps - 1, dtype=np.float32)
     for b in order:
-        if bound[b] <= best:
+        if peaks[b] * gain_bound <= best:
             break
         lo = b * block
         hi = min(lo + block, n_out)
         first = lo - half  # x index of the first tap of output lo
         if first >= 0 and hi - 1 - half + taps <= frames:
-            found = _interpolated_abs_max(x, phases, first, first + hi - lo, acc)
+            src, start = x, first
         else:
             for k in range(hi - lo + taps - 1):
                 t = first + k
                 scratch[k] = x[t] if 0 <= t < frames else np.float32(0.0)
-            found = _interpolated_abs_max(scratch, phases, 0, hi - lo, acc)
+            src, start = scratch, 0
+        partial = _interpolated_abs_max(src, near, start + skip, start + skip + hi - lo, acc, lanes)
+        if partial + outer_gain * peaks[b] <= best:
+            continue
+        found = _interpolated_abs_max(src, phases, start, start + hi - lo, acc, lanes)
         if found > best:
             best = found
     return best
