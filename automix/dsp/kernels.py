@@ -20,9 +20,10 @@ import numpy as np
 from numba import njit, prange
 
 _CACHE = True
+_FASTMATH = {"contract", "arcp", "nsz"}  # FMA contraction etc.; no NaN/inf assumptions
 
 
-@njit(parallel=True, cache=_CACHE, fastmath=False)
+@njit(parallel=True, cache=_CACHE, fastmath=_FASTMATH)
 def sos_forward(x, coef, state, y):  # pragma: no cover - compiled
     """Filter rows of ``x`` (N, T) through per-row cascades ``coef`` (N, K, 5).
 
@@ -170,7 +171,7 @@ _DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 log10(p) = this * ln(p)
 _NEPER_PER_DB_AMPLITUDE = math.log(10.0) / 20.0  # 10^(g / 20) = exp(this * g)
 
 
-@njit(cache=_CACHE, inline="always")
+@njit(cache=_CACHE, inline="always", fastmath=_FASTMATH)
 def _tanh(z):  # pragma: no cover - compiled
     """tanh via one exp (faster than libm tanh here; same value to ~1e-16 absolute)."""
     e = math.exp(-2.0 * abs(z))
@@ -178,14 +179,14 @@ def _tanh(z):  # pragma: no cover - compiled
     return t if z >= 0.0 else -t
 
 
-@njit(cache=_CACHE, inline="always")
+@njit(cache=_CACHE, inline="always", fastmath=_FASTMATH)
 def _section(u, c, k, s1, s2):  # pragma: no cover - compiled
     """One transposed-direct-form-II biquad step: returns (output, new s1, new s2)."""
     o = c[k, 0] * u + s1
     return o, c[k, 1] * u - c[k, 3] * o + s2, c[k, 2] * u - c[k, 4] * o
 
 
-@njit(parallel=True, cache=_CACHE)
+@njit(parallel=True, cache=_CACHE, fastmath=_FASTMATH)
 def sos6_forward(x, coef, state, y):  # pragma: no cover - compiled
     """:func:`sos_forward` for exactly six sections (the console EQ), unrolled.
 
@@ -210,7 +211,7 @@ def sos6_forward(x, coef, state, y):  # pragma: no cover - compiled
         st[3, 0], st[3, 1], st[4, 0], st[4, 1], st[5, 0], st[5, 1] = p3, q3, p4, q4, p5, q5
 
 
-@njit(parallel=True, cache=_CACHE)
+@njit(parallel=True, cache=_CACHE, fastmath=_FASTMATH)
 def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y):  # pragma: no cover
     """Fused, non-differentiable channel strip for final renders (6-section EQ, 1 or 2 channels).
 
