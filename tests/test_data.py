@@ -187,3 +187,14 @@ def test_multitrack_data_prepares_splits(tmp_path, dataset_root):
         d = MultitrackData(root=str(folder), sample_rate=SR, valid_fraction=0.0, target="mix",
                            cache_dir=str(tmp_path / "cache"))
         d.dataset(d.prepare(("train",))["train"])
+
+
+def test_several_roots_are_pooled_and_split_each(tmp_path, dataset_root):
+    other = write_dataset(tmp_path / "more", n_songs=3, seconds=1.0)
+    data = MultitrackData(root=[str(dataset_root), str(other)], sample_rate=SR, valid_fraction=0.2,
+                          exclude=["song1"], cache_dir=str(tmp_path / "cache"))
+    split = data.songs()
+    names = sorted(s.name for part in split.values() for s in part)
+    stems_name, more_name = dataset_root.name, other.name
+    assert names == sorted([f"{stems_name}/song{i}" for i in (0, 2, 3, 4)] + [f"{more_name}/song{i}" for i in (0, 2)])
+    assert {s.name.split("/")[0] for s in split["valid"]} == {stems_name, more_name}  # each root holds out songs

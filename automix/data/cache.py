@@ -146,7 +146,8 @@ class AudioCache:
                 "max_stems": self.max_stems, "with_mix": self.with_mix}
 
     def entry_dir(self, song: Song) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", song.name)[:60]
+        folder = Path(song.stems[0]).parent.name if song.stems else song.name  # same entry when pooled
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", folder)[:60]
         return self.root / f"{safe}-{_fingerprint(song, self._settings())}"
 
     def load(self, song: Song) -> CachedSong | None:

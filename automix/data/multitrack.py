@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -27,8 +27,9 @@ class MultitrackData:
 
     Parameters
     ----------
-    root : str
-        Dataset folder.
+    root : str or list of str
+        Dataset folder, or several (their songs are pooled; song names then become
+        ``<folder name>/<song>``).
     layout : {"folder", "musdb"}
         ``ROOT/<song>/<stem>.*`` (+ optional ``mix.*``) or MUSDB18-HQ (``train/``, ``test/``).
     sample_rate : int
@@ -60,7 +61,7 @@ class MultitrackData:
         excerpt of the same song's target), so that it learns to follow a reference.
     """
 
-    root: str
+    root: str | Sequence[str]
     layout: str = "folder"
     sample_rate: int = 24000
     excerpt_seconds: float = 4.0
@@ -83,15 +84,31 @@ class MultitrackData:
 
     def songs(self) -> dict[str, list[Song]]:
         """``{"train", "valid", "test"}`` song lists (deterministic)."""
-        if self.layout == "folder":
-            return split_songs(scan_folder(self.root, exclude=self.exclude), self.valid_fraction,
-                               self.test_fraction, self.split_seed)
-        if self.layout == "musdb":
-            split = split_songs(scan_musdb(self.root, "train"), self.valid_fraction, 0.0, self.split_seed)
-            test_dir = Path(self.root) / "test"
-            split["test"] = scan_musdb(self.root, "test") if test_dir.is_dir() else []
-            return split
-        raise DatasetError(f"unknown dataset layout {self.layout!r} (use 'folder' or 'musdb')")
+        if self.layout not in ("folder", "musdb"):
+            raise DatasetError(f"unknown dataset layout {self.layout!r} (use 'folder' or 'musdb')")
+        roots = [self.root] if isinstance(self.root, (str, Path)) else list(self.root)
+        if not roots:
+            raise DatasetError("data.root names no folder")
+        pooled = len(roots) > 1
+        split: dict[str, list[Song]] = {"train": [], "valid": [], "test": []}
+        for root in roots:
+            if self.layout == "folder":
+                found = {"all": scan_folder(root)}
+            else:
+                test_dir = Path(root) / "test"
+                found = {"all": scan_musdb(root, "train"),
+                         "test": scan_musdb(root, "test") if test_dir.is_dir() else []}
+            if pooled:
+                found = {k: [replace(s, name=f"{Path(root).name}/{s.name}") for s in v] for k, v in found.items()}
+            excluded = set(self.exclude)
+            songs = [s for s in found["all"] if s.name not in excluded and s.name.split("/")[-1] not in excluded]
+            if not songs:
+                raise DatasetError(f"every song of {root} is excluded")
+            test_fraction = self.test_fraction if self.layout == "folder" else 0.0
+            for name, part in split_songs(songs, self.valid_fraction, test_fraction, self.split_seed).items():
+                split[name] += part
+            split["test"] += found.get("test", [])
+        return split
 
     def cache(self) -> AudioCache:
         return AudioCache(self.cache_dir or default_cache_dir(), self.sample_rate, self.cache_dtype,
