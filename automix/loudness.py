@@ -16,11 +16,14 @@ Kaiser-windowed-sinc interpolator whose phase 0 is the original sample, so
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from automix.errors import AudioError
 
 #: Hop between loudness readings, seconds (EBU R 128: at least 10 per second).
 HOP_S: float = 0.1
@@ -568,7 +571,7 @@ def _json_number(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def analyze(samples: Any, sample_rate: int) -> Metrics:
+def analyze(samples: Any, sample_rate: int, threads: int | None = None) -> Metrics:
     """Measure loudness, peaks, stereo image, DC, clipping and the long-term spectrum.
 
     Parameters
@@ -577,17 +580,41 @@ def analyze(samples: Any, sample_rate: int) -> Metrics:
         Mono or stereo (up to 5 channels for loudness), full scale +-1.0.
     sample_rate : int
         Hz.
+    threads : int, optional
+        Threads for the three independent passes (loudness/levels, true peak,
+        spectrum); default: up to 3, at most the number of CPUs. 1 runs them in turn.
 
     Returns
     -------
     Metrics
         Including ``warnings``: plain-language problems a mastering engineer would flag
         (clipping, DC offset, true peak above -1 dBTP, mono-compatibility).
+
+    Raises
+    ------
+    AudioError
+        The samples contain NaN or infinite values.
     """
     x = _as_2d(samples)
     sample_rate = int(sample_rate)
     channels, frames = x.shape
-    energies, hop, stats = _sweep(x, sample_rate)
+    workers = max(1, min(3, os.cpu_count() or 1)) if threads is None else max(1, int(threads))
+    if workers > 1:  # the three passes are independent and release the GIL
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, 3)) as pool:
+            sweep = pool.submit(_sweep, x, sample_rate)
+            peak_job = pool.submit(true_peak, x)
+            spectrum_job = pool.submit(third_octave_spectrum, x, sample_rate)
+            energies, hop, stats = sweep.result()
+            tp_linear = peak_job.result()
+            freqs, spectrum = spectrum_job.result()
+    else:
+        energies, hop, stats = _sweep(x, sample_rate)
+        tp_linear = true_peak(x, peak=stats.peak)
+        freqs, spectrum = third_octave_spectrum(x, sample_rate)
+    if not np.all(np.isfinite(stats.sums)):
+        raise AudioError("the audio contains NaN or infinite sample values")
     peak = stats.peak
     dc = (stats.sums / max(frames, 1)).tolist()
     mean_square = float(stats.squares.sum()) / max(frames * channels, 1)
@@ -599,8 +626,7 @@ def analyze(samples: Any, sample_rate: int) -> Metrics:
     short_n = int(round(SHORT_TERM_S / HOP_S))
     short_term = _window_loudness(energies, hop, short_n)
     lra = _loudness_range(short_term) if short_term.size else math.nan
-    tp_dbtp = _db(true_peak(x, peak=peak))
-    freqs, spectrum = third_octave_spectrum(x, sample_rate)
+    tp_dbtp = _db(tp_linear)
 
     stereo = channels == 2
     metrics = Metrics(

@@ -16,7 +16,7 @@ _REDUCE = {"reassoc", "contract", "nsz", "arcp"}
 _CHUNK = 256
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragma: no cover - compiled
     """One sweep over ``x``: K-weighted hop energies plus the plain level statistics.
 
@@ -87,7 +87,7 @@ def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragm
             stereo[0], stereo[1] = cross, side
 
 
-@njit(cache=True, fastmath=_REDUCE)
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
 def _interpolated_abs_max(src, phases, start, stop, acc, lanes):  # pragma: no cover - compiled
     """``max |sum_i phases[p, i] * src[n + i]|`` over phases ``p`` and ``start <= n < stop``.
 
@@ -125,7 +125,7 @@ def _interpolated_abs_max(src, phases, start, stop, acc, lanes):  # pragma: no c
     return best
 
 
-@njit(cache=True, fastmath=_REDUCE)
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
 def true_peak_block_peaks(x, taps, block):  # pragma: no cover - compiled
     """Largest ``|x|`` under the taps of each block of ``block`` interpolated outputs.
 
@@ -148,7 +148,7 @@ def true_peak_block_peaks(x, taps, block):  # pragma: no cover - compiled
     return peaks
 
 
-@njit(cache=True, fastmath=_REDUCE)
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
 def true_peak_blocks(x, phases, near, gain_bound, outer_gain, block, peaks, order, best):  # pragma: no cover - compiled
     """Largest interpolated magnitude of one channel ``x``, at least ``best``.
 
@@ -190,7 +190,7 @@ def true_peak_blocks(x, phases, near, gain_bound, outer_gain, block, peaks, orde
     return best
 
 
-@njit(cache=True, fastmath=_REDUCE)
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
 def accumulate_power(spectra, acc):  # pragma: no cover - compiled
     """``acc[k] += sum_s |spectra[s, k]|**2`` (complex spectra, float64 accumulator)."""
     for s in range(spectra.shape[0]):

@@ -243,3 +243,14 @@ def test_k_weighting_matches_pyloudnorm_and_the_standard():
     _, ours = ss.sosfreqz(L.k_weighting_sos(48000), worN=freqs, fs=48000)
     _, ref = ss.sosfreqz(itu, worN=freqs, fs=48000)
     assert np.max(np.abs(20 * np.log10(np.abs(ours) / np.abs(ref)))) < 0.1
+
+
+def test_analyze_threads_agree_and_nan_is_refused(make_song):
+    x = make_song(3.5)
+    serial, threaded = L.analyze(x, SR, threads=1), L.analyze(x, SR, threads=3)
+    assert serial.to_dict() == threaded.to_dict()
+    x[1, 100] = np.nan
+    from automix.errors import AudioError
+
+    with pytest.raises(AudioError, match="NaN"):
+        L.analyze(x, SR)
