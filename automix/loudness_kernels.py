@@ -37,8 +37,13 @@ def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragm
     """
     n_hops = out.shape[0]
     channels, frames = x.shape
-    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
-    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    # Transposed DF-II rewritten so that each state update needs one multiply-add of
+    # the previous state (y = b0 u + s0; s0' = (b1 - a1 b0) u + s1 - a1 s0;
+    # s1' = (b2 - a2 b0) u - a2 s0): a shorter dependency chain per sample.
+    b00, a01, a02 = sos[0, 0], sos[0, 4], sos[0, 5]
+    k01, k02 = sos[0, 1] - a01 * b00, sos[0, 2] - a02 * b00
+    b10, a11, a12 = sos[1, 0], sos[1, 4], sos[1, 5]
+    k11, k12 = sos[1, 1] - a11 * b10, sos[1, 2] - a12 * b10
     for c in range(0, channels, 2):
         d = c + 1 if c + 1 < channels else c  # odd count: the last channel runs alone
         wc = weights[c]
@@ -57,16 +62,12 @@ def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragm
                 v = np.float64(x[d, t])
                 yu = b00 * u + p00
                 yv = b00 * v + q00
-                p00 = b01 * u - a01 * yu + p01
-                q00 = b01 * v - a01 * yv + q01
-                p01 = b02 * u - a02 * yu
-                q01 = b02 * v - a02 * yv
+                p00, p01 = k01 * u + p01 - a01 * p00, k02 * u - a02 * p00
+                q00, q01 = k01 * v + q01 - a01 * q00, k02 * v - a02 * q00
                 zu = b10 * yu + p10
                 zv = b10 * yv + q10
-                p10 = b11 * yu - a11 * zu + p11
-                q10 = b11 * yv - a11 * zv + q11
-                p11 = b12 * yu - a12 * zu
-                q11 = b12 * yv - a12 * zv
+                p10, p11 = k11 * yu + p11 - a11 * p10, k12 * yu - a12 * p10
+                q10, q11 = k11 * yv + q11 - a11 * q10, k12 * yv - a12 * q10
                 acc_c += zu * zu
                 acc_d += zv * zv
                 hi_c = max(hi_c, u)
