@@ -22,7 +22,7 @@ from automix.dsp.params import MASTERING
 from automix.mastering.tonal import apply_fir, fine_correction_fir
 from automix.mastering.width import apply_width, is_neutral as width_is_neutral
 
-MAX_BOOST_DB = 18.0
+MAX_BOOST_DB = 24.0
 """Largest total boost of the linear-phase tonal filters at any frequency (dB)."""
 
 EQ_GAINS = ("eq.low_shelf.gain_db", "eq.peak1.gain_db", "eq.peak2.gain_db", "eq.peak3.gain_db",

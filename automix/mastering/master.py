@@ -40,7 +40,7 @@ DEFAULT_TARGET = "spotify"
 WIDTH_LIMITS_DB = (-12.0, 6.0)
 """Largest narrowing / widening of a region by width matching (dB of side level)."""
 
-MAX_MATCH_DB = 12.0
+MAX_MATCH_DB = 24.0
 """Largest boost or cut the tonal match asks for at any frequency (dB): beyond it a band is
 missing from the mix rather than quiet, and boosting it would only raise noise."""
 
@@ -235,7 +235,7 @@ def tonal_target(mix: Profile, ref: Profile, width_values: torch.Tensor, sample_
     # no boost where the mix has nothing (a band 60 dB below its neighbours is empty, not quiet)
     empty = mix_total < np.max(mix_total) - 90.0
     target[empty] = np.minimum(target[empty], 0.0)
-    return freqs, smooth_curve(target, 1)
+    return freqs, target
 
 
 def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: MasteringOptions,
