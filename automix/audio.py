@@ -234,13 +234,13 @@ def load_audio(
                 "(use the downmix option, --downmix, to fold it to stereo)"
             )
         samples = downmix_to_stereo(samples)
+        peak = None  # the fold-down has its own peak
     if samples.shape[0] == 1 and mono_to_stereo:
         samples = np.repeat(samples, 2, axis=0)
-    if samples.shape[0] > 2 or (sample_rate is not None and int(sample_rate) != int(rate)):
-        peak = None  # changed by the downmix or resampling
     if sample_rate is not None and int(sample_rate) != int(rate):
         samples = resample(samples, int(rate), int(sample_rate))
         rate = int(sample_rate)
+        peak = None  # resampling moves the peak
     return Audio(samples=samples, sample_rate=int(rate), path=path, peak=peak)
 
 

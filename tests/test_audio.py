@@ -179,7 +179,9 @@ def test_more_than_two_channels_error_or_downmix(write_file):
     path = write_file("surround.wav", x, subtype="FLOAT")
     with pytest.raises(AudioError, match="surround.wav.*6 channels.*downmix"):
         load_audio(path)
-    down = load_audio(path, downmix=True).samples
+    folded = load_audio(path, downmix=True)
+    down = folded.samples
+    assert folded.peak is None or folded.peak == pytest.approx(np.abs(down).max())
     g = 10 ** (-3 / 20)  # ITU-R BS.775: centre and surrounds at -3 dB, LFE dropped
     np.testing.assert_allclose(down[0], x[0] + g * x[2] + g * x[4], atol=1e-6)
     np.testing.assert_allclose(down[1], x[1] + g * x[2] + g * x[5], atol=1e-6)
@@ -223,6 +225,14 @@ def test_load_resamples_to_working_rate(write_file, make_sine):
     path = write_file("hi.wav", make_sine(440, 0.5, sample_rate=48000), sample_rate=48000)
     a = load_audio(path, sample_rate=22050)
     assert a.sample_rate == 22050 and a.frames == 11025
+    assert a.peak is None or a.peak == pytest.approx(np.abs(a.samples).max())
+
+
+def test_reported_peak_is_the_files_peak(write_file, make_noise):
+    x = make_noise(1.3, rms=0.1)  # not a multiple of the read block
+    x[1, 54321] = -0.987
+    a = load_audio(write_file("p.wav", x, subtype="FLOAT"))
+    assert np.array_equal(a.samples, x) and a.peak == pytest.approx(0.987)
 
 
 # --------------------------------------------------------------------------- bad inputs
