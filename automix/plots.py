@@ -29,11 +29,15 @@ class Series:
         Frequencies (Hz) for a spectrum, times (s) for a loudness curve.
     y : np.ndarray
         Level (dB) for a spectrum, loudness (LUFS) for a curve; non-finite values are gaps.
+    style : str or None
+        matplotlib format string (``"C3"``, ``"k--"``, ...); ``None``: next colour
+        (spectra then get dot markers at their band centres).
     """
 
     label: str
     x: np.ndarray
     y: np.ndarray
+    style: str | None = None
 
 
 def _finite(y: np.ndarray) -> np.ndarray:
@@ -48,6 +52,9 @@ def plot_spectra_and_loudness(
     *,
     title: str = "",
     loudness_lines: Sequence[tuple[str, float]] = (),
+    spectrum_title: str = "Long-term average spectrum (1/3 octave)",
+    spectrum_ylabel: str = "Level (dB re full scale)",
+    spectrum_ylim: tuple[float, float] | None = None,
     overwrite: bool = False,
     inputs: Sequence[str | os.PathLike] = (),
 ) -> Path:
@@ -64,6 +71,10 @@ def plot_spectra_and_loudness(
         Loudness curves: ``x`` in seconds, ``y`` in LUFS.
     title : str
         Figure title.
+    spectrum_title, spectrum_ylabel : str
+        Spectrum panel title and y label (e.g. for normalised or finer-band spectra).
+    spectrum_ylim : (low_db, high_db), optional
+        Spectrum panel range; automatic by default.
     loudness_lines : sequence of (label, LUFS)
         Horizontal dashed reference lines on the loudness panel (e.g. integrated
         loudness, a target); line ``i`` takes the colour of curve ``i``.
@@ -84,10 +95,15 @@ def plot_spectra_and_loudness(
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), constrained_layout=True)
     try:
         for s in spectra:
-            top.semilogx(s.x, _finite(s.y), marker="o", markersize=3, label=s.label)
-        top.set_xlabel("Frequency (Hz), 1/3-octave bands")
-        top.set_ylabel("Level (dB re full scale)")
-        top.set_title("Long-term average spectrum")
+            if s.style is None:
+                top.semilogx(s.x, _finite(s.y), marker="o", markersize=3, label=s.label)
+            else:
+                top.semilogx(s.x, _finite(s.y), s.style, label=s.label)
+        top.set_xlabel("Frequency (Hz)")
+        top.set_ylabel(spectrum_ylabel)
+        top.set_title(spectrum_title)
+        if spectrum_ylim is not None:
+            top.set_ylim(*spectrum_ylim)
         ticks = [31.5, 63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000]
         top.xaxis.set_major_locator(FixedLocator(ticks))
         top.xaxis.set_minor_locator(NullLocator())
@@ -97,7 +113,10 @@ def plot_spectra_and_loudness(
         top.grid(True, which="major", alpha=0.3)
 
         for s in loudness:
-            bottom.plot(s.x, _finite(s.y), label=s.label)
+            if s.style is None:
+                bottom.plot(s.x, _finite(s.y), label=s.label)
+            else:
+                bottom.plot(s.x, _finite(s.y), s.style, label=s.label)
         for i, (label, value) in enumerate(loudness_lines):
             if np.isfinite(value):
                 bottom.axhline(value, linestyle="--", linewidth=1, color=f"C{i % 10}",
