@@ -40,7 +40,13 @@ def run(cfg: DictConfig, run_dir: str | Path):
     trainer = Trainer(trainer_cfg, data=instantiate(cfg.data), model=instantiate(cfg.model),
                       loss=instantiate(cfg.loss), render=instantiate(cfg.console), run_dir=run_dir,
                       resolved_config=resolved)
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return trainer
 
 
