@@ -186,29 +186,50 @@ def _section(u, c, k, s1, s2):  # pragma: no cover - compiled
     return o, c[k, 1] * u - c[k, 3] * o + s2, c[k, 2] * u - c[k, 4] * o
 
 
+@njit(cache=_CACHE, inline="always", fastmath=_FASTMATH)
+def _cascade6(u, c, st):  # pragma: no cover - compiled
+    """Six sections in a row; ``st`` is the 12-float state tuple ``(s1, s2) x 6``.
+
+    Keeping the state in a tuple of scalars lets the six recursions pipeline.
+    """
+    u, a0, b0 = _section(u, c, 0, st[0], st[1])
+    u, a1, b1 = _section(u, c, 1, st[2], st[3])
+    u, a2, b2 = _section(u, c, 2, st[4], st[5])
+    u, a3, b3 = _section(u, c, 3, st[6], st[7])
+    u, a4, b4 = _section(u, c, 4, st[8], st[9])
+    u, a5, b5 = _section(u, c, 5, st[10], st[11])
+    return u, (a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5)
+
+
+@njit(cache=_CACHE, inline="always")
+def _load6(st):  # pragma: no cover - compiled
+    """State array (6, 2) -> 12-float tuple."""
+    return (st[0, 0], st[0, 1], st[1, 0], st[1, 1], st[2, 0], st[2, 1],
+            st[3, 0], st[3, 1], st[4, 0], st[4, 1], st[5, 0], st[5, 1])
+
+
+@njit(cache=_CACHE, inline="always")
+def _store6(st, values):  # pragma: no cover - compiled
+    """12-float tuple -> state array (6, 2)."""
+    for k in range(6):
+        st[k, 0] = values[2 * k]
+        st[k, 1] = values[2 * k + 1]
+
+
 @njit(parallel=True, cache=_CACHE, fastmath=_FASTMATH)
 def sos6_forward(x, coef, state, y):  # pragma: no cover - compiled
-    """:func:`sos_forward` for exactly six sections (the console EQ), unrolled.
+    """:func:`sos_forward` for exactly six sections (the console EQ), unrolled (about 1.5x faster)."""
+    for i in prange(x.shape[0]):
+        _sos6_row(x[i], coef[i], state[i], y[i])
 
-    The state lives in scalars, so the six recursions pipeline; about 1.5x faster.
-    """
-    n_rows, n_samples = x.shape
-    for i in prange(n_rows):
-        c = coef[i]
-        st = state[i]
-        p0, q0, p1, q1, p2, q2 = st[0, 0], st[0, 1], st[1, 0], st[1, 1], st[2, 0], st[2, 1]
-        p3, q3, p4, q4, p5, q5 = st[3, 0], st[3, 1], st[4, 0], st[4, 1], st[5, 0], st[5, 1]
-        for t in range(n_samples):
-            u = np.float64(x[i, t])
-            u, p0, q0 = _section(u, c, 0, p0, q0)
-            u, p1, q1 = _section(u, c, 1, p1, q1)
-            u, p2, q2 = _section(u, c, 2, p2, q2)
-            u, p3, q3 = _section(u, c, 3, p3, q3)
-            u, p4, q4 = _section(u, c, 4, p4, q4)
-            u, p5, q5 = _section(u, c, 5, p5, q5)
-            y[i, t] = u
-        st[0, 0], st[0, 1], st[1, 0], st[1, 1], st[2, 0], st[2, 1] = p0, q0, p1, q1, p2, q2
-        st[3, 0], st[3, 1], st[4, 0], st[4, 1], st[5, 0], st[5, 1] = p3, q3, p4, q4, p5, q5
+
+@njit(cache=_CACHE, fastmath=_FASTMATH)
+def _sos6_row(x, c, state, y):  # pragma: no cover - compiled
+    st = _load6(state)
+    for t in range(x.shape[0]):
+        u, st = _cascade6(np.float64(x[t]), c, st)
+        y[t] = u
+    _store6(state, st)
 
 
 @njit(parallel=True, cache=_CACHE, fastmath=_FASTMATH)
@@ -231,66 +252,51 @@ def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y):  # pr
     computer returns 0 there), the gain's exponential while the smoothed gain is unchanged,
     and the saturator at ``mix == 0``.
     """
-    n_stems, n_ch, n_samples = x.shape
+    for s in prange(x.shape[0]):
+        comp_state[s] = _strip_row(x[s], coef[s], comp[s], sat[s], out_gain[s], sos_state[s], comp_state[s], y[s])
+
+
+@njit(cache=_CACHE, fastmath=_FASTMATH)
+def _strip_row(x, c, comp, sat, m, st, g, y):  # pragma: no cover - compiled
+    """One stem of :func:`channel_strip`; returns the final smoothed gain (dB)."""
+    n_ch, n_samples = x.shape
     stereo = n_ch == 2
-    for s in prange(n_stems):
-        c = coef[s]
-        st = sos_state[s]
-        p0, q0, p1, q1, p2, q2 = st[0, 0, 0], st[0, 0, 1], st[0, 1, 0], st[0, 1, 1], st[0, 2, 0], st[0, 2, 1]
-        p3, q3, p4, q4, p5, q5 = st[0, 3, 0], st[0, 3, 1], st[0, 4, 0], st[0, 4, 1], st[0, 5, 0], st[0, 5, 1]
-        ch1 = 1 if stereo else 0
-        r0, z0, r1, z1, r2, z2 = st[ch1, 0, 0], st[ch1, 0, 1], st[ch1, 1, 0], st[ch1, 1, 1], st[ch1, 2, 0], st[ch1, 2, 1]
-        r3, z3, r4, z4, r5, z5 = st[ch1, 3, 0], st[ch1, 3, 1], st[ch1, 4, 0], st[ch1, 4, 1], st[ch1, 5, 0], st[ch1, 5, 1]
-        thr, ratio, knee, makeup, aa, ar = comp[s, 0], comp[s, 1], comp[s, 2], comp[s, 3], comp[s, 4], comp[s, 5]
-        drive, sat_comp, sat_mix = sat[s, 0], sat[s, 1], sat[s, 2]
-        compressing = ratio != 1.0
-        # below this mean power the level is under the knee: the gain computer gives 0 dB
-        knee_start_power = 10.0 ** ((thr - 0.5 * knee) / 10.0)
-        m = out_gain[s]
-        g = comp_state[s]
-        g_used = 1e300  # no gain computed yet (gains are in dB, never this large)
-        lin = 0.0
-        for t in range(n_samples):
-            u = np.float64(x[s, 0, t])
-            u, p0, q0 = _section(u, c, 0, p0, q0)
-            u, p1, q1 = _section(u, c, 1, p1, q1)
-            u, p2, q2 = _section(u, c, 2, p2, q2)
-            u, p3, q3 = _section(u, c, 3, p3, q3)
-            u, p4, q4 = _section(u, c, 4, p4, q4)
-            u, p5, q5 = _section(u, c, 5, p5, q5)
-            w = 0.0
-            if stereo:
-                w = np.float64(x[s, 1, t])
-                w, r0, z0 = _section(w, c, 0, r0, z0)
-                w, r1, z1 = _section(w, c, 1, r1, z1)
-                w, r2, z2 = _section(w, c, 2, r2, z2)
-                w, r3, z3 = _section(w, c, 3, r3, z3)
-                w, r4, z4 = _section(w, c, 4, r4, z4)
-                w, r5, z5 = _section(w, c, 5, r5, z5)
-            power = (u * u + w * w) / n_ch + 1e-10
-            target = 0.0
-            if compressing and power > knee_start_power:
-                level = _DB_PER_NEPER_POWER * math.log(power)
-                target = gain_computer_db(level, thr, ratio, knee)
-            a = aa if target < g else ar
-            g = a * g + (1.0 - a) * target
-            if g != g_used:
-                lin = math.exp(_NEPER_PER_DB_AMPLITUDE * (g + makeup))
-                g_used = g
-            u *= lin
-            w *= lin
-            if sat_mix != 0.0:
-                u = (1.0 - sat_mix) * u + sat_mix * (_tanh(drive * u) * sat_comp)
-                w = (1.0 - sat_mix) * w + sat_mix * (_tanh(drive * w) * sat_comp)
-            if stereo:
-                y[s, 0, t] = m[0, 0] * u + m[0, 1] * w
-                y[s, 1, t] = m[1, 0] * u + m[1, 1] * w
-            else:
-                y[s, 0, t] = m[0, 0] * u
-                y[s, 1, t] = m[1, 0] * u
-        st[0, 0, 0], st[0, 0, 1], st[0, 1, 0], st[0, 1, 1], st[0, 2, 0], st[0, 2, 1] = p0, q0, p1, q1, p2, q2
-        st[0, 3, 0], st[0, 3, 1], st[0, 4, 0], st[0, 4, 1], st[0, 5, 0], st[0, 5, 1] = p3, q3, p4, q4, p5, q5
+    left = _load6(st[0])
+    right = _load6(st[1 if stereo else 0])
+    thr, ratio, knee, makeup, aa, ar = comp[0], comp[1], comp[2], comp[3], comp[4], comp[5]
+    drive, sat_comp, sat_mix = sat[0], sat[1], sat[2]
+    compressing = ratio != 1.0
+    # below this mean power the level is under the knee: the gain computer gives 0 dB
+    knee_start_power = 10.0 ** ((thr - 0.5 * knee) / 10.0)
+    g_used = 1e300  # no gain computed yet (gains are in dB, never this large)
+    lin = 0.0
+    for t in range(n_samples):
+        u, left = _cascade6(np.float64(x[0, t]), c, left)
+        w = 0.0
         if stereo:
-            st[1, 0, 0], st[1, 0, 1], st[1, 1, 0], st[1, 1, 1], st[1, 2, 0], st[1, 2, 1] = r0, z0, r1, z1, r2, z2
-            st[1, 3, 0], st[1, 3, 1], st[1, 4, 0], st[1, 4, 1], st[1, 5, 0], st[1, 5, 1] = r3, z3, r4, z4, r5, z5
-        comp_state[s] = g
+            w, right = _cascade6(np.float64(x[1, t]), c, right)
+        power = (u * u + w * w) / n_ch + 1e-10
+        target = 0.0
+        if compressing and power > knee_start_power:
+            level = _DB_PER_NEPER_POWER * math.log(power)
+            target = gain_computer_db(level, thr, ratio, knee)
+        a = aa if target < g else ar
+        g = a * g + (1.0 - a) * target
+        if g != g_used:
+            lin = math.exp(_NEPER_PER_DB_AMPLITUDE * (g + makeup))
+            g_used = g
+        u *= lin
+        w *= lin
+        if sat_mix != 0.0:
+            u = (1.0 - sat_mix) * u + sat_mix * (_tanh(drive * u) * sat_comp)
+            w = (1.0 - sat_mix) * w + sat_mix * (_tanh(drive * w) * sat_comp)
+        if stereo:
+            y[0, t] = m[0, 0] * u + m[0, 1] * w
+            y[1, t] = m[1, 0] * u + m[1, 1] * w
+        else:
+            y[0, t] = m[0, 0] * u
+            y[1, t] = m[1, 0] * u
+    _store6(st[0], left)
+    if stereo:
+        _store6(st[1], right)
+    return g
