@@ -80,11 +80,15 @@ def linear_phase_firs(settings: ChainSettings, sample_rate: int, length: int | N
 
     length = length or fir_length(sample_rate)
     bins = np.fft.rfftfreq(length + 1, 1.0 / sample_rate)
-    bins_t = torch.from_numpy(bins)
     v = settings.values.to(torch.float64)
+    # biquad responses are smooth on a log axis: evaluate on 512 log-spaced points, interpolate to the bins
+    coarse = np.geomspace(5.0, sample_rate / 2.0, 512)
+    coarse_t = torch.from_numpy(coarse)
     with torch.no_grad():
-        mid_db = (20.0 * torch.log10(eq_response(v, MASTERING, bins_t, sample_rate).abs().clamp_min(1e-9))).numpy()
-        side_db = side_response_db(v, bins_t, sample_rate).numpy()
+        mid_c = (20.0 * torch.log10(eq_response(v, MASTERING, coarse_t, sample_rate).abs().clamp_min(1e-9))).numpy()
+        side_c = side_response_db(v, coarse_t, sample_rate).numpy()
+    mid_db = curve_on_bins(coarse, mid_c, bins)
+    side_db = curve_on_bins(coarse, side_c, bins)
     if settings.fine_db is not None:
         mid_db = mid_db + curve_on_bins(settings.fine_freqs_hz, settings.fine_db, bins)
     mid_db = np.minimum(mid_db, MAX_BOOST_DB)

@@ -68,7 +68,8 @@ class _FastLoudness:
 
         from automix.loudness import HOP_S, k_weighting_sos
 
-        self.k2 = np.sum(sosfilt(k_weighting_sos(int(sample_rate)), x.astype(np.float64), axis=-1) ** 2, axis=0)
+        k = sosfilt(k_weighting_sos(int(sample_rate)).astype(np.float32), x, axis=-1)
+        self.k2 = np.einsum("ct,ct->t", k, k, dtype=np.float64)
         self.hop = max(1, int(round(HOP_S * sample_rate)))
         self.bias = 0.0
 
@@ -83,8 +84,9 @@ class _FastLoudness:
 
 
 def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookahead_ms, release_ms,
-             max_limiting_db, tolerance_lu, max_iterations) -> tuple[float, bool, int]:
-    """Secant iteration of the drive on the fast meter; returns ``(drive, reached, iterations)``."""
+             max_limiting_db, tolerance_lu, max_iterations) -> tuple[float, bool, int, np.ndarray | None]:
+    """Secant iteration of the drive on the fast meter; returns ``(drive, reached, iterations, gain)``
+    where ``gain`` is the limiter gain at the returned drive if it was computed (else None)."""
     history: list[tuple[float, float]] = []
     reached = True
     iterations = 0
@@ -99,11 +101,9 @@ def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookah
         error = target_lufs - lufs
         history.append((drive, lufs))
         if abs(error) <= tolerance_lu * 0.5:
-            reached = True
-            break
+            return drive, True, iterations, gain
         if error > 0 and reduction >= max_limiting_db - 0.05:
-            reached = False
-            break  # louder would need more limiting than allowed
+            return drive, False, iterations, gain  # louder would need more limiting than allowed
         slope = 1.0
         if len(history) >= 2:
             (d0, l0), (d1, l1) = history[-2], history[-1]
@@ -113,7 +113,7 @@ def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookah
         if error > 0:
             step = min(step, max(0.0, max_limiting_db - reduction) / max(slope, 0.2) + 0.5 * step)
         drive += step
-    return drive, reached, iterations
+    return drive, reached, iterations, None
 
 
 def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceiling_dbtp: float = -1.0,
@@ -155,16 +155,25 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
         y = (x * np.float32(_db_gain(drive))).astype(np.float32)
         return Landing(y, drive, integrated_loudness(y, sample_rate), true_peak_dbtp(y, sample_rate), 0.0, 1, True)
 
-    peaks = detect_peaks(x)
+    # interpolated peaks matter only where they can reach the ceiling: detect for drives up to
+    # ``covered`` dB, and detect again (lower threshold) if the iteration needs more drive
+    ceiling = 10.0 ** (ceiling_dbtp / 20.0)
+    covered = drive + 3.0
+    peaks = detect_peaks(x, threshold=0.9 * ceiling / _db_gain(covered))
     warnings: list[str] = []
     reached = True
     result = None
     iterations = 0
-    for _round in range(3):
-        drive, reached, n = _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookahead_ms,
-                                     release_ms, max_limiting_db, tolerance_lu, max_iterations)
+    for _round in range(4):
+        drive, reached, n, gain = _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp,
+                                           lookahead_ms, release_ms, max_limiting_db, tolerance_lu, max_iterations)
         iterations += n
-        gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
+        if drive > covered:
+            covered = drive + max_limiting_db + 3.0
+            peaks = detect_peaks(x, threshold=0.9 * ceiling / _db_gain(covered))
+            continue
+        if gain is None:
+            gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
         result = limit_true_peak(x * np.float32(_db_gain(drive)), sample_rate, ceiling_dbtp, lookahead_ms,
                                  release_ms, first_gain=gain)
         lufs = integrated_loudness(result.samples, sample_rate)

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 DETECTOR_MARGIN_DB = 0.02
 """The detector aims this far below the ceiling to absorb the gain's own modulation (dB)."""
@@ -74,45 +74,55 @@ def _detector_phases() -> tuple[np.ndarray, float]:
     return phases, float(np.abs(phases.astype(np.float64)).sum(axis=1).max()) * 1.001
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, parallel=True)
 def _peak_envelope(x, phases, threshold, gain_bound):  # pragma: no cover - compiled
     channels, n = x.shape
     n_phases, taps = phases.shape
     half = taps // 2
     block = 64
-    padded = np.zeros((channels, n + taps + 1), np.float32)
-    padded[:, half:half + n] = x
-    between = np.zeros(n + 1, np.float32)  # between[k]: largest interpolated |x| between x[k-1] and x[k]
-    env = np.zeros(n, np.float32)
-    for c in range(channels):
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            lo = max(0, start - half)
-            hi = min(n, stop + half)
-            local = np.float32(0.0)
-            for i in range(lo, hi):
-                a = abs(x[c, i])
-                if a > local:
-                    local = a
-            for i in range(start, stop):
-                v = abs(x[c, i])
-                if v > env[i]:
-                    env[i] = v
-            if local * gain_bound < threshold:
-                continue  # interpolated peaks here cannot reach the threshold
-            for i in range(start, stop):
-                # padded[i + 1 + j] == x[c, i - half + 1 + j]
+    n_blocks = (n + block - 1) // block
+    # per channel: between[c, k] = largest interpolated |x| between x[k-1] and x[k]
+    between = np.zeros((channels, n + 1), np.float32)
+    for job in prange(channels * n_blocks):
+        c = job // n_blocks
+        start = (job % n_blocks) * block
+        stop = min(n, start + block)
+        lo = max(0, start - half)
+        hi = min(n, stop + half)
+        local = np.float32(0.0)
+        for i in range(lo, hi):
+            a = abs(x[c, i])
+            if a > local:
+                local = a
+        if local * gain_bound < threshold:
+            continue  # interpolated peaks here cannot reach the threshold
+        for i in range(start, stop):
+            if i - half + 1 >= 0 and i + half < n:
                 for p in range(n_phases):
                     acc = np.float32(0.0)
                     for j in range(taps):
-                        acc += phases[p, j] * padded[c, i + 1 + j]
+                        acc += phases[p, j] * x[c, i - half + 1 + j]
                     a = abs(acc)
-                    if a > between[i + 1]:
-                        between[i + 1] = a
-    for i in range(n):
-        b = max(between[i], between[i + 1])
-        if b > env[i]:
-            env[i] = b
+                    if a > between[c, i + 1]:
+                        between[c, i + 1] = a
+            else:
+                for p in range(n_phases):
+                    acc = np.float32(0.0)
+                    for j in range(taps):
+                        idx = i - half + 1 + j
+                        if 0 <= idx < n:
+                            acc += phases[p, j] * x[c, idx]
+                    a = abs(acc)
+                    if a > between[c, i + 1]:
+                        between[c, i + 1] = a
+    env = np.zeros(n, np.float32)
+    for i in prange(n):
+        m = np.float32(0.0)
+        for c in range(channels):
+            v = max(abs(x[c, i]), between[c, i], between[c, i + 1])
+            if v > m:
+                m = v
+        env[i] = m
     return env
 
 

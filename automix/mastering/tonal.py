@@ -82,7 +82,7 @@ def smooth_curve(db: np.ndarray, bands: int = 1) -> np.ndarray:
 
 
 def fit_parametric_eq(freqs_hz: np.ndarray, target_db: np.ndarray, sample_rate: int,
-                      max_evaluations: int = 20, base: torch.Tensor | None = None) -> TonalMatch:
+                      max_evaluations: int = 10, base: torch.Tensor | None = None) -> TonalMatch:
     """Fit the five parametric bands of :data:`MASTERING` to ``target_db``.
 
     Bounded least squares (trust region) on the parameters' unit positions, with the
@@ -99,7 +99,8 @@ def fit_parametric_eq(freqs_hz: np.ndarray, target_db: np.ndarray, sample_rate: 
     sample_rate : int
         Hz (the biquads are designed for it).
     max_evaluations : int
-        Trust-region iterations at most.
+        Trust-region iterations at most (the fine correction curve takes what the bands
+        leave, so a rough fit only costs readability, not accuracy).
     base : torch.Tensor (P,), optional
         MASTERING settings to start from (defaults: neutral).
 
@@ -204,12 +205,18 @@ def fine_correction_fir(freqs_hz: np.ndarray, gain_db: np.ndarray, sample_rate: 
 def apply_fir(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Filter ``x`` ``(channels, T)`` by the centred FIR ``taps`` (``(L,)`` shared, or ``(channels, L)``);
     no delay: the output is aligned with the input."""
-    from scipy.signal import fftconvolve, oaconvolve
+    from scipy import fft as sfft
+    from scipy.signal import oaconvolve
 
     taps = np.atleast_2d(taps).astype(np.float32)
     delay = taps.shape[-1] // 2
     x = np.asarray(x, dtype=np.float32)
-    # one FFT over the whole signal is fastest up to a few minutes; overlap-add beyond (bounded memory)
-    convolve = fftconvolve if x.shape[-1] <= (1 << 23) else oaconvolve
-    y = convolve(x, taps, mode="full", axes=-1)
-    return np.ascontiguousarray(y[:, delay: delay + x.shape[-1]], dtype=np.float32)
+    n = x.shape[-1]
+    if n > (1 << 23):  # beyond about 3 minutes: overlap-add keeps memory bounded
+        y = oaconvolve(x, taps, mode="full", axes=-1)
+        return np.ascontiguousarray(y[:, delay: delay + n], dtype=np.float32)
+    size = sfft.next_fast_len(n + taps.shape[-1] - 1, real=True)
+    spectrum = sfft.rfft(x, size, axis=-1, workers=-1)
+    spectrum *= sfft.rfft(taps, size, axis=-1, workers=-1)
+    y = sfft.irfft(spectrum, size, axis=-1, workers=-1, overwrite_x=True)
+    return np.ascontiguousarray(y[:, delay: delay + n], dtype=np.float32)
