@@ -69,7 +69,7 @@ class _FastLoudness:
         from automix.loudness import HOP_S, k_weighting_sos
 
         k = sosfilt(k_weighting_sos(int(sample_rate)).astype(np.float32), x, axis=-1)
-        self.k2 = np.einsum("ct,ct->t", k, k, dtype=np.float64)
+        self.k2 = np.einsum("ct,ct->t", k, k)  # float32 (memory); hop sums are taken in float64
         self.hop = max(1, int(round(HOP_S * sample_rate)))
         self.bias = 0.0
 
@@ -77,9 +77,9 @@ class _FastLoudness:
         """Loudness (LUFS) with ``drive_db`` and the linear limiter gain ``gain`` ``(T,)`` (None: 1)."""
         from automix.loudness import _gated_integrated
 
-        e = self.k2 if gain is None else self.k2 * np.square(gain, dtype=np.float64)
+        e = self.k2 if gain is None else self.k2 * np.square(gain, dtype=np.float32)
         n = (e.size // self.hop) * self.hop
-        energies = e[:n].reshape(-1, self.hop).sum(axis=1) * 10.0 ** (drive_db / 10.0)
+        energies = e[:n].reshape(-1, self.hop).sum(axis=1, dtype=np.float64) * 10.0 ** (drive_db / 10.0)
         return _gated_integrated(energies, self.hop) + self.bias
 
 

@@ -154,13 +154,13 @@ def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - com
     n = wanted.shape[0]
     L = lookahead
     m = n + L - 1
-    ext = np.ones(m + L - 1)  # L-1 leading ones (before the signal), wanted, L-1 trailing ones
+    ext = np.ones(m + L - 1, np.float32)  # L-1 leading ones (before the signal), wanted, L-1 trailing ones
     ext[L - 1: L - 1 + n] = wanted
     # held[k] = min(ext[k .. k+L-1]) by a monotonic deque of indices
     dq = np.empty(m + L, np.int64)
     head = 0
     tail = 0
-    held = np.empty(m)
+    held = np.empty(m, np.float32)
     for j in range(m + L - 1):
         v = ext[j]
         while tail > head and ext[dq[tail - 1]] >= v:
@@ -182,7 +182,7 @@ def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - com
             r = r + (1.0 - alpha_release) * (h - r)
         held[k] = r
     # moving average of length L: gain[t] = mean(released[t .. t+L-1]) (extended indices)
-    out = np.empty(n)
+    out = np.empty(n, np.float32)
     acc = 0.0
     for k in range(L):
         acc += held[k]
@@ -202,7 +202,8 @@ def gain_from_peaks(peaks: np.ndarray, sample_rate: int, ceiling_dbtp: float, lo
     once and passes ``peaks * level``.
     """
     ceiling = 10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0)
-    wanted = np.minimum(1.0, ceiling / np.maximum(np.asarray(peaks, dtype=np.float64), 1e-30))
+    wanted = np.minimum(np.float32(1.0), np.float32(ceiling) / np.maximum(np.asarray(peaks, dtype=np.float32),
+                                                                        np.float32(1e-30)))
     lookahead = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
     alpha = math.exp(-1000.0 / (max(release_ms, 1e-3) * sample_rate))
     return _lookahead_gain(wanted, lookahead, alpha)

@@ -28,7 +28,7 @@ from automix.mastering.chain import ChainSettings, render_chain
 from automix.mastering.landing import Landing, land_loudness
 from automix.mastering.presets import target_lufs as preset_lufs
 from automix.mastering.profile import Profile, analyze_profile, combine_profiles, normalised
-from automix.mastering.tonal import FINE_LIMIT_DB, fit_parametric_eq, smooth_curve
+from automix.mastering.tonal import FINE_LIMIT_DB, FITTED, fit_parametric_eq, smooth_curve
 from automix.mastering.width import side_response_db
 
 MIN_DURATION_S = 3.0
@@ -71,6 +71,9 @@ class MasteringOptions:
         Limiter look-ahead and release (ms).
     correction_passes : int
         Measure-and-correct passes of the fine EQ after limiting.
+    model : path, "auto" or None
+        Mastering model whose prediction starts the per-track EQ fit ("auto": the shipped
+        ``models/mastering.pt`` when present; None: start from flat).
     """
 
     target: str | float | None = None
@@ -88,6 +91,7 @@ class MasteringOptions:
     lookahead_ms: float = 5.0
     release_ms: float = 150.0
     correction_passes: int = 0
+    model: str | os.PathLike | None = "auto"
 
     def validate(self) -> None:
         """Raise SettingsError for values out of range."""
@@ -238,6 +242,27 @@ def tonal_target(mix: Profile, ref: Profile, width_values: torch.Tensor, sample_
     return freqs, target
 
 
+_MODELS: dict[str, Any] = {}
+
+
+def _model_prediction(model: Any, mix: Profile, ref: Profile) -> torch.Tensor | None:
+    """MASTERING values the mastering model proposes, or None (no model, or features it cannot read)."""
+    from automix.mastering.model import DEFAULT_MODEL, load_model, predict_values, profile_features
+
+    if model is None:
+        return None
+    path = DEFAULT_MODEL if str(model) == "auto" else Path(model)
+    if str(model) == "auto" and not path.is_file():
+        return None
+    key = str(path)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(path)
+    net = _MODELS[key]
+    if profile_features(mix, ref).shape[0] != net.n_features:
+        return None  # e.g. a low sample rate whose spectrum stops below the model's top band
+    return predict_values(net, mix, ref)
+
+
 def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: MasteringOptions,
                rms_dbfs: float) -> tuple[ChainSettings, Any]:
     """Choose the chain's settings for ``mix`` towards ``ref`` (or a plain loudness target)."""
@@ -253,7 +278,13 @@ def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: Mas
         settings.set("width.high_side_db", high)
     if ref is not None and options.eq and options.eq_amount > 0:
         freqs, target = tonal_target(mix, ref, settings.values, sample_rate)
-        match = fit_parametric_eq(freqs, target * options.eq_amount, sample_rate, base=settings.values)
+        base = settings.values
+        predicted = _model_prediction(options.model, mix, ref)
+        if predicted is not None and options.eq_amount == 1.0:
+            base = base.clone()
+            for name in FITTED:
+                base[MASTERING.index(name)] = predicted[MASTERING.index(name)]
+        match = fit_parametric_eq(freqs, target * options.eq_amount, sample_rate, base=base)
         eq_idx = [i for i, n in enumerate(MASTERING.names) if n.startswith("eq.")]
         settings.values[eq_idx] = match.values[eq_idx]
         if options.fine_eq:
