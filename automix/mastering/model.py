@@ -106,22 +106,16 @@ def restored_spectrum_loss(values: torch.Tensor, mix_mid_db: torch.Tensor, mix_s
 
 def save_model(model: MasteringNet, path: str | Path, meta: dict) -> Path:
     """Atomically save weights + metadata (loadable with ``weights_only=True``)."""
-    import os
-    import tempfile
+    import io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from automix.mastering.report import atomic_write_bytes
+
     payload = {"format_version": FORMAT_VERSION, "param_table_version": PARAM_TABLE_VERSION,
                "predicted": list(PREDICTED), "n_features": model.n_features, "hidden": model.hidden,
                "state_dict": model.state_dict(), "meta": meta}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path = atomic_write_bytes(Path(path), buffer.getvalue(), overwrite=True)
     return path
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from automix.errors import OutputExistsError
 
 
-def _atomic_write(path: Path, data: bytes, overwrite: bool) -> Path:
+def atomic_write_bytes(path: Path, data: bytes, overwrite: bool) -> Path:
+    """Write ``data`` to ``path`` via a temporary file + :func:`os.replace` (refuses to replace unless ``overwrite``)."""
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,7 @@ def plot_report(result: Any, path: Path, overwrite: bool = False) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
-    return _atomic_write(path, buffer.getvalue(), overwrite)
+    return atomic_write_bytes(path, buffer.getvalue(), overwrite)
 
 
 def write_report(result: Any, folder: str | os.PathLike, stem: str, input_path: Path | None = None,
@@ -111,7 +112,7 @@ def write_report(result: Any, folder: str | os.PathLike, stem: str, input_path: 
     """Write ``<folder>/<stem>.report.json`` and ``<folder>/<stem>.report.png``; returns both paths."""
     folder = Path(folder)
     data = report_dict(result, input_path, reference_paths)
-    json_path = _atomic_write(folder / f"{stem}.report.json",
+    json_path = atomic_write_bytes(folder / f"{stem}.report.json",
                               (json.dumps(data, indent=2, allow_nan=False) + "\n").encode(), overwrite)
     png_path = plot_report(result, folder / f"{stem}.report.png", overwrite)
     return [json_path, png_path]
