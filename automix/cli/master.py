@@ -66,7 +66,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bit-depth", choices=["16", "24", "32f"], default="24",
                    help="output encoding: 16 (TPDF-dithered), 24 or 32-bit float (default 24)")
     p.add_argument("--no-dither", action="store_true", help="no dither on 16-bit output")
-    amounts = p.add_argument_group("amount per stage (0%% = off, 100%% = full match)")
+    amounts = p.add_argument_group("amount per stage (0% = off, 100% = full match)")
     amounts.add_argument("--eq-amount", type=_percent, default=1.0, metavar="PCT", help="tonal matching (default 100%%)")
     amounts.add_argument("--width-amount", type=_percent, default=1.0, metavar="PCT", help="stereo width matching")
     amounts.add_argument("--dynamics-amount", type=_percent, default=1.0, metavar="PCT", help="bus compression")
@@ -77,6 +77,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     stages.add_argument("--no-dynamics", action="store_true", help="no bus compression")
     stages.add_argument("--no-limiter", action="store_true",
                         help="no limiter: level only, written as 32-bit float when it goes above full scale")
+    p.add_argument("--model", default="auto", metavar="PATH",
+                   help="mastering model that starts the EQ fit (default: the shipped one; 'none' to start flat)")
     p.add_argument("--album", action="store_true", help="master all mixes to one loudness and one tone")
     p.add_argument("--report", metavar="DIR", default=None, help="write NAME.report.json and NAME.report.png here")
     p.add_argument("--preview", metavar="DIR", default=None,
@@ -93,7 +95,8 @@ def _options(args):
                             width_amount=args.width_amount, dynamics_amount=args.dynamics_amount,
                             eq=not args.no_eq, fine_eq=not args.no_fine_eq, width=not args.no_width,
                             dynamics=not args.no_dynamics, limiter=not args.no_limiter,
-                            max_limiting_db=args.max_limiting, reference_weights=args.reference_weights)
+                            max_limiting_db=args.max_limiting, reference_weights=args.reference_weights,
+                            model=None if str(args.model).lower() == "none" else args.model)
 
 
 def _print(result, quiet: bool) -> None:
