@@ -52,7 +52,8 @@ def _synth_stems(n_stems: int, n_samples: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def measure_render_vs_io(minutes: float, repeats: int) -> tuple[float, float]:
+def measure_render_vs_io(minutes: float, repeats: int) -> tuple[float, float, float, float]:
+    """Best wall times (render, I/O) and the CPU times (all threads) of those runs, seconds."""
     import soundfile as sf
     import torch
 
@@ -69,19 +70,20 @@ def measure_render_vs_io(minutes: float, repeats: int) -> tuple[float, float]:
             render_mix(x[..., :SR], strip, SR, master)  # compile / warm the kernels
         io_times, render_times = [], []
         for r in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             loaded = [sf.read(p, dtype="float32", always_2d=True)[0] for p in paths]
             mix_io = np.sum(loaded, axis=0)
             sf.write(os.path.join(tmp, f"mix{r}.wav"), mix_io, SR, subtype="PCM_24")
-            io_times.append(time.perf_counter() - t0)
+            io_times.append((time.perf_counter() - t0, time.process_time() - c0))
             del loaded, mix_io
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with torch.no_grad():
                 out = render_mix(x, strip, SR, master)
-            render_times.append(time.perf_counter() - t0)
+            render_times.append((time.perf_counter() - t0, time.process_time() - c0))
             assert torch.isfinite(out.mix).all()
             del out
-    return min(render_times), min(io_times)
+    (render_wall, render_cpu), (io_wall, io_cpu) = min(render_times), min(io_times)
+    return render_wall, io_wall, render_cpu, io_cpu
 
 
 def measure_training_step(mode: str, batch: int = 16, n_stems: int = 8, seconds: float = 5.0) -> float:
@@ -145,6 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch and numba threads (default 2)")
     ap.add_argument("--repeats", type=int, default=3, help="repetitions, best kept (default 3)")
     ap.add_argument("--skip-training", action="store_true", help="skip the forward+backward measurement")
+    ap.add_argument("--skip-memory", action="store_true", help="skip the 10-minute memory measurement")
     args = ap.parse_args(argv)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     import numba
@@ -152,16 +155,19 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
 
-    peak, base = measure_block_memory(threads=args.threads)
-    print(f"10-min 16-stem block render: peak RSS {peak / 2**30:.2f} GiB "
-          f"(of which {base / 2**30:.2f} GiB is the Python+torch process before rendering)")
+    if not args.skip_memory:
+        peak, base = measure_block_memory(threads=args.threads)
+        print(f"10-min 16-stem block render: peak RSS {peak / 2**30:.2f} GiB "
+              f"(of which {base / 2**30:.2f} GiB is the Python+torch process before rendering)")
     if not args.skip_training:
         for mode in ("fast", "exact"):
             t = measure_training_step(mode)
             print(f"training batch 16 x 8 stems x 5 s, forward+backward, {mode} path: {t:.2f} s")
-    render_s, io_s = measure_render_vs_io(args.minutes, args.repeats)
-    print(f"render 8 stereo stems x {args.minutes} min, every processor active: {render_s:.2f} s")
-    print(f"I/O floor (read 8 stems + write the mix, soundfile, 24-bit WAV): {io_s:.2f} s")
+    render_s, io_s, render_cpu, io_cpu = measure_render_vs_io(args.minutes, args.repeats)
+    print(f"render 8 stereo stems x {args.minutes} min, every processor active: {render_s:.2f} s "
+          f"(CPU time {render_cpu:.2f} s over {args.threads} threads)")
+    print(f"I/O floor (read 8 stems + write the mix, soundfile, 24-bit WAV): {io_s:.2f} s (CPU time {io_cpu:.2f} s)")
+    print(f"CPU-time ratio render/io (less sensitive to other jobs on a shared machine): {render_cpu / io_cpu:.2f}")
     print(f"render/io ratio: {render_s / io_s:.2f}")
     return 0
 
