@@ -322,6 +322,16 @@ def master_audio(samples: np.ndarray, sample_rate: int,
     -------
     MasterResult
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the torch work here is many tiny ops: threads only add waiting
+    try:
+        return _master_audio(samples, sample_rate, references, options, name=name,
+                             reference_profile=reference_profile, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _master_audio(samples, sample_rate, references, options, *, name, reference_profile, progress) -> MasterResult:
     options = options or MasteringOptions()
     options.validate()
     step = progress or (lambda _stage: None)
