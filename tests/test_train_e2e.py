@@ -40,7 +40,8 @@ def tiny_overrides(root: Path, cache: Path, run_dir: Path, max_steps: int = 5) -
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
-    return write_dataset(base / "train", n_songs=5, seconds=2.0), write_dataset(base / "heldout", n_songs=2, seconds=2.0)
+    return (write_dataset(base / "train", n_songs=5, seconds=2.0), write_dataset(base / "heldout", n_songs=2, seconds=2.0),
+            base / "cache")  # decoded once, shared by the tests
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -55,8 +56,7 @@ def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(songs, tmp_pa
     from train.__main__ import run
     from train.trainer import Trainer
 
-    root, heldout = songs
-    cache = tmp_path / "cache"
+    root, heldout, cache = songs
     straight = run(compose(tiny_overrides(root, cache, tmp_path / "A")), tmp_path / "A")
     assert straight.step == 5
 
@@ -134,7 +134,7 @@ def test_gradients_through_the_console_fit_one_batch(songs, tmp_path):
     from automix.losses import MixPrediction
     from train.step import step_generator
 
-    cfg = compose(tiny_overrides(songs[0], tmp_path / "cache", tmp_path / "run"))
+    cfg = compose(tiny_overrides(songs[0], songs[2], tmp_path / "run"))
     data: MultitrackData = instantiate(cfg.data)
     ds = data.dataset(data.prepare(("train",))["train"])
     batch = collate_excerpts([ds[(0, 4000)], ds[(1, 12000)]])
