@@ -217,8 +217,13 @@ def inverse_loss(pred: torch.Tensor, perturbation: torch.Tensor, mask: torch.Ten
 
 def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = None, steps: int = 3000,
         batch: int = 64, learning_rate: float = 2e-3, valid_fraction: float = 0.1, seed: int = 0,
-        log=print) -> tuple[MixModel, dict[str, float]]:
-    """Fit a fresh :class:`MixModel` to the stored examples; returns it and its validation losses."""
+        weight_decay: float = 1e-2, feature_noise: float = 0.02, log=print) -> tuple[MixModel, dict[str, float]]:
+    """Fit a fresh :class:`MixModel` to the stored examples.
+
+    Returns the weights with the lowest validation loss (checked every 100 steps) and that
+    validation loss's parts. ``feature_noise`` (std, in the features' normalised units) is
+    added to the training features against memorising excerpts.
+    """
     torch.manual_seed(seed)
     model = MixModel(config or MixModelConfig())
     sr = int(examples["sample_rate"])
@@ -233,8 +238,11 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
         has = examples["has_reference"][idx]
         return MixFeatures(examples["stems"][idx], examples["mix"][idx], ref), has
 
-    def predict(idx: torch.Tensor) -> torch.Tensor:
+    def predict(idx: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
         feats, has = features(idx)
+        if noise:
+            jitter = lambda t: t + noise * torch.randn(t.shape, generator=gen)  # noqa: E731
+            feats = MixFeatures(jitter(feats.stems), jitter(feats.mix), jitter(feats.reference))
         mask = examples["mask"][idx]
         roles = examples["roles"][idx]
         out = torch.empty(len(idx), mask.shape[1], STRIP.size)
@@ -246,14 +254,15 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
             out[has] = model.predict(f, roles[has], mask[has])
         return out
 
-    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=learning_rate, total_steps=steps, pct_start=0.05)
     gen = torch.Generator().manual_seed(seed + 1)
     t0 = time.perf_counter()
+    best: tuple[float, dict, dict] | None = None
     for step in range(1, steps + 1):
         model.train()
         idx = train[torch.randint(len(train), (batch,), generator=gen)]
-        loss, parts = inverse_loss(predict(idx), examples["perturbation"][idx], examples["mask"][idx], sr)
+        loss, parts = inverse_loss(predict(idx, feature_noise), examples["perturbation"][idx], examples["mask"][idx], sr)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -263,12 +272,14 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
             model.eval()
             with torch.no_grad():
                 _, vparts = inverse_loss(predict(valid), examples["perturbation"][valid], examples["mask"][valid], sr)
+            vloss = vparts["balance_db2"] + vparts["tone_db2"]
+            if best is None or vloss < best[0]:
+                best = (vloss, {k: v.clone() for k, v in model.state_dict().items()}, vparts)
             log(f"step {step}: train {float(loss.detach()):.2f} | valid balance rms {math.sqrt(vparts['balance_db2']):.2f} dB, "
                 f"tone rms {math.sqrt(vparts['tone_db2']):.2f} dB ({time.perf_counter() - t0:.0f} s)")
+    model.load_state_dict(best[1])
     model.eval()
-    with torch.no_grad():
-        _, vparts = inverse_loss(predict(valid), examples["perturbation"][valid], examples["mask"][valid], sr)
-    return model, vparts
+    return model, best[2]
 
 
 # ============================================================================ command line
@@ -292,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     fitp.add_argument("--lr", type=float, default=2e-3)
     fitp.add_argument("--d-model", type=int, default=64)
     fitp.add_argument("--layers", type=int, default=2)
+    fitp.add_argument("--dropout", type=float, default=0.1)
+    fitp.add_argument("--weight-decay", type=float, default=1e-2)
+    fitp.add_argument("--feature-noise", type=float, default=0.02)
     fitp.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
@@ -311,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     from automix.model.checkpoint import save_checkpoint
 
     examples = load_examples(*args.examples)
-    config = MixModelConfig(d_model=args.d_model, n_layers=args.layers)
+    config = MixModelConfig(d_model=args.d_model, n_layers=args.layers, dropout=args.dropout)
     model, valid = fit(examples, config=config, steps=args.steps, batch=args.batch, learning_rate=args.lr,
-                       seed=args.seed, log=lambda s: print(s, flush=True))
+                       seed=args.seed, weight_decay=args.weight_decay, feature_noise=args.feature_noise,
+                       log=lambda s: print(s, flush=True))
     info = {"sample_rate": int(examples["sample_rate"]), "objective": "fit_inverse", "steps": args.steps,
             "examples": int(examples["stems"].shape[0]), "examples_dirs": [str(e) for e in args.examples],
             "valid_balance_rms_db": math.sqrt(valid["balance_db2"]), "valid_tone_rms_db": math.sqrt(valid["tone_db2"])}
