@@ -205,18 +205,11 @@ def fine_correction_fir(freqs_hz: np.ndarray, gain_db: np.ndarray, sample_rate: 
 def apply_fir(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Filter ``x`` ``(channels, T)`` by the centred FIR ``taps`` (``(L,)`` shared, or ``(channels, L)``);
     no delay: the output is aligned with the input."""
-    from scipy import fft as sfft
     from scipy.signal import oaconvolve
 
     taps = np.atleast_2d(taps).astype(np.float32)
     delay = taps.shape[-1] // 2
     x = np.asarray(x, dtype=np.float32)
     n = x.shape[-1]
-    if n > (1 << 23):  # beyond about 3 minutes: overlap-add keeps memory bounded
-        y = oaconvolve(x, taps, mode="full", axes=-1)
-        return np.ascontiguousarray(y[:, delay: delay + n], dtype=np.float32)
-    size = sfft.next_fast_len(n + taps.shape[-1] - 1, real=True)
-    spectrum = sfft.rfft(x, size, axis=-1, workers=-1)
-    spectrum *= sfft.rfft(taps, size, axis=-1, workers=-1)
-    y = sfft.irfft(spectrum, size, axis=-1, workers=-1, overwrite_x=True)
+    y = oaconvolve(x, taps, mode="full", axes=-1)  # overlap-add: fast and cache-friendly at any length
     return np.ascontiguousarray(y[:, delay: delay + n], dtype=np.float32)
