@@ -289,8 +289,39 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
     with torch.no_grad():
         feats = model.analyse(x[None], rate, None, ref)
         pred = model.predict(feats, roles)[0]
-    values[active] = STRIP.clamp(pred.float())
+    peak_db = 20 * torch.log10(stems.audio[active].abs().amax(dim=(-1, -2)).clamp_min(1e-12))
+    values[active] = tidy_settings(STRIP.clamp(pred.float()), peak_db)
     return values
+
+
+def tidy_settings(values: torch.Tensor, peak_dbfs: torch.Tensor) -> torch.Tensor:
+    """Switch off processors whose effect the model left below audibility.
+
+    A sigmoid head never outputs exactly "off", so the model's compressor and saturator sit
+    a hair away from neutral (ratio 1.03:1 at -0.6 dBFS, 1 % wet...). Such a compressor can
+    reduce the gain by at most ``(peak - threshold) * (1 - 1/ratio)``; below 0.2 dB it is
+    switched off, as are saturation under 1 % wet or 0.1 dB drive and a high-pass under 1 %.
+    Switched-off processors cost the console nothing, so this also speeds up rendering.
+
+    Parameters
+    ----------
+    values : Tensor ``[S, P]`` strip values
+    peak_dbfs : Tensor ``[S]`` sample peak of each stem, dBFS
+    """
+    out = values.clone()
+    i = STRIP.index
+    neutral = STRIP.neutral.to(out.dtype)
+    ratio, threshold = out[:, i("comp.ratio")], out[:, i("comp.threshold_db")]
+    max_reduction = (peak_dbfs.to(out.dtype) - threshold).clamp_min(0) * (1 - 1 / ratio)
+    comp_off = (max_reduction < 0.2) & (out[:, i("comp.makeup_db")] < 0.05)
+    for name in ("comp.ratio", "comp.threshold_db", "comp.makeup_db"):
+        out[comp_off, i(name)] = neutral[i(name)]
+    sat_off = (out[:, i("sat.mix")] < 0.01) | (out[:, i("sat.drive_db")] < 0.1)
+    for name in ("sat.mix", "sat.drive_db"):
+        out[sat_off, i(name)] = neutral[i(name)]
+    hpf_off = out[:, i("eq.hpf.mix")] < 0.01
+    out[hpf_off, i("eq.hpf.mix")] = neutral[i("eq.hpf.mix")]
+    return out
 
 
 def apply_amount_and_trims(values: torch.Tensor, roles: Sequence[int], amount_percent: float = 100.0,

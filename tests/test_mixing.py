@@ -264,3 +264,21 @@ def test_mix_then_master_to_a_platform_target(tmp_path, model_path):
     assert abs(pyloudnorm.Meter(SR).integrated_loudness(mastered.T) - (-14.0)) < 1.0
     assert 20 * np.log10(np.abs(mastered).max()) <= -0.9  # true-peak ceiling -1 dBTP
     assert not list(tmp_path.glob(".*float*"))  # the temporary float copy is gone
+
+
+def test_tidy_switches_off_only_inaudible_processing():
+    from automix.mixing import tidy_settings
+
+    i = STRIP.index
+    v = STRIP.neutral.repeat(3, 1)
+    v[:, i("comp.ratio")] = torch.tensor([1.03, 4.0, 1.03])
+    v[:, i("comp.threshold_db")] = torch.tensor([-0.6, -20.0, -30.0])
+    v[:, i("sat.mix")] = torch.tensor([0.005, 0.5, 0.005])
+    v[:, i("sat.drive_db")] = 6.0
+    out = tidy_settings(v, torch.tensor([-6.0, -6.0, -3.0]))
+    # Stem 0: 1.03:1 above a threshold the peaks never reach -> off; 0.5 % wet saturation -> off.
+    assert out[0, i("comp.ratio")] == 1.0 and out[0, i("sat.mix")] == 0.0
+    # Stem 1: real compression and saturation stay.
+    assert out[1, i("comp.ratio")] == 4.0 and out[1, i("sat.mix")] == 0.5
+    # Stem 2: 1.03:1 with peaks 27 dB over the threshold reduces up to 0.8 dB -> kept.
+    assert out[2, i("comp.ratio")] == pytest.approx(1.03)
