@@ -225,7 +225,9 @@ def _app(cfg: DictConfig) -> None:
 
 def main() -> None:
     if not any(a.startswith("hydra.run.dir") for a in sys.argv[1:]):
-        sys.argv.append("hydra.run.dir=.")  # outputs go to run_dir, not a dated hydra folder
+        # Hydra's own log goes into run_dir (not a dated folder, not the current directory)
+        run_dir = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("run_dir=")), "runs/mastering")
+        sys.argv.append(f"hydra.run.dir={run_dir}")
         sys.argv.append("hydra.output_subdir=null")
     _app()
 
