@@ -66,48 +66,31 @@ def report_dict(result: Any, input_path: Path | None = None, reference_paths: Se
 
 
 def plot_report(result: Any, path: Path, overwrite: bool = False) -> Path:
-    """Write the PNG: spectra (input, master, reference, applied EQ) and short-term loudness."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Write the PNG (:func:`automix.plots.plot_spectra_and_loudness`): level-normalised 1/6-octave
+    spectra of input, master and reference with the fine correction curve; short-term loudness
+    of input and master with the target."""
     from automix.loudness import short_term_loudness
     from automix.mastering.profile import normalised
+    from automix.plots import Series, plot_spectra_and_loudness
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 8))
-    inp, out, ref = result.input_profile, result.output_profile, result.reference
-    for prof, label, style in ((inp, "input", "C0"), (out, "master", "C3"), (ref, "reference", "k--")):
-        if prof is None:
-            continue
-        ax1.semilogx(prof.freqs_hz, normalised(prof.total_db, prof.freqs_hz), style, label=label)
+    spectra = []
+    for prof, label, style in ((result.input_profile, "input", "C0"), (result.output_profile, "master", "C3"),
+                               (result.reference, "reference", "k--")):
+        if prof is not None:
+            spectra.append(Series(label, prof.freqs_hz, normalised(prof.total_db, prof.freqs_hz), style))
     s = result.settings
     if s.fine_db is not None:
-        ax1.semilogx(s.fine_freqs_hz, s.fine_db, "C2:", label="fine correction (dB)")
-    ax1.set_xlim(20, 20000)
-    ax1.set_ylim(-40, 20)
-    ax1.set_xlabel("frequency (Hz)")
-    ax1.set_ylabel("level, normalised (dB)")
-    ax1.set_title("Long-term spectrum (1/6 octave)")
-    ax1.grid(True, which="both", alpha=0.3)
-    ax1.legend(loc="lower left")
+        spectra.append(Series("fine correction (dB)", s.fine_freqs_hz, s.fine_db, "C2:"))
+    loudness = []
     for samples, label, style in ((result.input_samples, "input", "C0"), (result.samples, "master", "C3")):
-        if samples is None:
-            continue
-        times, lufs = short_term_loudness(samples, result.sample_rate)
-        ax2.plot(times, lufs, style, label=label)
-    ax2.axhline(result.target_lufs, color="k", linestyle="--", label=f"target {result.target_lufs:.1f} LUFS")
-    ax2.set_xlabel("time (s)")
-    ax2.set_ylabel("short-term loudness (LUFS)")
-    ax2.grid(True, alpha=0.3)
-    ax2.legend(loc="lower right")
-    fig.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue(), overwrite)
+        if samples is not None:
+            times, lufs = short_term_loudness(samples, result.sample_rate)
+            loudness.append(Series(label, times, lufs, style))
+    return plot_spectra_and_loudness(
+        path, spectra, loudness, title=f"automix master: target {result.target_lufs:.1f} LUFS",
+        loudness_lines=[("target", result.target_lufs)],
+        spectrum_title="Long-term spectrum (1/6 octave, level-normalised)",
+        spectrum_ylabel="Level, normalised (dB)", spectrum_ylim=(-40.0, 20.0), overwrite=overwrite)
 
 
 def write_report(result: Any, folder: str | os.PathLike, stem: str, input_path: Path | None = None,
