@@ -92,7 +92,7 @@ def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookah
     iterations = 0
     for iterations in range(1, max_iterations + 1):
         gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
-        reduction = float(-20.0 * np.log10(max(gain.min(), 1e-30)))
+        reduction = max(0.0, float(-20.0 * np.log10(max(gain.min(), 1e-30))))
         if reduction > max_limiting_db + 0.05:
             drive -= reduction - max_limiting_db  # gain reduction grows about 1:1 with the drive
             reached = False

@@ -277,5 +277,5 @@ def limit_true_peak(x: np.ndarray, sample_rate: int, ceiling_dbtp: float = -1.0,
     if trim_db:
         total = total * np.float32(10.0 ** (-trim_db / 20.0))
     smallest = float(total.min()) if total.size else 1.0
-    return LimiterResult(samples=y, gain=total, max_gain_reduction_db=float(-20.0 * math.log10(max(smallest, 1e-30))),
+    return LimiterResult(samples=y, gain=total, max_gain_reduction_db=max(0.0, float(-20.0 * math.log10(max(smallest, 1e-30)))),
                          true_peak_dbtp=float(tp), passes=passes, safety_trim_db=trim_db)
