@@ -216,7 +216,7 @@ def _sweep(x: np.ndarray, sample_rate: int, hop_s: float = HOP_S) -> tuple[np.nd
     return energies, hop, stats
 
 
-def _window_loudness(energies: np.ndarray, hop: int, hops_per_window: int) -> np.ndarray:
+def window_loudness(energies: np.ndarray, hop: int, hops_per_window: int) -> np.ndarray:
     """LUFS of every window of ``hops_per_window`` consecutive hops (one per hop)."""
     if len(energies) < hops_per_window:
         return np.zeros(0)
@@ -225,7 +225,7 @@ def _window_loudness(energies: np.ndarray, hop: int, hops_per_window: int) -> np
     return _lufs(sums / (hops_per_window * hop))
 
 
-def _gated_integrated(energies: np.ndarray, hop: int) -> float:
+def gated_integrated(energies: np.ndarray, hop: int) -> float:
     """BS.1770-4 gated integrated loudness from hop energies (400 ms blocks, 75 % overlap)."""
     n = int(round(MOMENTARY_S / HOP_S))
     if len(energies) < n:
@@ -241,7 +241,7 @@ def _gated_integrated(energies: np.ndarray, hop: int) -> float:
     return float(_lufs(np.mean(block_ms[gated])))
 
 
-def _loudness_range(short_term_lufs: np.ndarray) -> float:
+def lra_from_short_term(short_term_lufs: np.ndarray) -> float:
     """EBU Tech 3342 loudness range (LU) from short-term readings."""
     values = short_term_lufs[short_term_lufs > ABSOLUTE_GATE_LUFS]
     if values.size == 0:
@@ -259,7 +259,7 @@ def integrated_loudness(samples: Any, sample_rate: int) -> float:
     shorter than one 400 ms block.
     """
     energies, hop = hop_energies(samples, sample_rate)
-    return _gated_integrated(energies, hop)
+    return gated_integrated(energies, hop)
 
 
 def momentary_loudness(samples: Any, sample_rate: int, hop_s: float = HOP_S) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +283,7 @@ def short_term_loudness(samples: Any, sample_rate: int, hop_s: float = HOP_S) ->
 def _curve(samples: Any, sample_rate: int, window_s: float, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
     energies, hop = hop_energies(samples, sample_rate, hop_s)
     n = max(1, int(round(window_s / hop_s)))
-    lufs = _window_loudness(energies, hop, n)
+    lufs = window_loudness(energies, hop, n)
     times = (np.arange(len(lufs)) + n) * hop / float(sample_rate)
     return times, lufs
 
@@ -291,7 +291,7 @@ def _curve(samples: Any, sample_rate: int, window_s: float, hop_s: float) -> tup
 def loudness_range(samples: Any, sample_rate: int) -> float:
     """Loudness range (EBU Tech 3342), LU; ``nan`` when shorter than 3 s or silent."""
     energies, hop = hop_energies(samples, sample_rate)
-    return _loudness_range(_window_loudness(energies, hop, int(round(SHORT_TERM_S / HOP_S))))
+    return lra_from_short_term(window_loudness(energies, hop, int(round(SHORT_TERM_S / HOP_S))))
 
 
 # --------------------------------------------------------------------------- peaks
@@ -310,7 +310,7 @@ def sample_peak_db(samples: Any) -> float:
 
 
 @lru_cache(maxsize=1)
-def _true_peak_phases() -> tuple[np.ndarray, float, np.ndarray, float]:
+def true_peak_phases() -> tuple[np.ndarray, float, np.ndarray, float]:
     """Phases 1..3 of the 4x windowed-sinc interpolator (phase 0 is the sample itself).
 
     Returns
@@ -359,7 +359,7 @@ def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None =
         return 0.0
     from automix.loudness_kernels import true_peak_block_peaks, true_peak_blocks
 
-    phases, gain_bound, near, outer_gain = _true_peak_phases()
+    phases, gain_bound, near, outer_gain = true_peak_phases()
     for channel in x:  # outputs between x[n-1] and x[n] for n = 0 .. T (silent outside)
         peaks = true_peak_block_peaks(channel, phases.shape[1], _TP_BLOCK)
         order = np.argsort(-peaks, kind="stable")
@@ -621,11 +621,11 @@ def analyze(samples: Any, sample_rate: int, threads: int | None = None) -> Metri
     rms_dbfs = _db(mean_square, power=True)
     peak_dbfs = _db(peak)
 
-    integrated = _gated_integrated(energies, hop)
-    momentary = _window_loudness(energies, hop, int(round(MOMENTARY_S / HOP_S)))
+    integrated = gated_integrated(energies, hop)
+    momentary = window_loudness(energies, hop, int(round(MOMENTARY_S / HOP_S)))
     short_n = int(round(SHORT_TERM_S / HOP_S))
-    short_term = _window_loudness(energies, hop, short_n)
-    lra = _loudness_range(short_term) if short_term.size else math.nan
+    short_term = window_loudness(energies, hop, short_n)
+    lra = lra_from_short_term(short_term) if short_term.size else math.nan
     tp_dbtp = _db(tp_linear)
 
     stereo = channels == 2

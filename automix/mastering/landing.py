@@ -75,12 +75,12 @@ class _FastLoudness:
 
     def lufs(self, drive_db: float, gain: np.ndarray | None) -> float:
         """Loudness (LUFS) with ``drive_db`` and the linear limiter gain ``gain`` ``(T,)`` (None: 1)."""
-        from automix.loudness import _gated_integrated
+        from automix.loudness import gated_integrated
 
         e = self.k2 if gain is None else self.k2 * np.square(gain, dtype=np.float32)
         n = (e.size // self.hop) * self.hop
         energies = e[:n].reshape(-1, self.hop).sum(axis=1, dtype=np.float64) * 10.0 ** (drive_db / 10.0)
-        return _gated_integrated(energies, self.hop) + self.bias
+        return gated_integrated(energies, self.hop) + self.bias
 
 
 def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookahead_ms, release_ms,

@@ -68,9 +68,9 @@ class LimiterResult:
 def _detector_phases() -> tuple[np.ndarray, float]:
     """The interpolation phases of the BS.1770 true-peak meter (:mod:`automix.loudness`), so the
     limiter sees exactly the peaks the meter will measure; and their largest L1 norm (gain bound)."""
-    from automix.loudness import _true_peak_phases
+    from automix.loudness import true_peak_phases
 
-    phases = np.ascontiguousarray(_true_peak_phases()[0], dtype=np.float32)  # (3, taps) for x[n-half+1 .. n+half]
+    phases = np.ascontiguousarray(true_peak_phases()[0], dtype=np.float32)  # (3, taps) for x[n-half+1 .. n+half]
     return phases, float(np.abs(phases.astype(np.float64)).sum(axis=1).max()) * 1.001
 
 

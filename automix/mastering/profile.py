@@ -157,14 +157,14 @@ def width_by_region(freqs_hz: np.ndarray, mid_db: np.ndarray, side_db: np.ndarra
 
 def analyze_profile(samples: np.ndarray, sample_rate: int, name: str = "") -> Profile:
     """Measure the :class:`Profile` of ``samples`` ``(channels, T)`` at ``sample_rate`` Hz."""
-    from automix.loudness import (SHORT_TERM_S, HOP_S, _gated_integrated, _loudness_range, _window_loudness,
+    from automix.loudness import (SHORT_TERM_S, HOP_S, gated_integrated, lra_from_short_term, window_loudness,
                                   hop_energies, sample_peak_db, true_peak_dbtp)
 
     x = np.asarray(samples, dtype=np.float32)
     freqs, mid_db, side_db = spectra_mid_side(x, sample_rate)
     energies, hop = hop_energies(x, sample_rate)  # one K-weighted pass for loudness and LRA
-    lufs = _gated_integrated(energies, hop)
-    lra = _loudness_range(_window_loudness(energies, hop, int(round(SHORT_TERM_S / HOP_S))))
+    lufs = gated_integrated(energies, hop)
+    lra = lra_from_short_term(window_loudness(energies, hop, int(round(SHORT_TERM_S / HOP_S))))
     tp = true_peak_dbtp(x, sample_rate)
     rms = 10 * math.log10(max(float(np.mean(x.astype(np.float64) ** 2)), 1e-20))
     return Profile(freqs_hz=freqs, mid_db=mid_db, side_db=side_db, integrated_lufs=float(lufs),
