@@ -20,6 +20,8 @@ faster, because the model reads features only:
      on the mean itself;
    * tone: the combined EQ response of perturbation and model (console biquad designs,
      30 Hz to 11 kHz) should be flat, up to the same common offset;
+   * the shelves' corner frequencies are pulled toward the perturbation's (a shelf at 0 dB
+     gives its frequency no gradient, so it could not find them otherwise);
    * everything the perturbation did not touch (compressor, saturation, high-pass, pan)
      is pulled toward neutral.
 
@@ -138,9 +140,11 @@ def make_examples(songs, out_dir: str | Path, n_examples: int, *, excerpt_second
                 reference = audio_features(original_mix, sr)
             has_ref = torch.rand(stems.shape[0], generator=generator) < reference_probability
             path = out_dir / f"chunk_{chunk:04d}.pt"
+            tmp = path.with_suffix(".tmp")
             torch.save({"stems": feats.stems, "mix": feats.mix, "reference": reference, "has_reference": has_ref,
                         "mask": mask, "roles": roles, "perturbation": strip, "sample_rate": sr,
-                        "group": group}, path)
+                        "group": group}, tmp)
+            tmp.replace(path)  # a killed run never leaves half a chunk
             written.append(path)
             chunk += 1
             done += int(stems.shape[0])
@@ -206,12 +210,22 @@ def inverse_loss(pred: torch.Tensor, perturbation: torch.Tensor, mask: torch.Ten
     balance = (((total_db - common.mean(-1)) ** 2) * m).sum() / m.sum()
     tone = ((((eq_db - eq_db.mean(-1, keepdim=True)) ** 2).mean(-1)) * m).sum() / m.sum()
     offset = ((common.mean(-1).squeeze(1)) ** 2).mean()
+    # Corner frequencies: with a shelf at 0 dB its frequency has no gradient, so a model whose
+    # shelves start far from the perturbation's corners would never find them. Pull each
+    # shelf's corner toward the perturbation's, in octaves, weighted by how much it boosted/cut.
+    corner = pred.new_zeros(())
+    for band in ("low_shelf", "high_shelf"):
+        f, g = STRIP.index(f"eq.{band}.freq_hz"), STRIP.index(f"eq.{band}.gain_db")
+        weight = perturbation[..., g].abs() / 3.0
+        octaves = torch.log2(pred[..., f] / perturbation[..., f])
+        corner = corner + ((octaves ** 2) * weight * m).sum() / m.sum()
     free = [STRIP.index(k) for k in _FREE]
     unit = STRIP.to_unit(pred)[..., free]
     neutral = STRIP.to_unit(STRIP.neutral.to(pred))[free]
     regular = ((((unit - neutral) ** 2).mean(-1)) * m).sum() / m.sum()
-    loss = balance + tone + 0.05 * offset + 10.0 * regular
+    loss = balance + tone + 0.05 * offset + 10.0 * regular + corner
     return loss, {"balance_db2": float(balance.detach()), "tone_db2": float(tone.detach()),
+                  "corner_oct2": float(corner.detach()),
                   "offset_db2": float(offset.detach()), "neutral": float(regular.detach())}
 
 
