@@ -15,13 +15,14 @@ full scale at +-1.0. This module is the only place that touches audio files:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -485,12 +486,24 @@ def write_audio(
         data = x.astype(np.float32, copy=False)
     data = np.ascontiguousarray(data.T)
 
+    with atomic_audio_file(path) as tmp:
+        sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_audio_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary file name in ``path``'s folder to write to; when the block ends it is
+    synced and moved onto ``path`` in one step, on any failure removed (libsndfile and OS errors
+    become :class:`AudioError`). Used by :func:`write_audio` and block-wise writers."""
+    import soundfile as sf
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix.lower()}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)
+        yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         umask = os.umask(0)
@@ -502,4 +515,3 @@ def write_audio(
         if isinstance(exc, (sf.LibsndfileError, RuntimeError, OSError, ValueError)):
             raise AudioError(f"{_name(path)}: could not be written ({exc})") from exc
         raise
-    return path

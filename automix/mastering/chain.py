@@ -109,10 +109,7 @@ def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linea
     has_fine = settings.fine_db is not None and bool(np.any(np.abs(settings.fine_db) > 1e-3))
     tonal = settings.eq_active or has_fine or not width_is_neutral(v)
     if linear_phase and tonal and x.shape[0] == 2:
-        firs = linear_phase_firs(settings, sample_rate)
-        m, s = 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
-        ms = apply_fir(np.stack([m, s]), firs)
-        y = torch.from_numpy(np.stack([ms[0] + ms[1], ms[0] - ms[1]]))
+        y = torch.from_numpy(_mid_side_fir(x, linear_phase_firs(settings, sample_rate)))
     else:
         y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         with torch.no_grad():
@@ -127,6 +124,31 @@ def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linea
         with torch.no_grad():
             y = _compress(y, v, sample_rate)
     return np.ascontiguousarray(y.numpy(), dtype=np.float32)
+
+
+def _mid_side_fir(x: np.ndarray, firs: np.ndarray, block: int | None = None) -> np.ndarray:
+    """Stereo ``x`` ``(2, T)`` -> L/R float32 ``(2, T)`` after the centred mid and side FIRs ``firs`` ``(2, L)``.
+
+    Works on blocks of ``block`` output frames (default
+    :data:`automix.mastering.profile.BLOCK_FRAMES`), each read with ``L // 2`` frames of context on
+    both sides (overlap-save), so the temporaries stay a few blocks long whatever ``T`` is;
+    the result equals one whole-signal convolution up to float32 rounding.
+    """
+    from automix.mastering import profile
+
+    frames = x.shape[-1]
+    half = firs.shape[-1] // 2
+    block = max(int(block or profile.BLOCK_FRAMES), 4 * firs.shape[-1])
+    out = np.empty((2, frames), dtype=np.float32)
+    for start in range(0, frames, block):
+        stop = min(frames, start + block)
+        lo, hi = max(0, start - half), min(frames, stop + half)
+        seg = np.asarray(x[:, lo:hi], dtype=np.float32)
+        ms = apply_fir(np.stack([0.5 * (seg[0] + seg[1]), 0.5 * (seg[0] - seg[1])]), firs)
+        ms = ms[:, start - lo: stop - lo]
+        out[0, start:stop] = ms[0] + ms[1]
+        out[1, start:stop] = ms[0] - ms[1]
+    return out
 
 
 def _compress(y: torch.Tensor, v: torch.Tensor, sample_rate: int) -> torch.Tensor:

@@ -68,8 +68,16 @@ class _FastLoudness:
 
         from automix.loudness import HOP_S, k_weighting_sos
 
-        k = sosfilt(k_weighting_sos(int(sample_rate)).astype(np.float32), x, axis=-1)
-        self.k2 = np.einsum("ct,ct->t", k, k)  # float32 (memory); hop sums are taken in float64
+        from automix.mastering import profile
+
+        sos = k_weighting_sos(int(sample_rate)).astype(np.float32)
+        # filtered block by block with the filter state carried over (same result as one call,
+        # without a whole-file K-weighted copy); float32 (memory): hop sums are taken in float64
+        self.k2 = np.empty(x.shape[-1], dtype=np.float32)
+        zi = np.zeros((sos.shape[0], x.shape[0], 2), dtype=np.float32)
+        for start in range(0, x.shape[-1], profile.BLOCK_FRAMES):
+            k, zi = sosfilt(sos, x[:, start: start + profile.BLOCK_FRAMES], axis=-1, zi=zi)
+            self.k2[start: start + k.shape[-1]] = np.einsum("ct,ct->t", k, k)
         self.hop = max(1, int(round(HOP_S * sample_rate)))
         self.bias = 0.0
 
@@ -77,9 +85,19 @@ class _FastLoudness:
         """Loudness (LUFS) with ``drive_db`` and the linear limiter gain ``gain`` ``(T,)`` (None: 1)."""
         from automix.loudness import gated_integrated
 
-        e = self.k2 if gain is None else self.k2 * np.square(gain, dtype=np.float32)
-        n = (e.size // self.hop) * self.hop
-        energies = e[:n].reshape(-1, self.hop).sum(axis=1, dtype=np.float64) * 10.0 ** (drive_db / 10.0)
+        from automix.mastering import profile
+
+        hop = self.hop
+        n = (self.k2.size // hop) * hop
+        energies = np.empty(n // hop, dtype=np.float64)
+        step = hop * max(1, profile.BLOCK_FRAMES // hop)
+        for start in range(0, n, step):  # whole hops per block: no whole-file temporaries
+            stop = min(n, start + step)
+            e = self.k2[start:stop]
+            if gain is not None:
+                e = e * np.square(gain[start:stop], dtype=np.float32)
+            energies[start // hop: stop // hop] = e.reshape(-1, hop).sum(axis=1, dtype=np.float64)
+        energies *= 10.0 ** (drive_db / 10.0)
         return gated_integrated(energies, self.hop) + self.bias
 
 
@@ -91,7 +109,7 @@ def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookah
     reached = True
     iterations = 0
     for iterations in range(1, max_iterations + 1):
-        gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
+        gain = gain_from_peaks(peaks, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, level=_db_gain(drive))
         reduction = max(0.0, float(-20.0 * np.log10(max(gain.min(), 1e-30))))
         if reduction > max_limiting_db + 0.05:
             drive -= reduction - max_limiting_db  # gain reduction grows about 1:1 with the drive
@@ -173,9 +191,10 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
             peaks = detect_peaks(x, threshold=0.9 * ceiling / _db_gain(covered))
             continue
         if gain is None:
-            gain = gain_from_peaks(peaks * _db_gain(drive), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
-        result = limit_true_peak(x * np.float32(_db_gain(drive)), sample_rate, ceiling_dbtp, lookahead_ms,
-                                 release_ms, first_gain=gain)
+            gain = gain_from_peaks(peaks, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, level=_db_gain(drive))
+        result = None  # the previous round's output is freed before the next one is made
+        result = limit_true_peak(x, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, first_gain=gain,
+                                 input_gain=_db_gain(drive))
         lufs = integrated_loudness(result.samples, sample_rate)
         # the fast meter (K-weighting before the limiter gain) is a close approximation: correct its bias
         bias = lufs - meter.lufs(drive, result.gain)

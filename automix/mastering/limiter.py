@@ -157,21 +157,23 @@ def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - com
     ext = np.ones(m + L - 1, np.float32)  # L-1 leading ones (before the signal), wanted, L-1 trailing ones
     ext[L - 1: L - 1 + n] = wanted
     # held[k] = min(ext[k .. k+L-1]) by a monotonic deque of indices
-    dq = np.empty(m + L, np.int64)
+    # (a ring buffer of L + 1 slots: the deque never holds more than L indices)
+    cap = L + 1
+    dq = np.empty(cap, np.int64)
     head = 0
     tail = 0
     held = np.empty(m, np.float32)
     for j in range(m + L - 1):
         v = ext[j]
-        while tail > head and ext[dq[tail - 1]] >= v:
+        while tail > head and ext[dq[(tail - 1) % cap]] >= v:
             tail -= 1
-        dq[tail] = j
+        dq[tail % cap] = j
         tail += 1
         k = j - (L - 1)
         if k >= 0:
-            while dq[head] < k:
+            while dq[head % cap] < k:
                 head += 1
-            held[k] = ext[dq[head]]
+            held[k] = ext[dq[head % cap]]
     # release smoothing (instant attack)
     r = 1.0
     for k in range(m):
@@ -195,15 +197,18 @@ def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - com
 
 
 def gain_from_peaks(peaks: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead_ms: float = 5.0,
-                    release_ms: float = 150.0) -> np.ndarray:
+                    release_ms: float = 150.0, level: float = 1.0) -> np.ndarray:
     """Limiter gain ``(samples,)`` (linear, <= 1) from a peak envelope (:func:`detect_peaks`).
 
     The envelope scales with the signal, so a caller trying several input levels detects
-    once and passes ``peaks * level``.
+    once and passes the linear ``level`` (same as passing ``peaks * level``, without the copy).
     """
     ceiling = 10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0)
-    wanted = np.minimum(np.float32(1.0), np.float32(ceiling) / np.maximum(np.asarray(peaks, dtype=np.float32),
-                                                                        np.float32(1e-30)))
+    peaks = np.asarray(peaks, dtype=np.float32)
+    wanted = peaks * np.float32(level)  # the only whole-length temporary: the rest is in place
+    np.maximum(wanted, np.float32(1e-30), out=wanted)
+    np.divide(np.float32(ceiling), wanted, out=wanted)
+    np.minimum(wanted, np.float32(1.0), out=wanted)
     lookahead = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
     alpha = math.exp(-1000.0 / (max(release_ms, 1e-3) * sample_rate))
     return _lookahead_gain(wanted, lookahead, alpha)
@@ -230,7 +235,7 @@ def limiter_gain(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead
 
 def limit_true_peak(x: np.ndarray, sample_rate: int, ceiling_dbtp: float = -1.0, lookahead_ms: float = 5.0,
                     release_ms: float = 150.0, max_passes: int = 3,
-                    first_gain: np.ndarray | None = None) -> LimiterResult:
+                    first_gain: np.ndarray | None = None, input_gain: float = 1.0) -> LimiterResult:
     """Limit ``x`` so that its true peak (4x oversampled, BS.1770) never exceeds ``ceiling_dbtp``.
 
     Parameters
@@ -247,6 +252,9 @@ def limit_true_peak(x: np.ndarray, sample_rate: int, ceiling_dbtp: float = -1.0,
         Limiter passes before the safety trim.
     first_gain : np.ndarray, optional
         Gain of the first pass if already computed (:func:`gain_from_peaks`).
+    input_gain : float
+        Linear gain applied to ``x`` before the limiter (saves a scaled copy of a long input;
+        not counted as gain reduction).
 
     Returns
     -------
@@ -255,12 +263,13 @@ def limit_true_peak(x: np.ndarray, sample_rate: int, ceiling_dbtp: float = -1.0,
     from automix.loudness import true_peak_dbtp
 
     x = np.asarray(x, dtype=np.float32)
-    y = x
+    level = np.float32(input_gain)
+    y = x if input_gain == 1.0 else x * level
     total = np.ones(y.shape[-1], dtype=np.float32)
     passes = 0
     if first_gain is not None:
         total = np.asarray(first_gain, dtype=np.float32)
-        y = x * total
+        y = x * (total * level)
         passes = 1
     tp = true_peak_dbtp(y, sample_rate)
     while tp > ceiling_dbtp and passes < max_passes:
@@ -272,7 +281,7 @@ def limit_true_peak(x: np.ndarray, sample_rate: int, ceiling_dbtp: float = -1.0,
     trim_db = 0.0
     while tp > ceiling_dbtp:  # safety stage: a plain level trim
         trim_db += (tp - ceiling_dbtp) + 0.01
-        y = x * (total * np.float32(10.0 ** (-trim_db / 20.0)))
+        y = x * (total * (level * np.float32(10.0 ** (-trim_db / 20.0))))
         tp = true_peak_dbtp(y, sample_rate)
     if trim_db:
         total = total * np.float32(10.0 ** (-trim_db / 20.0))

@@ -27,7 +27,7 @@ from automix.errors import AudioError, MasteringError, SettingsError
 from automix.mastering.chain import ChainSettings, render_chain
 from automix.mastering.landing import Landing, land_loudness
 from automix.mastering.presets import target_lufs as preset_lufs
-from automix.mastering.profile import Profile, analyze_profile, combine_profiles, normalised
+from automix.mastering.profile import Profile, analyze_profile, combine_profiles, mean_square, normalised
 from automix.mastering.tonal import FINE_LIMIT_DB, FITTED, fit_parametric_eq, smooth_curve
 from automix.mastering.width import side_response_db
 
@@ -176,7 +176,10 @@ def check_signal(samples: np.ndarray, sample_rate: int, what: str) -> list[str]:
     x = np.asarray(samples)
     if x.ndim != 2 or x.shape[0] not in (1, 2):
         raise AudioError(f"{what}: expected mono or stereo audio shaped (channels, samples), got {x.shape}")
-    bad = int(np.count_nonzero(~np.isfinite(x)))
+    from automix.mastering import profile
+
+    block = profile.BLOCK_FRAMES  # counts block by block: no whole-file temporaries
+    bad = sum(int(np.count_nonzero(~np.isfinite(x[:, i: i + block]))) for i in range(0, x.shape[-1], block))
     if bad:
         raise AudioError(f"{what}: contains {bad} NaN or infinite sample values (damaged file or broken export)")
     duration = x.shape[-1] / float(sample_rate)
@@ -185,7 +188,7 @@ def check_signal(samples: np.ndarray, sample_rate: int, what: str) -> list[str]:
                          "to measure loudness and tone")
     check_not_silent(x, what)
     warnings = []
-    clipped = int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL))
+    clipped = sum(int(np.count_nonzero(np.abs(x[:, i: i + block]) >= CLIP_LEVEL)) for i in range(0, x.shape[-1], block))
     if clipped > 8:
         warnings.append(f"{what}: {clipped} samples are clipped at full scale; the distortion is already in the "
                         "file and mastering cannot remove it (export the mix with more headroom if you can)")
@@ -365,7 +368,7 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
     else:
         target = preset_lufs(DEFAULT_TARGET)
 
-    rms_dbfs = 10 * math.log10(max(float(np.mean(x.astype(np.float64) ** 2)), 1e-20))
+    rms_dbfs = 10 * math.log10(max(mean_square(x), 1e-20))
     step("planning")
     settings, _ = plan_chain(mix, ref, sample_rate, options, rms_dbfs)
     step("rendering")
@@ -498,7 +501,6 @@ def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any 
 
 def _write_master(result: MasterResult, output: Path, subtype: str, dither: bool, opts: MasteringOptions,
                   overwrite: bool, inputs: Sequence[Path]) -> Path:
-    from automix.audio import write_audio
     from automix.loudness import sample_peak
 
     if subtype != "FLOAT" and sample_peak(result.samples) >= 1.0:
@@ -508,8 +510,48 @@ def _write_master(result: MasterResult, output: Path, subtype: str, dither: bool
         else:
             raise MasteringError(f"{output.name}: the master goes above full scale without the limiter; "
                                  "write a WAV (32-bit float) or keep the limiter on")
-    return write_audio(output, result.samples, result.sample_rate, subtype=subtype, dither=dither,
-                       overwrite=overwrite, inputs=inputs)
+    return write_blocks(output, result.samples, result.sample_rate, subtype=subtype, dither=dither,
+                        overwrite=overwrite, inputs=inputs)
+
+
+WRITE_BLOCK_FRAMES = 1 << 18
+"""Frames encoded per block by :func:`write_blocks`."""
+
+
+def write_blocks(path: Path, samples: np.ndarray, sample_rate: int, *, subtype: str, dither: bool = True,
+                 overwrite: bool = False, inputs: Sequence[Path] = (), block: int = WRITE_BLOCK_FRAMES,
+                 rng: np.random.Generator | None = None) -> Path:
+    """:func:`automix.audio.write_audio` for long masters: encodes ``samples`` ``(channels, T)`` block by block
+    (quantisation and dither of one block at a time instead of float64 copies of the whole file), into a
+    temporary file in the output folder that then replaces ``path`` in one step.
+
+    Same rules as ``write_audio`` (formats, never an input, ``overwrite``); anything it would refuse
+    is passed to it for its message.
+    """
+    import soundfile as sf
+
+    from automix.audio import (PCM_BITS, WRITE_FORMATS, WRITE_SUBTYPES, atomic_audio_file, check_output_path, quantize,
+                               write_audio)
+
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    subtype = subtype.upper()
+    x = np.asarray(samples)
+    if fmt is None or subtype not in WRITE_SUBTYPES[fmt] or x.ndim != 2 or x.shape[-1] == 0:
+        return write_audio(path, x, sample_rate, subtype=subtype, dither=dither, overwrite=overwrite,
+                           inputs=inputs, rng=rng)
+    bits = PCM_BITS.get(subtype)
+    rng = np.random.default_rng() if rng is None else rng
+    with atomic_audio_file(path) as tmp:
+        with sf.SoundFile(str(tmp), "w", int(sample_rate), x.shape[0], subtype=subtype, format=fmt) as out:
+            for start in range(0, x.shape[-1], block):
+                part = np.asarray(x[:, start: start + block], dtype=np.float32)
+                if not np.all(np.isfinite(part)):
+                    raise AudioError(f"{path.name}: the master contains NaN or infinite values (not written)")
+                if bits is not None:
+                    part, _ = quantize(part, bits, dither=dither and bits <= 16, rng=rng)
+                out.write(np.ascontiguousarray(part.T))
+    return path
 
 
 def _progress_bar(enabled: bool, total: int, desc: str):

@@ -124,6 +124,22 @@ def grid_for(sample_rate: int) -> np.ndarray:
     return GRID_HZ[GRID_HZ * 2 ** (1 / 12) <= sample_rate / 2.0]
 
 
+BLOCK_FRAMES = 1 << 18
+"""Frames per block where a whole-file pass works block by block to bound temporary memory."""
+
+
+def mean_square(samples: np.ndarray, block: int | None = None) -> float:
+    """Mean square over all channels and samples of ``(channels, T)`` (float64 sums taken block by block,
+    so no float64 copy of the whole file is made)."""
+    x = np.asarray(samples)
+    block = int(block or BLOCK_FRAMES)
+    total = 0.0
+    for start in range(0, x.shape[-1], block):
+        part = x[..., start: start + block].astype(np.float64)
+        total += float(np.vdot(part, part))
+    return total / max(x.size, 1)
+
+
 def mid_side(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(mid, side)`` = ``((L+R)/2, (L-R)/2)`` of a ``(2, T)`` array (mono: side is zero)."""
     x = np.asarray(samples, dtype=np.float32)
@@ -166,7 +182,7 @@ def analyze_profile(samples: np.ndarray, sample_rate: int, name: str = "") -> Pr
     lufs = gated_integrated(energies, hop)
     lra = lra_from_short_term(window_loudness(energies, hop, int(round(SHORT_TERM_S / HOP_S))))
     tp = true_peak_dbtp(x, sample_rate)
-    rms = 10 * math.log10(max(float(np.mean(x.astype(np.float64) ** 2)), 1e-20))
+    rms = 10 * math.log10(max(mean_square(x), 1e-20))
     return Profile(freqs_hz=freqs, mid_db=mid_db, side_db=side_db, integrated_lufs=float(lufs),
                    loudness_range_lu=float(lra), plr_db=float(tp - lufs), crest_db=float(sample_peak_db(x) - rms),
                    width_db=width_by_region(freqs, mid_db, side_db), sample_rate=int(sample_rate),
