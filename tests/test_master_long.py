@@ -17,7 +17,7 @@ from automix.audio import write_audio
 from automix.errors import OutputExistsError
 from automix.loudness import true_peak_dbtp
 from automix.mastering import MasteringOptions, master_audio, profile
-from automix.mastering.chain import ChainSettings, linear_phase_firs, render_chain
+from automix.mastering.chain import ChainSettings, _compress, compress_blocks, linear_phase_firs, render_chain
 from automix.mastering.landing import _FastLoudness
 from automix.mastering.limiter import gain_from_peaks, limit_true_peak
 from automix.mastering.master import write_blocks
@@ -49,6 +49,19 @@ def test_block_fir_render_equals_one_convolution(long_song, monkeypatch):
     s = fftconvolve(0.5 * (x[0] - x[1]), firs[1])[half: half + x.shape[-1]]
     assert y.dtype == np.float32
     assert np.max(np.abs(y - np.stack([m + s, m - s]))) < 1e-4
+
+
+def test_block_compressor_equals_one_piece(long_song):
+    settings = ChainSettings(values=MASTERING.defaults().clone())
+    for name, value in (("comp.ratio", 3.0), ("comp.threshold_db", -30.0), ("comp.knee_db", 6.0),
+                        ("comp.attack_ms", 20.0), ("comp.release_ms", 200.0)):
+        settings.set(name, value)
+    x = torch.from_numpy(long_song)
+    blocks = compress_blocks(x, settings.values, SR, block=SMALL_BLOCK)
+    whole = _compress(x, settings.values, SR)
+    assert np.max(np.abs(blocks.numpy() - whole.numpy())) < 1e-6
+    # it compresses: loud passages lose more level than quiet ones
+    assert float(torch.sqrt(torch.mean(blocks ** 2))) < 0.9 * float(torch.sqrt(torch.mean(x ** 2)))
 
 
 def test_block_k_weighting_meter_matches_pyloudnorm(long_song, monkeypatch):

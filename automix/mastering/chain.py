@@ -122,7 +122,7 @@ def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linea
                 y = apply_width(y, v, sample_rate)
     if settings.comp_active:
         with torch.no_grad():
-            y = _compress(y, v, sample_rate)
+            y = compress_blocks(y, v, sample_rate)
     return np.ascontiguousarray(y.numpy(), dtype=np.float32)
 
 
@@ -148,6 +148,34 @@ def _mid_side_fir(x: np.ndarray, firs: np.ndarray, block: int | None = None) -> 
         ms = ms[:, start - lo: stop - lo]
         out[0, start:stop] = ms[0] + ms[1]
         out[1, start:stop] = ms[0] - ms[1]
+    return out
+
+
+def compress_blocks(y: torch.Tensor, v: torch.Tensor, sample_rate: int, block: int | None = None) -> torch.Tensor:
+    """The bus compressor of :func:`_compress` on ``y`` ``(channels, T)`` block by block (no gradients).
+
+    The detector and gain computer are per sample and the attack/release smoother carries its
+    state from block to block (:func:`automix.dsp.compressor.smooth_gain`), so the result equals
+    one-piece compression while the float64 gain temporaries stay one block long
+    (``block`` frames, default :data:`automix.mastering.profile.BLOCK_FRAMES`).
+    """
+    from automix.dsp.compressor import detector_level_db, gain_computer_db, smooth_gain
+    from automix.mastering import profile
+
+    def p(name: str) -> torch.Tensor:
+        return v[..., MASTERING.index(f"comp.{name}")].to(y.dtype)
+
+    block = int(block or profile.BLOCK_FRAMES)
+    out = torch.empty_like(y)
+    state = None
+    for start in range(0, y.shape[-1], block):
+        seg = y[..., start: start + block]
+        target = gain_computer_db(detector_level_db(seg), p("threshold_db").unsqueeze(-1), p("ratio").unsqueeze(-1),
+                                  p("knee_db").unsqueeze(-1))
+        smoothed, state = smooth_gain(target, p("attack_ms"), p("release_ms"), sample_rate, state=state,
+                                      return_state=True)
+        gain = torch.pow(10.0, (smoothed + p("makeup_db").unsqueeze(-1)) / 20.0)
+        out[..., start: start + block] = seg * gain.unsqueeze(-2)
     return out
 
 
