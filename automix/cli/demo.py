@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(args.output_dir, song=args.song, target=args.target, overwrite=args.overwrite,
                       progress=sys.stderr.isatty())
     print_report(result.mix_report, quiet=False)
-    print(f"settings: {', '.join(str(p) for p in result.settings_paths)}")
+    print(f"settings (YAML copy): {result.settings_paths[1]}")
     print(f"report: {result.report_dir}")
     print(f"done: everything is in {result.folder}/")
     return 0
