@@ -78,7 +78,7 @@ def evaluate_song(song, model: str | None, max_seconds: float | None, seed: int,
 
     t0 = time.perf_counter()
     out_dir = workdir / song.name / "stems_out"
-    report = mix(folder, workdir / song.name / "mix.wav", model=model, stems_out=out_dir)
+    report = mix(folder, workdir / song.name / "mix.wav", model=model, stems_out=out_dir, subtype="FLOAT")
     mix_seconds = time.perf_counter() - t0
     processed = torch.stack([torch.from_numpy(np.asarray(
         load_audio(out_dir / f"{Path(n).stem}.wav", mono_to_stereo=True).samples, dtype=np.float32))
