@@ -6,7 +6,8 @@ same features from 44.1 kHz stems.
 
 Feature vector (:data:`FEATURE_NAMES`, one per stem or per mix):
 
-- ``loudness_lufs``: BS.1770-style integrated loudness (K-weighting applied to the
+- ``loudness_lufs``: BS.1770-style integrated loudness (the K-weighting filters' power
+  response, :func:`automix.evaluation.k_weighting_power_response`, applied to the
   short-time power spectrum, 400 ms blocks, absolute -70 LUFS and relative -10 LU gates);
 - ``loudness_range_lu``: spread (std) of the gated 400-ms block loudness;
 - ``active_fraction``: share of blocks above the absolute gate;
@@ -78,27 +79,6 @@ def fft_size(sample_rate: int) -> int:
     return 1 << max(6, round(math.log2(WINDOW_MS * 1e-3 * sample_rate)))
 
 
-def k_weighting_power(freqs_hz: torch.Tensor) -> torch.Tensor:
-    """Power response of the BS.1770 K-weighting at ``freqs_hz``.
-
-    Uses the analog prototypes of the two standard stages: a high shelf of +4 dB
-    around 1.68 kHz (Q 0.71) and a second-order high-pass at 38 Hz (Q 0.5).
-
-    Returns
-    -------
-    Tensor
-        Linear power gain, same shape as ``freqs_hz``.
-    """
-    f = freqs_hz.to(torch.float64)
-    s = 1j * f
-    # High shelf: H(s) = (V s^2 + sqrt(V)/Q w0 s + w0^2)/(s^2 + w0/Q s + w0^2) in Hz units.
-    f0, q, gain = 1681.97, 0.7072, 10 ** (3.99984 / 20)
-    shelf = (gain * s**2 + math.sqrt(gain) / q * f0 * s + f0**2) / (s**2 + f0 / q * s + f0**2)
-    fh, qh = 38.135, 0.5003
-    hp = s**2 / (s**2 + fh / qh * s + fh**2)
-    return (shelf.abs() ** 2 * hp.abs() ** 2).to(freqs_hz.dtype)
-
-
 @lru_cache(maxsize=16)
 def _analysis_setup(sample_rate: int, device: str) -> tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     n_fft = fft_size(sample_rate)
@@ -111,7 +91,9 @@ def _analysis_setup(sample_rate: int, device: str) -> tuple[int, int, torch.Tens
     if n_fft % 2 == 0:
         side[-1] = 1.0
     norm = side / (n_fft * window.pow(2).sum())
-    k_weight = k_weighting_power(freqs).float() * norm
+    from automix.evaluation import k_weighting_power_response  # BS.1770 filters, |H|^2 at the bins
+
+    k_weight = torch.from_numpy(k_weighting_power_response(n_fft, sample_rate)).float().to(device) * norm
     fmax = min(MEL_FMAX_HZ, sample_rate / 2.0)
     mel = AF.melscale_fbanks(n_fft // 2 + 1, MEL_FMIN_HZ, fmax, N_MELS, sample_rate, norm=None, mel_scale="htk")
     mel = mel.to(device)
