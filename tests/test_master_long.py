@@ -163,3 +163,19 @@ def test_block_writer_dithers_16_bit(tmp_path):
     lsb = 2.0 ** -15
     assert abs(np.var(err) / lsb ** 2 - 1 / 4) < 0.05  # TPDF dither (1/6) + rounding (1/12) LSB^2
     assert abs(np.corrcoef(err[0], x[0])[0, 1]) < 0.05
+
+
+def test_linked_peak_detector_is_max_of_channels_and_sees_intersample_peaks():
+    from scipy.signal import resample_poly
+
+    from automix.mastering.limiter import detect_peaks
+
+    t = np.arange(SR // 2) / SR
+    left = np.sin(2 * np.pi * SR / 4 * t + np.pi / 4).astype(np.float32)  # samples at +-0.707, true peak 1
+    right = (np.random.default_rng(5).standard_normal(t.size) * 0.2).astype(np.float32)
+    x = np.stack([left, right])
+    linked = detect_peaks(x)
+    assert np.array_equal(linked, np.maximum(detect_peaks(x[:1]), detect_peaks(x[1:])))
+    upsampled = np.abs(resample_poly(x[0].astype(np.float64), 4, 1)[400:-400]).max()
+    assert linked.max() > 1.35 * np.abs(x[0]).max()  # +3 dB between the samples is seen
+    assert abs(linked.max() - upsampled) < 0.02

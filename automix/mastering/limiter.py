@@ -81,45 +81,46 @@ def _peak_envelope(x, phases, threshold, gain_bound):  # pragma: no cover - comp
     half = taps // 2
     block = 64
     n_blocks = (n + block - 1) // block
-    # per channel: between[c, k] = largest interpolated |x| between x[k-1] and x[k]
-    between = np.zeros((channels, n + 1), np.float32)
-    for job in prange(channels * n_blocks):
-        c = job // n_blocks
-        start = (job % n_blocks) * block
+    # between[k] = largest interpolated |x| between x[k-1] and x[k] over all channels (linked: one
+    # row, not one per channel); each block writes only its own entries, so blocks run in parallel
+    between = np.zeros(n + 1, np.float32)
+    for b in prange(n_blocks):
+        start = b * block
         stop = min(n, start + block)
         lo = max(0, start - half)
         hi = min(n, stop + half)
-        local = np.float32(0.0)
-        for i in range(lo, hi):
-            a = abs(x[c, i])
-            if a > local:
-                local = a
-        if local * gain_bound < threshold:
-            continue  # interpolated peaks here cannot reach the threshold
-        for i in range(start, stop):
-            if i - half + 1 >= 0 and i + half < n:
-                for p in range(n_phases):
-                    acc = np.float32(0.0)
-                    for j in range(taps):
-                        acc += phases[p, j] * x[c, i - half + 1 + j]
-                    a = abs(acc)
-                    if a > between[c, i + 1]:
-                        between[c, i + 1] = a
-            else:
-                for p in range(n_phases):
-                    acc = np.float32(0.0)
-                    for j in range(taps):
-                        idx = i - half + 1 + j
-                        if 0 <= idx < n:
-                            acc += phases[p, j] * x[c, idx]
-                    a = abs(acc)
-                    if a > between[c, i + 1]:
-                        between[c, i + 1] = a
+        for c in range(channels):
+            local = np.float32(0.0)
+            for i in range(lo, hi):
+                a = abs(x[c, i])
+                if a > local:
+                    local = a
+            if local * gain_bound < threshold:
+                continue  # interpolated peaks here cannot reach the threshold
+            for i in range(start, stop):
+                if i - half + 1 >= 0 and i + half < n:
+                    for p in range(n_phases):
+                        acc = np.float32(0.0)
+                        for j in range(taps):
+                            acc += phases[p, j] * x[c, i - half + 1 + j]
+                        a = abs(acc)
+                        if a > between[i + 1]:
+                            between[i + 1] = a
+                else:
+                    for p in range(n_phases):
+                        acc = np.float32(0.0)
+                        for j in range(taps):
+                            idx = i - half + 1 + j
+                            if 0 <= idx < n:
+                                acc += phases[p, j] * x[c, idx]
+                        a = abs(acc)
+                        if a > between[i + 1]:
+                            between[i + 1] = a
     env = np.zeros(n, np.float32)
     for i in prange(n):
-        m = np.float32(0.0)
+        m = max(between[i], between[i + 1])
         for c in range(channels):
-            v = max(abs(x[c, i]), between[c, i], between[c, i + 1])
+            v = abs(x[c, i])
             if v > m:
                 m = v
         env[i] = m
@@ -148,15 +149,22 @@ def detect_peaks(x: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     return _peak_envelope(x, phases, np.float32(threshold), np.float32(bound))
 
 
+@njit(cache=True, inline="always")
+def _extended(wanted, j, L):  # pragma: no cover - compiled
+    """``wanted`` with L-1 ones before and after it (no padded copy of a long signal), at index ``j``."""
+    i = j - (L - 1)
+    if i < 0 or i >= wanted.shape[0]:
+        return np.float32(1.0)
+    return wanted[i]
+
+
 @njit(cache=True)
 def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - compiled
     """Hold (sliding minimum over the next ``lookahead`` samples), release, then moving average."""
     n = wanted.shape[0]
     L = lookahead
     m = n + L - 1
-    ext = np.ones(m + L - 1, np.float32)  # L-1 leading ones (before the signal), wanted, L-1 trailing ones
-    ext[L - 1: L - 1 + n] = wanted
-    # held[k] = min(ext[k .. k+L-1]) by a monotonic deque of indices
+    # held[k] = min(extended[k .. k+L-1]) by a monotonic deque of indices
     # (a ring buffer of L + 1 slots: the deque never holds more than L indices)
     cap = L + 1
     dq = np.empty(cap, np.int64)
@@ -164,8 +172,8 @@ def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - com
     tail = 0
     held = np.empty(m, np.float32)
     for j in range(m + L - 1):
-        v = ext[j]
-        while tail > head and ext[dq[(tail - 1) % cap]] >= v:
+        v = _extended(wanted, j, L)
+        while tail > head and _extended(wanted, dq[(tail - 1) % cap], L) >= v:
             tail -= 1
         dq[tail % cap] = j
         tail += 1
@@ -173,7 +181,7 @@ def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - com
         if k >= 0:
             while dq[head % cap] < k:
                 head += 1
-            held[k] = ext[dq[head % cap]]
+            held[k] = _extended(wanted, dq[head % cap], L)
     # release smoothing (instant attack)
     r = 1.0
     for k in range(m):
