@@ -82,11 +82,11 @@ def test_training_steps_reduce_heldout_loss_and_checkpoint_roundtrip(tmp_path):
 
 
 def test_bad_checkpoints_raise_model_error(tmp_path):
-    with pytest.raises(ModelError, match="not found"):
+    with pytest.raises(ModelError, match="no mastering-model weights"):
         load_model(tmp_path / "missing.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="not a readable"):
+    with pytest.raises(ModelError, match="cannot read mastering-model weights"):
         load_model(bad)
     torch.save({"format_version": 999}, tmp_path / "other.pt")
     with pytest.raises(ModelError, match="not an automix mastering model"):

@@ -25,6 +25,7 @@ from torch import nn
 from automix.dsp.eq import eq_response
 from automix.dsp.params import MASTERING, PARAM_TABLE_VERSION
 from automix.errors import ModelError
+from automix.weights import read_weights
 from automix.mastering.profile import Profile, normalised
 from automix.mastering.tonal import FITTED
 from automix.mastering.width import side_response_db
@@ -122,13 +123,8 @@ def save_model(model: MasteringNet, path: str | Path, meta: dict) -> Path:
 def load_model(path: str | Path = DEFAULT_MODEL) -> MasteringNet:
     """Load a :class:`MasteringNet` checkpoint; raises :class:`ModelError` with a clear message."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: mastering model not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or not a checkpoint
-        raise ModelError(f"{path}: not a readable automix mastering model ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+    payload = read_weights(path, "mastering-model", "train one with 'python -m train.train_mastering'")
+    if payload.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{path}: not an automix mastering model (or from another version)")
     if payload.get("predicted") != list(PREDICTED):
         raise ModelError(f"{path}: predicts other parameters than this automix version; retrain it")

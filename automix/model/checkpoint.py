@@ -21,6 +21,7 @@ import torch
 
 from automix.dsp.params import PARAM_TABLE_VERSION, STRIP
 from automix.errors import ModelError
+from automix.weights import read_weights
 from automix.model.mixnet import MixModel, MixModelConfig
 from automix.model.roles import ROLES
 
@@ -67,15 +68,8 @@ def save_checkpoint(path: str | Path, model: MixModel, info: dict[str, Any] | No
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dictionary at ``path``, validated; raises ModelError with the reason."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(
-            f"no mix-model weights at {path}; train one (see README 'Training') or pass --model PATH"
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickle with code, truncated download...
-        raise ModelError(f"cannot read mix-model weights {path}: {exc.__class__.__name__}: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    payload = read_weights(path, "mix-model", "train one (see README 'Training') or pass --model PATH")
+    if payload.get("format") != FORMAT:
         raise ModelError(f"{path} is not an automix mix-model checkpoint")
     version = payload.get("param_table_version")
     if version != PARAM_TABLE_VERSION:
