@@ -491,6 +491,8 @@ class MixReport:
     stems_out: list[Path] = field(default_factory=list)
     settings_path: Path | None = None
     master_path: Path | None = None
+    session_path: Path | None = None
+    plot_path: Path | None = None
     peak_dbfs: float = float("nan")
     loudness_lufs: float = float("nan")
     notes: list[str] = field(default_factory=list)
@@ -511,6 +513,7 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
         reference: str | Path | None = None, stems_out: str | Path | None = None,
         settings_out: str | Path | None = None, sample_rate: int | None = None,
         subtype: str = "PCM_24", overwrite: bool = False, master: dict | None = None,
+        session_out: str | Path | None = None, plot_out: str | Path | None = None,
         progress: bool = False) -> MixReport:
     """Mix stems into ``output`` (and optionally per-stem outputs, settings, a master).
 
@@ -534,6 +537,11 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
     master : dict, optional
         Master the mix too: ``{"output": path, "target": "spotify"}`` or
         ``{"output": path, "reference": path}`` (passed to :mod:`automix.mastering`).
+    session_out : .RPP path, optional
+        A REAPER session of the mix (see :func:`write_session`): the processed stems at
+        0 dB when ``stems_out`` is given, else the original stems with faders and pans.
+    plot_out : .png path, optional
+        A plot of the settings (EQ curves, faders, pans).
     progress : bool
         Show a progress bar on stderr.
     """
@@ -549,6 +557,9 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
         outputs += stem_paths
     if settings_out is not None:
         outputs.append(Path(settings_out))
+    for extra in (session_out, plot_out):
+        if extra is not None:
+            outputs.append(Path(extra))
     if master is not None:
         outputs.append(Path(master["output"]))
     _check_outputs(outputs, stems.paths, overwrite)
@@ -599,11 +610,56 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
     settings_path = None
     if settings_out is not None:
         settings_path = save_settings(settings_out, chosen, overwrite=overwrite, inputs=tuple(stems.paths))
-    report = MixReport(output, chosen, written, settings_path, None, 20 * math.log10(max(peak, 1e-12)),
-                       _loudness(mix_audio, stems.sample_rate), notes)
+    report = MixReport(output, chosen, written, settings_path, None, peak_dbfs=20 * math.log10(max(peak, 1e-12)),
+                       loudness_lufs=_loudness(mix_audio, stems.sample_rate), notes=notes)
+    if session_out is not None:
+        report.session_path = write_session(session_out, chosen, stems, written or None, overwrite=overwrite)
+    if plot_out is not None:
+        report.plot_path = plot_settings(plot_out, chosen, stems.sample_rate, overwrite=overwrite,
+                                         inputs=tuple(stems.paths))
     if master is not None:
         report.master_path = _master(mix_audio, stems.sample_rate, output, master, overwrite, notes)
     return report
+
+
+def write_session(path: str | Path, settings: MixSettings, stems: Stems, processed: Sequence[Path] | None = None,
+                  *, overwrite: bool = False) -> Path:
+    """Write a REAPER session (``.RPP``) of a mix for refining it by hand in a DAW.
+
+    Parameters
+    ----------
+    path : .RPP path (written atomically; never an input).
+    settings : the settings chosen (or suggested) for ``stems``, in the same order.
+    stems : the loaded stems (their files become the tracks' items).
+    processed : paths of the processed stems written by ``stems_out``, optional. With them
+        the tracks play those files at 0 dB, centre (the session sounds like the mix);
+        without them, the original stems with the suggested faders and pans.
+    """
+    from automix.daw_session import SessionTrack, session_notes, write_reaper_session
+    from automix.settings_io import format_table
+
+    sr = stems.sample_rate
+    if processed:
+        tracks = [SessionTrack(Path(f).stem, Path(p), stems.num_samples / sr)
+                  for f, p in zip(stems.files, processed)]
+    else:
+        tracks = [SessionTrack(Path(f).stem, Path(p), n / sr, st.strip["gain_db"], st.strip["pan"])
+                  for f, p, n, st in zip(stems.files, stems.paths, stems.lengths, settings.stems)]
+    return write_reaper_session(path, tracks, sr, notes=session_notes(format_table(settings), bool(processed)),
+                                overwrite=overwrite, inputs=tuple(stems.paths))
+
+
+def plot_settings(path: str | Path, settings: MixSettings, sample_rate: int, *, overwrite: bool = False,
+                  inputs: Sequence[str | Path] = ()) -> Path:
+    """PNG of the settings: every stem's EQ curve (20 Hz-20 kHz, dB) and its fader and pan."""
+    from automix.plots import plot_mix_settings
+
+    top = min(20000.0, 0.45 * sample_rate)
+    freqs = np.geomspace(20.0, top, 256)
+    eq = settings.eq_response_db(freqs, sample_rate).numpy()
+    return plot_mix_settings(path, settings.files(), freqs, eq, [s.strip["gain_db"] for s in settings.stems],
+                             [s.strip["pan"] for s in settings.stems], title="automix: suggested settings",
+                             overwrite=overwrite, inputs=inputs)
 
 
 def _loudness(audio: torch.Tensor, sample_rate: int) -> float:

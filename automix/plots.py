@@ -1,4 +1,4 @@
-"""Analysis plots: 1/3-octave spectra above, loudness over time below (PNG, no display).
+"""Plots (PNG, no display): analysis spectra over loudness, and suggested mix settings.
 
 General on purpose: any number of labelled spectra and loudness curves (e.g. one per
 analysed file, or "mix", "master" and "reference" for a mastering report) plus
@@ -89,8 +89,6 @@ def plot_spectra_and_loudness(
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
-
     path = check_output_path(path, overwrite=overwrite, inputs=inputs)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), constrained_layout=True)
     try:
@@ -104,13 +102,7 @@ def plot_spectra_and_loudness(
         top.set_title(spectrum_title)
         if spectrum_ylim is not None:
             top.set_ylim(*spectrum_ylim)
-        ticks = [31.5, 63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000]
-        top.xaxis.set_major_locator(FixedLocator(ticks))
-        top.xaxis.set_minor_locator(NullLocator())
-        top.xaxis.set_minor_formatter(NullFormatter())
-        top.set_xticklabels([f"{t / 1000:g}k" if t >= 1000 else f"{t:g}" for t in ticks])
-        top.set_xlim(16, 22000)
-        top.grid(True, which="major", alpha=0.3)
+        _frequency_axis(top)
 
         for s in loudness:
             if s.style is None:
@@ -130,13 +122,107 @@ def plot_spectra_and_loudness(
                 ax.legend(fontsize=8, loc="best")
         if title:
             fig.suptitle(title)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-        try:
-            fig.savefig(tmp, dpi=100, format="png")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _save_png(fig, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _frequency_axis(ax) -> None:
+    """Log frequency axis with octave ticks (31.5 Hz-16 kHz), 16 Hz-22 kHz."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ticks = [31.5, 63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000]
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticklabels([f"{t / 1000:g}k" if t >= 1000 else f"{t:g}" for t in ticks])
+    ax.set_xlim(16, 22000)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _save_png(fig, path: Path) -> None:
+    """Save ``fig`` as PNG atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def plot_mix_settings(
+    path: str | os.PathLike,
+    names: Sequence[str],
+    freqs_hz: np.ndarray,
+    eq_db: np.ndarray,
+    gain_db: Sequence[float],
+    pan: Sequence[float],
+    *,
+    title: str = "",
+    overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
+) -> Path:
+    """Write a two-panel PNG of suggested mix settings: EQ curves above, faders and pans below.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Output ``.png`` (atomic; refused if it exists unless ``overwrite``, or is an input).
+    names : sequence of str
+        One label per stem.
+    freqs_hz : np.ndarray (F,)
+        Frequencies of the EQ curves, Hz.
+    eq_db : np.ndarray (S, F)
+        Each stem's EQ magnitude response, dB.
+    gain_db : sequence of float (S,)
+        Fader levels, dB.
+    pan : sequence of float (S,)
+        Pan/balance, -1 (left) .. 1 (right).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    n = len(names)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4 + 0.25 * max(n, 8)), constrained_layout=True,
+                                      gridspec_kw={"height_ratios": [1.2, max(1.0, 0.12 * n)]})
+    try:
+        for i, name in enumerate(names):
+            top.plot(freqs_hz, _finite(eq_db[i]), color=f"C{i % 10}", label=name,
+                     linestyle="-" if i < 10 else "--")
+        top.axhline(0.0, color="k", linewidth=0.8)
+        _frequency_axis(top)
+        top.set_xlabel("Frequency (Hz)")
+        top.set_ylabel("EQ gain (dB)")
+        top.set_title("Channel EQ per stem (high-pass, shelves, peaks)")
+        if n:
+            top.legend(fontsize=7, loc="best", ncol=2 if n > 8 else 1)
+
+        rows = np.arange(n)
+        gains = np.asarray(gain_db, dtype=float)
+        bottom.barh(rows, gains, color=[f"C{i % 10}" for i in range(n)])
+        bottom.axvline(0.0, color="k", linewidth=0.8)
+        bottom.set_yticks(rows)
+        bottom.set_yticklabels(list(names), fontsize=8)
+        bottom.invert_yaxis()
+        for i, (g, p) in enumerate(zip(gains, pan)):
+            side = "C" if abs(p) < 0.005 else f"{'L' if p < 0 else 'R'}{abs(p) * 100:.0f}"
+            bottom.annotate(f"{g:+.1f} dB  pan {side}", (g, i), xytext=(4 if g >= 0 else -4, 0),
+                            textcoords="offset points", va="center", ha="left" if g >= 0 else "right",
+                            fontsize=8)
+        span = max(6.0, float(np.abs(gains).max()) + 6.0) if n else 6.0
+        bottom.set_xlim(-span, span)
+        bottom.set_xlabel("Fader (dB)")
+        bottom.set_title("Faders and pans")
+        bottom.grid(True, axis="x", alpha=0.3)
+        if title:
+            fig.suptitle(title)
+        _save_png(fig, path)
     finally:
         plt.close(fig)
     return path

@@ -93,6 +93,20 @@ class MixSettings:
     def files(self) -> list[str]:
         return [s.file for s in self.stems]
 
+    def eq_response_db(self, freqs_hz, sample_rate: float) -> torch.Tensor:
+        """Each stem's channel-EQ magnitude response ``[S, F]`` in dB at ``freqs_hz`` (Hz).
+
+        Computed from the console's own filter designs (high-pass blend, shelves, peaks), so
+        it is the response ``render`` applies at ``sample_rate`` (Hz).
+        """
+        from automix.dsp.biquad import magnitude_db
+        from automix.dsp.eq import eq_response
+
+        freqs = torch.as_tensor(freqs_hz, dtype=torch.float64)
+        if not self.stems:
+            return torch.zeros(0, freqs.numel(), dtype=torch.float64)
+        return magnitude_db(eq_response(self.strip_values().double(), STRIP, freqs, float(sample_rate)))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary in the documented file layout."""
         return {

@@ -16,6 +16,9 @@ examples:
       or for 'automix render'
   automix mix kick.wav snare.wav bass.wav vox.wav -o mix.flac --amount 60 --vocals +2
       60 % of the way from the plain sum to the model's mix, vocals 2 dB up
+  automix mix song/ -o mix.wav --stems-out mixed_stems/ --session song.RPP --plot settings.png
+      open the mix in REAPER (one track per processed stem) and see the EQ curves,
+      faders and pans the model chose
   automix mix song/ -o mix.wav --master --target spotify
       mix, then master to Spotify's loudness (writes mix.master.wav)
   automix mix song/ -o mix.wav --reference favourite.wav --master
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     report = mix(args.stems, args.output, model=args.model, amount_percent=args.amount,
                  group_trims_db=group_trims(args), reference=args.reference, stems_out=args.stems_out,
                  settings_out=args.settings_out, sample_rate=args.sample_rate, subtype=SUBTYPES[args.bit_depth],
-                 overwrite=args.overwrite, master=master_options(args),
+                 overwrite=args.overwrite, master=master_options(args), session_out=args.session,
+                 plot_out=args.plot,
                  progress=not args.quiet and sys.stderr.isatty())
     print_report(report, args.quiet)
     return 0

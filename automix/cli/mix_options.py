@@ -47,6 +47,7 @@ def add_outputs(parser: argparse.ArgumentParser) -> None:
                         help="also write each processed stem here (same names, 32-bit float WAV); they sum to the mix")
     parser.add_argument("--settings-out", default=None, metavar="FILE",
                         help="save the settings used (.json or .yaml) for 'automix render'")
+    add_refine_outputs(parser)
     parser.add_argument("--bit-depth", choices=("16", "24", "float"), default="24",
                         help="sample format of the mix: 16 (dithered), 24 or float (default 24)")
     parser.add_argument("--master", action="store_true",
@@ -57,6 +58,15 @@ def add_outputs(parser: argparse.ArgumentParser) -> None:
                         help="master file with --master (default: MIX name + '.master' + extension)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
+
+
+def add_refine_outputs(parser: argparse.ArgumentParser) -> None:
+    """Outputs for refining a mix by hand: a DAW session and a plot of the settings."""
+    parser.add_argument("--session", default=None, metavar="FILE.RPP",
+                        help="also write a REAPER session: one track per stem with the faders and pans set "
+                             "(with --stems-out: the processed stems at 0 dB), settings table in the notes")
+    parser.add_argument("--plot", default=None, metavar="FILE.png",
+                        help="also plot the settings: each stem's EQ curve, its fader and pan")
 
 
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
@@ -94,6 +104,10 @@ def print_report(report, quiet: bool) -> None:
         print(f"settings: {report.settings_path}")
     if report.master_path:
         print(f"master: {report.master_path}")
+    if getattr(report, "session_path", None):
+        print(f"session: {report.session_path}")
+    if getattr(report, "plot_path", None):
+        print(f"plot: {report.plot_path}")
     for note in report.notes:
         if note not in report.settings.notes:
             print(f"note: {note}", file=sys.stderr)

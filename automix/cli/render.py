@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
     report = mix(args.stems, args.output, settings=settings, stems_out=args.stems_out,
                  settings_out=args.settings_out, sample_rate=args.sample_rate or settings.sample_rate,
                  subtype=SUBTYPES[args.bit_depth], overwrite=args.overwrite, master=master_options(args),
-                 progress=not args.quiet and sys.stderr.isatty())
+                 session_out=args.session, plot_out=args.plot, progress=not args.quiet and sys.stderr.isatty())
     print_report(report, args.quiet)
     return 0

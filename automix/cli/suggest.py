@@ -5,13 +5,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from automix.cli.mix_options import add_model, add_stems, group_trims
+from automix.cli.mix_options import add_model, add_refine_outputs, add_stems, group_trims
 
 EPILOG = """\
 examples:
   automix suggest song/
       print the table and write settings.json and settings.yaml
   automix suggest song/ -o my_song.json --amount 70 --drums -1.5
+  automix suggest song/ --session song.RPP --plot settings.png
+      open your stems in REAPER with the suggested faders and pans (the EQ, compressor
+      and saturation settings are in the project notes) and see the EQ curves
   automix render song/ --settings my_song.yaml -o mix.wav
       after editing the file: render exactly those settings
 
@@ -23,7 +26,7 @@ attack/release ms, make-up dB), saturation (drive dB, wet %). '-' means off.
 
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "suggest", help="suggest mix settings to refine (table, JSON, YAML)",
+        "suggest", help="suggest mix settings to refine (table, JSON, YAML, DAW session, plot)",
         description="Let the mix model choose settings for every stem without rendering: prints a "
                     "table in musician units and writes the settings as JSON and YAML for editing.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,13 +36,14 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="settings file (.json or .yaml); its twin in the other format is written "
                              "next to it (default settings.json + settings.yaml)")
     parser.add_argument("--no-twin", action="store_true", help="write only the file named by -o")
+    add_refine_outputs(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace existing settings files")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from automix.errors import OutputExistsError
-    from automix.mixing import suggest
+    from automix.mixing import plot_settings, suggest, write_session
     from automix.settings_io import format_table, save_settings
 
     out = Path(args.output)
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_twin:
         twin = ".yaml" if out.suffix.lower() == ".json" else ".json"
         paths.append(out.with_suffix(twin))
-    for p in paths:
+    extra = [Path(p) for p in (args.session, args.plot) if p is not None]
+    for p in paths + extra:
         if p.exists() and not args.overwrite:
             raise OutputExistsError(f"{p} already exists; pass --overwrite to replace it")
     settings, stems = suggest(args.stems, model=args.model, amount_percent=args.amount,
@@ -57,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     for p in paths:
         save_settings(p, settings, overwrite=args.overwrite, inputs=tuple(stems.paths))
         print(f"settings: {p}")
+    if args.session:
+        print(f"session: {write_session(args.session, settings, stems, overwrite=args.overwrite)}")
+    if args.plot:
+        print(f"plot: {plot_settings(args.plot, settings, stems.sample_rate, overwrite=args.overwrite, inputs=tuple(stems.paths))}")
     for note in stems.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0
