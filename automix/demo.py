@@ -2,7 +2,8 @@
 
 ``automix demo`` runs :func:`run_demo`; it is the README's first command, so it shows the
 whole product on real (MIDI-rendered) stems: the mix model's settings, the rendered mix,
-per-stem outputs, a master at a streaming target and the mastering report.
+per-stem outputs, a REAPER session of them, a master at a streaming target, the mastering
+report and a plot of the settings.
 """
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ def run_demo(output_dir: str | Path = "automix-demo", *, song: str | None = None
         raise OutputExistsError(f"{yaml_path} already exists; pass --overwrite to replace the earlier demo")
     report = mix(stems_in, mix_path, model=model, stems_out=stems_dir, settings_out=folder / "settings.json",
                  master={"output": master_path, "target": target, "report_dir": report_dir},
+                 session_out=folder / "session.RPP", plot_out=report_dir / "settings.png",
                  overwrite=overwrite, progress=progress)
     save_settings(yaml_path, report.settings, overwrite=overwrite)
     return DemoResult(folder, mix_path, master_path, [folder / "settings.json", yaml_path], stems_dir,

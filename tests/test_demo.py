@@ -46,6 +46,9 @@ def test_demo_writes_mix_master_stems_settings_and_report(demo):
     settings = json.loads(demo.settings_paths[0].read_text())
     assert settings and demo.settings_paths[1].read_text().strip()
     assert list(demo.report_dir.glob("*.json")) and list(demo.report_dir.glob("*.png"))
+    assert (demo.report_dir / "settings.png").is_file()
+    session = (demo.folder / "session.RPP").read_text()
+    assert session.count("<TRACK") == len(stems) and all(str(p.resolve()) in session for p in stems)
 
 
 def test_demo_master_lands_on_spotify_loudness_below_ceiling(demo):
