@@ -44,6 +44,10 @@ ANALYSIS_SEGMENT_SECONDS = 3.0
 FEATURE_RATE_HZ = 22050
 #: Rendering block length (the console carries filter and compressor state across blocks).
 BLOCK_SECONDS = 30.0
+
+#: Highest sample peak (dBFS) of a mix whose settings the model chose: above it every fader
+#: comes down by the same amount (the balance is unchanged), leaving room for mastering.
+MIX_PEAK_CEILING_DBFS = -1.0
 #: Files whose names say they are already a mix are not stems.
 _MIX_NAMES = {"mix", "mixture", "master", "full_mix"}
 
@@ -596,6 +600,16 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
 
     notes = list(stems.notes)
     peak = float(mix_audio.abs().max())
+    if settings is None and peak > 10.0 ** (MIX_PEAK_CEILING_DBFS / 20.0):
+        trim_db = _headroom_trim(chosen, MIX_PEAK_CEILING_DBFS - 20.0 * math.log10(peak))
+        if trim_db < 0:
+            scale = 10.0 ** (trim_db / 20.0)
+            mix_audio.mul_(scale)
+            if processed is not None:
+                processed.mul_(scale)
+            peak *= scale
+            notes.append(f"every fader lowered by {-trim_db:.1f} dB so the mix peaks at "
+                         f"{20 * math.log10(peak):+.1f} dBFS (balance unchanged)")
     if peak > 1.0:
         notes.append(f"the mix peaks at {20 * math.log10(peak):+.1f} dBFS: a 16/24-bit file clips there "
                      "(use --bit-depth float, --master, or lower the faders)")
@@ -620,6 +634,22 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
     if master is not None:
         report.master_path = _master(mix_audio, stems.sample_rate, output, master, overwrite, notes)
     return report
+
+
+def _headroom_trim(settings: MixSettings, trim_db: float) -> float:
+    """Lower every stem's fader by ``-trim_db`` dB (as far as the fader range allows); the trim applied.
+
+    Every processor of a strip comes before its fader and the bus is a plain sum, so a
+    common fader change scales the mix (and each processed stem) by exactly that gain.
+    """
+    lowest = STRIP.specs[STRIP.index("gain_db")].minimum
+    active = [st for st in settings.stems if not st.silent]
+    if active:
+        trim_db = max(trim_db, lowest - min(st.strip["gain_db"] for st in active))
+    trim_db = min(0.0, trim_db)
+    for st in active:
+        st.strip["gain_db"] = float(st.strip["gain_db"] + trim_db)
+    return trim_db
 
 
 def write_session(path: str | Path, settings: MixSettings, stems: Stems, processed: Sequence[Path] | None = None,
@@ -690,5 +720,9 @@ def _master(mix_audio: torch.Tensor, sample_rate: int, mix_path: Path, options: 
         result = mastering.master(tmp, out, overwrite=overwrite, **opts)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    notes.extend(f"mastering: {w}" for w in getattr(result, "warnings", []) or [])
+    names = (str(tmp), Path(tmp).name)  # the user knows the mix by its own name, not the temporary copy's
+    for warning in getattr(result, "warnings", []) or []:
+        for name in names:
+            warning = str(warning).replace(name, mix_path.name)
+        notes.append(f"mastering: {warning}")
     return out

@@ -282,3 +282,26 @@ def test_tidy_switches_off_only_inaudible_processing():
     assert out[1, i("comp.ratio")] == 4.0 and out[1, i("sat.mix")] == 0.5
     # Stem 2: 1.03:1 with peaks 27 dB over the threshold reduces up to 0.8 dB -> kept.
     assert out[2, i("comp.ratio")] == pytest.approx(1.03)
+
+
+def test_model_mix_leaves_headroom_and_settings_still_reproduce_it(tmp_path, model_path):
+    """Loud stems: the faders all come down by one amount so the mix peaks at -1 dBFS, no clipping."""
+    song = tmp_path / "song"
+    song.mkdir()
+    for i, name in enumerate(("kick.wav", "bass.wav", "vocals.wav")):
+        audio = _signal(name.split(".")[0], 1.5, seed=i)
+        sf.write(song / name, 0.99 * audio / np.abs(audio).max(), SR, subtype="FLOAT")  # each stem near full scale
+    plain = mix(song, tmp_path / "plain.wav", model=model_path, amount_percent=0.0, subtype="FLOAT")
+    assert plain.peak_dbfs == pytest.approx(-1.0, abs=0.01)  # the plain sum (~+6 dBFS) was brought down
+    loud = {g: 12.0 for g in ("vocals", "bass", "drums", "music", "fx")}  # push the model's faders up
+    report = mix(song, tmp_path / "mix.wav", model=model_path, group_trims_db=loud, settings_out=tmp_path / "s.json",
+                 subtype="PCM_24")
+    mixed, _ = _read(tmp_path / "mix.wav")
+    assert 20 * np.log10(np.abs(mixed).max()) == pytest.approx(-1.0, abs=0.01)
+    assert any("fader" in n and "balance unchanged" in n for n in report.notes)
+    # Relative faders are the model's; the saved settings render the same (headroom included) mix.
+    again = mix(song, tmp_path / "again.wav", settings=tmp_path / "s.json", subtype="PCM_24")
+    assert np.abs(_read(again.mix_path)[0] - mixed).max() < 1e-4
+    unscaled = suggest(song, model=model_path, group_trims_db=loud)[0]
+    offsets = [a.strip["gain_db"] - b.strip["gain_db"] for a, b in zip(report.settings.stems, unscaled.stems)]
+    assert max(offsets) - min(offsets) < 1e-4 and offsets[0] < -0.5
