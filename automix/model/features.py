@@ -265,7 +265,12 @@ def stem_features(stems: torch.Tensor, sample_rate: int, mask: torch.Tensor | No
     """
     if mask is None:
         mask = torch.ones(stems.shape[:2], dtype=torch.bool, device=stems.device)
-    feats = audio_features(stems, sample_rate)
+    if bool(mask.all()):
+        feats = audio_features(stems, sample_rate)
+    else:  # padding stems are not analysed (their features are zeroed below anyway)
+        feats = torch.zeros(*stems.shape[:2], N_FEATURES, device=stems.device)
+        if bool(mask.any()):
+            feats[mask] = audio_features(stems[mask], sample_rate)
     mix = (stems * mask[..., None, None].to(stems.dtype)).sum(1)
     mix_feats = audio_features(mix, sample_rate)
     relative = (feats[..., 0] - mix_feats[..., :1]) * (_SCALAR_SCALE[0] / 20.0)
