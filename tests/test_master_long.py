@@ -18,8 +18,8 @@ from automix.errors import OutputExistsError
 from automix.loudness import true_peak_dbtp
 from automix.mastering import MasteringOptions, master_audio, profile
 from automix.mastering.chain import ChainSettings, _compress, compress_blocks, linear_phase_firs, render_chain
-from automix.mastering.landing import _FastLoudness
-from automix.mastering.limiter import gain_from_peaks, limit_true_peak
+from automix.mastering.landing import LevelModel
+from automix.mastering.limiter import gain_from_peaks, limit_blocks, limit_true_peak
 from automix.mastering.master import write_blocks
 from automix.dsp.params import MASTERING
 from master_signals import song
@@ -60,22 +60,56 @@ def test_block_compressor_equals_one_piece(long_song):
     blocks = compress_blocks(x, settings.values, SR, block=SMALL_BLOCK)
     whole = _compress(x, settings.values, SR)
     assert np.max(np.abs(blocks.numpy() - whole.numpy())) < 1e-6
+    inplace = x.clone()
+    assert compress_blocks(inplace, settings.values, SR, block=SMALL_BLOCK, out=inplace) is inplace
+    assert torch.equal(inplace, blocks)
+    before = long_song.copy()  # a compressor-only chain works in place on its own copy, never on the input
+    assert np.max(np.abs(render_chain(long_song, SR, settings) - blocks.numpy())) < 1e-6
+    assert np.array_equal(long_song, before)
     # it compresses: loud passages lose more level than quiet ones
     assert float(torch.sqrt(torch.mean(blocks ** 2))) < 0.9 * float(torch.sqrt(torch.mean(x ** 2)))
 
 
-def test_block_k_weighting_meter_matches_pyloudnorm(long_song, monkeypatch):
-    monkeypatch.setattr(profile, "BLOCK_FRAMES", SMALL_BLOCK)
-    lufs = _FastLoudness(long_song, SR).lufs(0.0, None)
+def test_level_model_meter_matches_pyloudnorm(long_song):
+    model = LevelModel(long_song, SR)
+    assert model.hop % model.decimation == 0 and 8 <= model.decimation <= 32
     reference = pyloudnorm.Meter(SR).integrated_loudness(long_song.T.astype(np.float64))
-    assert abs(lufs - reference) < 0.01
-    gain = np.full(long_song.shape[-1], 0.5, np.float32)
-    assert abs(_FastLoudness(long_song, SR).lufs(3.0, gain) - (reference + 3.0 - 6.0206)) < 0.01
+    assert abs(model.lufs(0.0, None) - reference) < 0.01
+    gain = np.full(model.block_peaks.size, 0.5, np.float32)
+    assert abs(model.lufs(3.0, gain) - (reference + 3.0 - 6.0206)) < 0.01
 
 
-def test_mean_square_blocks_equal_numpy(long_song):
+@pytest.mark.parametrize("drive_db", [12.0, 18.0])
+def test_level_model_predicts_limited_loudness(long_song, drive_db):
+    """The block-rate model of limiter + meter lands close to the full-rate limiter measured by pyloudnorm."""
+    x = long_song[:, : 8 * SR]
+    model = LevelModel(x, SR)
+    model.detect(0.0)
+    predicted = model.lufs(drive_db, model.gain(drive_db, -1.0))
+    out = np.empty_like(x)
+    smallest = limit_blocks(x, out, SR, -1.0, level=10 ** (drive_db / 20))
+    assert smallest < 10 ** (-3 / 20)  # really limiting
+    measured = pyloudnorm.Meter(SR).integrated_loudness(out.T.astype(np.float64))
+    assert abs(predicted - measured) < 0.05
+
+
+def test_mean_square_and_peak_equal_numpy(long_song):
     expected = float(np.mean(long_song.astype(np.float64) ** 2))
-    assert profile.mean_square(long_song, block=SMALL_BLOCK) == pytest.approx(expected, rel=1e-12)
+    assert profile.mean_square(long_song) == pytest.approx(expected, rel=1e-12)
+    squares, peak = profile.square_sum_and_peak(long_song[:, ::3])  # strided input is copied, not misread
+    assert squares == pytest.approx(float(np.sum(long_song[:, ::3].astype(np.float64) ** 2)), rel=1e-12)
+    assert peak == float(np.abs(long_song[:, ::3]).max())
+
+
+def test_chunked_mid_side_spectra_equal_one_piece():
+    from automix.loudness import long_term_power_spectrum
+
+    x = song(75.0, SR, seed=14, level_db=-16.0, width=0.6)  # long enough for chunks (segments without overlap)
+    freqs, mid_db, side_db = profile.spectra_mid_side(x, SR)
+    grid = profile.grid_for(SR)
+    for got, signal in ((mid_db, 0.5 * (x[0] + x[1])), (side_db, 0.5 * (x[0] - x[1]))):
+        f, power = long_term_power_spectrum(signal[None], SR)
+        assert np.max(np.abs(got - profile._db(profile.band_power(f, power, grid)))) < 1e-9
 
 
 def _reference_gain(peaks, level, ceiling_dbtp, lookahead, alpha):

@@ -121,8 +121,9 @@ def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linea
             if not width_is_neutral(v):
                 y = apply_width(y, v, sample_rate)
     if settings.comp_active:
+        own = not np.shares_memory(y.numpy(), x)  # compress the chain's own array in place (no second copy)
         with torch.no_grad():
-            y = compress_blocks(y, v, sample_rate)
+            y = compress_blocks(y, v, sample_rate, out=y if own else None)
     return np.ascontiguousarray(y.numpy(), dtype=np.float32)
 
 
@@ -151,13 +152,15 @@ def _mid_side_fir(x: np.ndarray, firs: np.ndarray, block: int | None = None) -> 
     return out
 
 
-def compress_blocks(y: torch.Tensor, v: torch.Tensor, sample_rate: int, block: int | None = None) -> torch.Tensor:
+def compress_blocks(y: torch.Tensor, v: torch.Tensor, sample_rate: int, block: int | None = None,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
     """The bus compressor of :func:`_compress` on ``y`` ``(channels, T)`` block by block (no gradients).
 
     The detector and gain computer are per sample and the attack/release smoother carries its
     state from block to block (:func:`automix.dsp.compressor.smooth_gain`), so the result equals
     one-piece compression while the float64 gain temporaries stay one block long
-    (``block`` frames, default :data:`automix.mastering.profile.BLOCK_FRAMES`).
+    (``block`` frames, default :data:`automix.mastering.profile.BLOCK_FRAMES`). ``out`` (may be ``y``
+    itself: in place) receives the result; default a new tensor.
     """
     from automix.dsp.compressor import detector_level_db, gain_computer_db, smooth_gain
     from automix.mastering import profile
@@ -166,7 +169,7 @@ def compress_blocks(y: torch.Tensor, v: torch.Tensor, sample_rate: int, block: i
         return v[..., MASTERING.index(f"comp.{name}")].to(y.dtype)
 
     block = int(block or profile.BLOCK_FRAMES)
-    out = torch.empty_like(y)
+    out = torch.empty_like(y) if out is None else out
     state = None
     for start in range(0, y.shape[-1], block):
         seg = y[..., start: start + block]

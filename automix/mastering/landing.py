@@ -1,11 +1,21 @@
 """Loudness that lands: find the gain into the limiter that gives the target loudness after limiting.
 
 Limiting lowers loudness by an amount that grows with the drive, so a single gain step
-misses the target. :func:`land_loudness` iterates: measure the integrated loudness after
-the limiter, correct the drive by the error divided by the measured slope (secant
-method), until the error is below ``tolerance_lu`` (0.03 LU by default, well inside the
-promised +-0.1 LU). The peak envelope is detected once (it scales with the drive), so an
-iteration costs one look-ahead pass and one loudness measurement.
+misses the target. :func:`land_loudness` iterates on a cheap **block-rate model** of the
+limiter and the meter, then renders once at full rate and verifies:
+
+1. one pass over the signal collects, per block of D samples (D about 16, dividing the
+   loudness meter's 100 ms hop), the largest true peak (:func:`~automix.mastering.limiter.detect_peaks`)
+   and the K-weighted energy (:func:`automix.loudness.hop_energies`) -- a few percent of the
+   signal's size;
+2. the drive is found by the secant method on that model: the limiter's gain at block rate
+   (:func:`~automix.mastering.limiter.gain_from_peaks` with ``decimation``) weights the block
+   energies, the BS.1770 gate turns them into LUFS (error below ``tolerance_lu``);
+3. the limiter runs once at full rate, block by block
+   (:func:`~automix.mastering.limiter.limit_blocks`, in place when allowed), the true peak and
+   the integrated loudness of the result are measured exactly; should the loudness miss by more
+   than ``tolerance_lu``, the model's bias is corrected by the measured difference and the
+   drive found again (rare).
 
 When the target needs more than ``max_limiting_db`` of gain reduction, the drive stops
 at the highest level that stays within it and the result carries a warning saying how
@@ -15,10 +25,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from automix.mastering.limiter import detect_peaks, gain_from_peaks, limit_true_peak
+from automix.mastering.limiter import detect_peaks, gain_from_peaks, limit_blocks
+
+PEAK_CACHE_FRAMES = 1 << 24
+"""Signals up to this many frames keep their full-rate peak envelope between the passes
+(64 MiB at most); longer ones detect it again in the final pass (bounded memory)."""
 
 
 @dataclass
@@ -38,8 +53,11 @@ class Landing:
     max_gain_reduction_db : float
         Largest limiter gain reduction (dB).
     iterations : int
+        Drive updates on the block-rate model.
     reached : bool
         False when the target was not reached because of ``max_limiting_db``.
+    renders : int
+        Full-rate limiter renders (1 unless the verification asked for another).
     warnings : list of str
     """
 
@@ -50,7 +68,7 @@ class Landing:
     max_gain_reduction_db: float
     iterations: int
     reached: bool
-    limiter_gain: np.ndarray | None = None
+    renders: int = 1
     warnings: list[str] = field(default_factory=list)
 
 
@@ -58,70 +76,94 @@ def _db_gain(db: float) -> float:
     return 10.0 ** (db / 20.0)
 
 
-class _FastLoudness:
-    """Integrated loudness of ``x * 10**(drive/20) * gain[t]`` without re-filtering: the
-    K-weighting (linear, short) is applied to ``x`` once and the slowly varying limiter gain
-    afterwards. ``bias`` (LU) holds the measured difference to the exact meter."""
+def decimation_for(hop: int, near: int = 16) -> int:
+    """Block length of the landing model: the divisor of the loudness ``hop`` (samples) in 8..32
+    closest to ``near`` (1 if there is none)."""
+    divisors = [d for d in range(8, 33) if hop % d == 0]
+    return min(divisors, key=lambda d: (abs(d - near), d)) if divisors else 1
 
-    def __init__(self, x: np.ndarray, sample_rate: int):
-        from scipy.signal import sosfilt
 
-        from automix.loudness import HOP_S, k_weighting_sos
+class LevelModel:
+    """Block-rate model of "limiter at drive d, then loudness meter" for a signal ``x`` ``(channels, T)``.
 
-        from automix.mastering import profile
+    Holds per block of :attr:`decimation` samples the largest true peak and the K-weighted
+    energy (and, for signals up to :data:`PEAK_CACHE_FRAMES`, the full-rate peak envelope for the
+    final pass). ``bias`` (LU) is the measured difference to the exact meter after limiting.
+    """
 
-        sos = k_weighting_sos(int(sample_rate)).astype(np.float32)
-        # filtered block by block with the filter state carried over (same result as one call,
-        # without a whole-file K-weighted copy); float32 (memory): hop sums are taken in float64
-        self.k2 = np.empty(x.shape[-1], dtype=np.float32)
-        zi = np.zeros((sos.shape[0], x.shape[0], 2), dtype=np.float32)
-        for start in range(0, x.shape[-1], profile.BLOCK_FRAMES):
-            k, zi = sosfilt(sos, x[:, start: start + profile.BLOCK_FRAMES], axis=-1, zi=zi)
-            self.k2[start: start + k.shape[-1]] = np.einsum("ct,ct->t", k, k)
+    def __init__(self, x: np.ndarray, sample_rate: int, lookahead_ms: float = 5.0, release_ms: float = 150.0):
+        from automix.loudness import HOP_S, hop_energies
+
+        self.x = x
+        self.sample_rate = int(sample_rate)
         self.hop = max(1, int(round(HOP_S * sample_rate)))
+        self.decimation = d = decimation_for(self.hop)
+        self.lookahead_ms, self.release_ms = lookahead_ms, release_ms
+        self.energies, _ = hop_energies(x, sample_rate, hop_s=d / float(sample_rate))  # K-weighted, per block
+        self.threshold = math.inf
+        self.peaks: np.ndarray | None = None
+        self.block_peaks = np.zeros(-(-x.shape[-1] // d), np.float32)
         self.bias = 0.0
 
-    def lufs(self, drive_db: float, gain: np.ndarray | None) -> float:
-        """Loudness (LUFS) with ``drive_db`` and the linear limiter gain ``gain`` ``(T,)`` (None: 1)."""
-        from automix.loudness import gated_integrated
-
+    def detect(self, threshold: float) -> None:
+        """(Re)detect the peaks with the detector ``threshold`` (linear; peaks below it may read low)."""
         from automix.mastering import profile
 
-        hop = self.hop
-        n = (self.k2.size // hop) * hop
-        energies = np.empty(n // hop, dtype=np.float64)
-        step = hop * max(1, profile.BLOCK_FRAMES // hop)
-        for start in range(0, n, step):  # whole hops per block: no whole-file temporaries
-            stop = min(n, start + step)
-            e = self.k2[start:stop]
-            if gain is not None:
-                e = e * np.square(gain[start:stop], dtype=np.float32)
-            energies[start // hop: stop // hop] = e.reshape(-1, hop).sum(axis=1, dtype=np.float64)
-        energies *= 10.0 ** (drive_db / 10.0)
-        return gated_integrated(energies, self.hop) + self.bias
+        x, d = self.x, self.decimation
+        frames = x.shape[-1]
+        self.threshold = float(threshold)
+        self.peaks = None  # the former envelope is freed first
+        self.peaks = np.empty(frames, np.float32) if frames <= PEAK_CACHE_FRAMES else None
+        step = max(d, (profile.BLOCK_FRAMES // d) * d)  # whole model blocks per range
+        for start in range(0, frames, step):
+            stop = min(frames, start + step)
+            env = detect_peaks(x, self.threshold, start=start, stop=stop)
+            if self.peaks is not None:
+                self.peaks[start:stop] = env
+            tail = (-env.size) % d
+            if tail:
+                env = np.concatenate([env, np.zeros(tail, np.float32)])
+            self.block_peaks[start // d: start // d + env.size // d] = env.reshape(-1, d).max(axis=1)
+
+    def gain(self, drive_db: float, ceiling_dbtp: float) -> np.ndarray:
+        """Limiter gain per block (linear) at ``drive_db``."""
+        return gain_from_peaks(self.block_peaks, self.sample_rate, ceiling_dbtp, self.lookahead_ms, self.release_ms,
+                               level=_db_gain(drive_db), decimation=self.decimation)
+
+    def lufs(self, drive_db: float, gain: np.ndarray | None) -> float:
+        """Integrated loudness (LUFS) after ``drive_db`` and the block gain ``gain`` (None: no limiter)."""
+        from automix.loudness import gated_integrated
+
+        per_hop = self.hop // self.decimation
+        n = (self.energies.size // per_hop) * per_hop
+        e = self.energies[:n]
+        if gain is not None:
+            g = gain[:n].astype(np.float64)
+            e = e * (g * g)
+        hops = e.reshape(-1, per_hop).sum(axis=1) * (10.0 ** (drive_db / 10.0))
+        return gated_integrated(hops, self.hop) + self.bias
 
 
-def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookahead_ms, release_ms,
-             max_limiting_db, tolerance_lu, max_iterations) -> tuple[float, bool, int, np.ndarray | None]:
-    """Secant iteration of the drive on the fast meter; returns ``(drive, reached, iterations, gain)``
-    where ``gain`` is the limiter gain at the returned drive if it was computed (else None)."""
+def _iterate(model: LevelModel, drive, target_lufs, ceiling_dbtp, max_limiting_db, tolerance_lu,
+             max_iterations) -> tuple[float, bool, int]:
+    """Secant iteration of the drive on the model; returns ``(drive, reached, iterations)``."""
     history: list[tuple[float, float]] = []
     reached = True
     iterations = 0
     for iterations in range(1, max_iterations + 1):
-        gain = gain_from_peaks(peaks, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, level=_db_gain(drive))
-        reduction = max(0.0, float(-20.0 * np.log10(max(gain.min(), 1e-30))))
+        gain = model.gain(drive, ceiling_dbtp)
+        reduction = max(0.0, float(-20.0 * np.log10(max(float(gain.min(initial=1.0)), 1e-30))))
         if reduction > max_limiting_db + 0.05:
             drive -= reduction - max_limiting_db  # gain reduction grows about 1:1 with the drive
             reached = False
             continue
-        lufs = meter.lufs(drive, gain)
+        lufs = model.lufs(drive, gain)
         error = target_lufs - lufs
         history.append((drive, lufs))
         if abs(error) <= tolerance_lu * 0.5:
-            return drive, True, iterations, gain
+            return drive, True, iterations
         if error > 0 and reduction >= max_limiting_db - 0.05:
-            return drive, False, iterations, gain  # louder would need more limiting than allowed
+            return drive, False, iterations  # louder would need more limiting than allowed
         slope = 1.0
         if len(history) >= 2:
             (d0, l0), (d1, l1) = history[-2], history[-1]
@@ -131,12 +173,22 @@ def _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp, lookah
         if error > 0:
             step = min(step, max(0.0, max_limiting_db - reduction) / max(slope, 0.2) + 0.5 * step)
         drive += step
-    return drive, reached, iterations, None
+    return drive, reached, iterations
+
+
+def _scale_blocks(x: np.ndarray, factor: float) -> None:
+    """``x *= factor`` in place, block by block."""
+    from automix.mastering import profile
+
+    f = np.float32(factor)
+    for start in range(0, x.shape[-1], profile.BLOCK_FRAMES):
+        x[:, start: start + profile.BLOCK_FRAMES] *= f
 
 
 def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceiling_dbtp: float = -1.0,
                   limiter: bool = True, max_limiting_db: float = 6.0, lookahead_ms: float = 5.0,
-                  release_ms: float = 150.0, tolerance_lu: float = 0.03, max_iterations: int = 10) -> Landing:
+                  release_ms: float = 150.0, tolerance_lu: float = 0.03, max_iterations: int = 10,
+                  in_place: bool = False, render: Callable[[], np.ndarray] | None = None) -> Landing:
     """Drive ``x`` into the true-peak limiter so that the output lands on ``target_lufs``.
 
     Parameters
@@ -154,7 +206,13 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     max_limiting_db : float
         Most gain reduction allowed (dB); beyond it the level stops short of the target.
     tolerance_lu : float
-        Stop when ``|loudness - target|`` is below this.
+        Aim: ``|loudness - target|`` below this.
+    in_place : bool
+        Write the master into ``x`` (float32, C-contiguous) instead of a new array: no second
+        whole-signal copy for long files.
+    render : callable, optional
+        With ``in_place``: returns a fresh copy of ``x`` for the rare second full-rate render
+        (without it, an in-place landing keeps its first render).
 
     Returns
     -------
@@ -163,53 +221,85 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     from automix.loudness import integrated_loudness, true_peak_dbtp
 
     x = np.asarray(x, dtype=np.float32)
-    meter = _FastLoudness(x, sample_rate)
-    start = meter.lufs(0.0, None)
+    if in_place and not (x.flags.c_contiguous and x.flags.writeable):
+        x, in_place = np.ascontiguousarray(x), False
+    ceiling = 10.0 ** (ceiling_dbtp / 20.0)
+    model = LevelModel(x, sample_rate, lookahead_ms, release_ms)
+    start = model.lufs(0.0, None)
     if not math.isfinite(start):
         from automix.errors import MasteringError
         raise MasteringError("the audio is too quiet or too short to measure its loudness")
     drive = target_lufs - start
     if not limiter:
-        y = (x * np.float32(_db_gain(drive))).astype(np.float32)
-        return Landing(y, drive, integrated_loudness(y, sample_rate), true_peak_dbtp(y, sample_rate), 0.0, 1, True)
+        out = x if in_place else x.copy()
+        _scale_blocks(out, _db_gain(drive))
+        return Landing(out, drive, integrated_loudness(out, sample_rate), true_peak_dbtp(out, sample_rate), 0.0, 1, True)
 
     # interpolated peaks matter only where they can reach the ceiling: detect for drives up to
     # ``covered`` dB, and detect again (lower threshold) if the iteration needs more drive
-    ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    covered = drive + 3.0
-    peaks = detect_peaks(x, threshold=0.9 * ceiling / _db_gain(covered))
+    covered = drive + max_limiting_db + 3.0
+    model.detect(0.9 * ceiling / _db_gain(covered))
     warnings: list[str] = []
-    reached = True
-    result = None
-    iterations = 0
+    iterations = renders = 0
+    out = None
+    dirty = False  # x holds an in-place render, no longer the input
     for _round in range(4):
-        drive, reached, n, gain = _iterate(peaks, meter, drive, target_lufs, sample_rate, ceiling_dbtp,
-                                           lookahead_ms, release_ms, max_limiting_db, tolerance_lu, max_iterations)
+        if dirty:  # another render: from a fresh copy of the input
+            if render is None:
+                break
+            out = x = model.x = None
+            x = model.x = np.ascontiguousarray(render(), dtype=np.float32)
+            dirty = False
+        drive, reached, n = _iterate(model, drive, target_lufs, ceiling_dbtp, max_limiting_db, tolerance_lu,
+                                     max_iterations)
         iterations += n
-        if drive > covered:
+        if drive > covered and _round < 3:
             covered = drive + max_limiting_db + 3.0
-            peaks = detect_peaks(x, threshold=0.9 * ceiling / _db_gain(covered))
+            model.detect(0.9 * ceiling / _db_gain(covered))
             continue
-        if gain is None:
-            gain = gain_from_peaks(peaks, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, level=_db_gain(drive))
-        result = None  # the previous round's output is freed before the next one is made
-        result = limit_true_peak(x, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, first_gain=gain,
-                                 input_gain=_db_gain(drive))
-        lufs = integrated_loudness(result.samples, sample_rate)
-        # the fast meter (K-weighting before the limiter gain) is a close approximation: correct its bias
-        bias = lufs - meter.lufs(drive, result.gain)
-        meter.bias += bias
+        out = x if in_place else (out if out is not None else np.empty_like(x))
+        lufs, tp, reduction_db = _render(x, out, sample_rate, drive, model, ceiling_dbtp, lookahead_ms, release_ms)
+        renders += 1
+        dirty = in_place
+        # the model (K-weighting before the block-rate gain) is a close approximation: correct its bias
+        model.bias += lufs - model.lufs(drive, model.gain(drive, ceiling_dbtp))
         if abs(lufs - target_lufs) <= tolerance_lu or not reached:
             break
-    y = result.samples
-    if abs(lufs - target_lufs) > 0.1 and lufs < target_lufs and result.max_gain_reduction_db >= max_limiting_db - 0.1:
+    if abs(lufs - target_lufs) > 0.1 and lufs < target_lufs and reduction_db >= max_limiting_db - 0.1:
         reached = False
         warnings.append(
             f"target {target_lufs:.1f} LUFS would need more than {max_limiting_db:g} dB of limiting; "
             f"stopped at the safe level {lufs:.1f} LUFS (raise --max-limiting or lower the target)")
     elif abs(lufs - target_lufs) > 0.1:
         warnings.append(f"loudness landed at {lufs:.2f} LUFS, {lufs - target_lufs:+.2f} LU from the target")
-    return Landing(samples=y, drive_db=float(drive), integrated_lufs=float(lufs),
-                   true_peak_dbtp=float(result.true_peak_dbtp), max_gain_reduction_db=result.max_gain_reduction_db,
-                   iterations=iterations, reached=reached and abs(lufs - target_lufs) <= 0.1,
-                   limiter_gain=result.gain, warnings=warnings)
+    return Landing(samples=out, drive_db=float(drive), integrated_lufs=float(lufs), true_peak_dbtp=float(tp),
+                   max_gain_reduction_db=reduction_db, iterations=iterations,
+                   reached=reached and abs(lufs - target_lufs) <= 0.1, renders=renders, warnings=warnings)
+
+
+def _render(x: np.ndarray, out: np.ndarray, sample_rate: int, drive_db: float, model: LevelModel,
+            ceiling_dbtp: float, lookahead_ms: float, release_ms: float,
+            max_passes: int = 3) -> tuple[float, float, float]:
+    """Full-rate limiting of ``x`` at ``drive_db`` into ``out``; returns ``(LUFS, dBTP, gain reduction dB)``.
+
+    The first pass uses the model's detector; if the measured true peak is still above the
+    ceiling (the gain's own modulation), further passes run on the output, then a plain trim.
+    """
+    from automix.loudness import integrated_loudness, true_peak_dbtp
+
+    smallest = limit_blocks(x, out, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, level=_db_gain(drive_db),
+                            threshold=model.threshold, peaks=model.peaks)
+    reduction_db = -20.0 * math.log10(max(smallest, 1e-30))
+    tp = true_peak_dbtp(out, sample_rate)
+    passes = 1
+    while tp > ceiling_dbtp and passes < max_passes:
+        smallest = limit_blocks(out, out, sample_rate, ceiling_dbtp - 0.02 * passes, lookahead_ms, release_ms)
+        reduction_db += -20.0 * math.log10(max(smallest, 1e-30))
+        passes += 1
+        tp = true_peak_dbtp(out, sample_rate)
+    while tp > ceiling_dbtp:  # safety stage: a plain level trim
+        step = (tp - ceiling_dbtp) + 0.01
+        _scale_blocks(out, _db_gain(-step))
+        reduction_db += step
+        tp = true_peak_dbtp(out, sample_rate)
+    return integrated_loudness(out, sample_rate), tp, max(0.0, reduction_db)

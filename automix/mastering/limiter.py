@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 DETECTOR_MARGIN_DB = 0.02
 """The detector aims this far below the ceiling to absorb the gain's own modulation (dB)."""
@@ -74,21 +74,28 @@ def _detector_phases() -> tuple[np.ndarray, float]:
     return phases, float(np.abs(phases.astype(np.float64)).sum(axis=1).max()) * 1.001
 
 
-@njit(cache=True, fastmath=True, parallel=True)
-def _peak_envelope(x, phases, threshold, gain_bound):  # pragma: no cover - compiled
+@njit(cache=True, fastmath=True)
+def _peak_envelope(x, phases, threshold, gain_bound, start, stop):  # pragma: no cover - compiled
+    """Linked true-peak envelope of ``x`` for the samples ``start .. stop - 1`` (the rest of ``x`` is
+    read as context, zero beyond its ends), so a range gives the same values as the whole signal."""
     channels, n = x.shape
     n_phases, taps = phases.shape
     half = taps // 2
     block = 64
-    n_blocks = (n + block - 1) // block
-    # between[k] = largest interpolated |x| between x[k-1] and x[k] over all channels (linked: one
-    # row, not one per channel); each block writes only its own entries, so blocks run in parallel
-    between = np.zeros(n + 1, np.float32)
-    for b in prange(n_blocks):
-        start = b * block
-        stop = min(n, start + block)
-        lo = max(0, start - half)
-        hi = min(n, stop + half)
+    count = stop - start
+    # between[j] = largest interpolated |x| between x[k-1] and x[k], k = start + j (0 <= j <= count), over
+    # all channels (linked: one row, not one per channel); serial: the machine's cores are shared, and
+    # under load numba's worker threads cost more than they save
+    between = np.zeros(count + 1, np.float32)
+    n_blocks = (count + block) // block
+    acc = np.empty((n_phases, block), np.float32)
+    for b in range(n_blocks):
+        j0 = b * block
+        j1 = min(count + 1, j0 + block)
+        k0 = max(1, start + j0)  # nothing is interpolated before x[0]
+        k1 = start + j1
+        lo = max(0, k0 - half)
+        hi = min(n, k1 + half)
         for c in range(channels):
             local = np.float32(0.0)
             for i in range(lo, hi):
@@ -97,37 +104,47 @@ def _peak_envelope(x, phases, threshold, gain_bound):  # pragma: no cover - comp
                     local = a
             if local * gain_bound < threshold:
                 continue  # interpolated peaks here cannot reach the threshold
-            for i in range(start, stop):
-                if i - half + 1 >= 0 and i + half < n:
+            if k0 - half >= 0 and k1 + half <= n:
+                # interior: the three phases for the whole block at once (contiguous, vectorised)
+                width = k1 - k0
+                acc[:, :] = 0.0
+                for j in range(taps):
+                    base = k0 - half + j
                     for p in range(n_phases):
-                        acc = np.float32(0.0)
-                        for j in range(taps):
-                            acc += phases[p, j] * x[c, i - half + 1 + j]
-                        a = abs(acc)
-                        if a > between[i + 1]:
-                            between[i + 1] = a
-                else:
+                        coef = phases[p, j]
+                        for i in range(width):
+                            acc[p, i] += coef * x[c, base + i]
+                for i in range(width):
+                    m = between[k0 + i - start]
                     for p in range(n_phases):
-                        acc = np.float32(0.0)
-                        for j in range(taps):
-                            idx = i - half + 1 + j
-                            if 0 <= idx < n:
-                                acc += phases[p, j] * x[c, idx]
-                        a = abs(acc)
-                        if a > between[i + 1]:
-                            between[i + 1] = a
-    env = np.zeros(n, np.float32)
-    for i in prange(n):
-        m = max(between[i], between[i + 1])
+                        a = abs(acc[p, i])
+                        if a > m:
+                            m = a
+                    between[k0 + i - start] = m
+                continue
+            for k in range(k0, k1):  # near the ends of the signal: taps outside it read zero
+                first = k - half
+                for p in range(n_phases):
+                    acc1 = np.float32(0.0)
+                    for j in range(taps):
+                        idx = first + j
+                        if 0 <= idx < n:
+                            acc1 += phases[p, j] * x[c, idx]
+                    a = abs(acc1)
+                    if a > between[k - start]:
+                        between[k - start] = a
+    env = np.zeros(count, np.float32)
+    for j in range(count):
+        m = max(between[j], between[j + 1])
         for c in range(channels):
-            v = abs(x[c, i])
+            v = abs(x[c, start + j])
             if v > m:
                 m = v
-        env[i] = m
+        env[j] = m
     return env
 
 
-def detect_peaks(x: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+def detect_peaks(x: np.ndarray, threshold: float = 0.0, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Linked true-peak envelope: per sample, the largest magnitude at it and at the
     4x-interpolated points within one sample on either side.
 
@@ -138,61 +155,80 @@ def detect_peaks(x: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     threshold : float
         Interpolation is skipped where it provably cannot reach this linear level (there
         the envelope holds the sample peaks only); 0 computes it everywhere.
+    start, stop : int
+        Range of samples whose envelope is wanted (default: all); the samples around it are read
+        as context, so a range equals the same slice of the whole envelope (above ``threshold``).
 
     Returns
     -------
     np.ndarray
-        ``(samples,)`` float32 linear peak magnitude.
+        ``(stop - start,)`` float32 linear peak magnitude.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
+    stop = x.shape[-1] if stop is None else int(stop)
     phases, bound = _detector_phases()
-    return _peak_envelope(x, phases, np.float32(threshold), np.float32(bound))
-
-
-@njit(cache=True, inline="always")
-def _extended(wanted, j, L):  # pragma: no cover - compiled
-    """``wanted`` with L-1 ones before and after it (no padded copy of a long signal), at index ``j``."""
-    i = j - (L - 1)
-    if i < 0 or i >= wanted.shape[0]:
-        return np.float32(1.0)
-    return wanted[i]
+    return _peak_envelope(x, phases, np.float32(threshold), np.float32(bound), int(start), max(int(start), stop))
 
 
 @njit(cache=True)
-def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - compiled
-    """Hold (sliding minimum over the next ``lookahead`` samples), release, then moving average."""
-    n = wanted.shape[0]
-    L = lookahead
-    m = n + L - 1
-    # held[k] = min(extended[k .. k+L-1]) by a monotonic deque of indices
-    # (a ring buffer of L + 1 slots: the deque never holds more than L indices)
-    cap = L + 1
-    dq = np.empty(cap, np.int64)
-    head = 0
-    tail = 0
-    held = np.empty(m, np.float32)
-    for j in range(m + L - 1):
-        v = _extended(wanted, j, L)
-        while tail > head and _extended(wanted, dq[(tail - 1) % cap], L) >= v:
-            tail -= 1
-        dq[tail % cap] = j
-        tail += 1
-        k = j - (L - 1)
-        if k >= 0:
-            while dq[head % cap] < k:
-                head += 1
-            held[k] = _extended(wanted, dq[head % cap], L)
-    # release smoothing (instant attack)
-    r = 1.0
-    for k in range(m):
-        h = held[k]
+def _gain_range(peaks, offset, n_total, s, e, L, alpha, ceiling, level, r0, out):  # pragma: no cover - compiled
+    """Limiter gain of the samples ``s .. e - 1`` of a signal of ``n_total`` samples into ``out``.
+
+    ``peaks[j]`` is the peak envelope at sample ``j + offset`` (it must cover ``s - L + 1 .. e + L - 2``
+    where those lie inside the signal; outside it the wanted gain is 1). ``r0`` is the released gain at
+    sample ``s - 1`` (1.0 at the start); returns the released gain at ``e - 1``, the state the next range
+    starts from, so consecutive ranges give the same gain as one call over the whole signal.
+    """
+    lo = s - L + 1
+    m = e - s + 2 * L - 2
+    tiny = np.float32(1e-30)
+    one = np.float32(1.0)
+    w = np.empty(m, np.float32)
+    for j in range(m):
+        g = lo + j
+        if g < 0 or g >= n_total:
+            w[j] = one
+        else:
+            p = peaks[g - offset] * level
+            if p < tiny:
+                p = tiny
+            v = ceiling / p
+            w[j] = v if v < one else one
+    # hold: held[i] = min(w[i .. i + L - 1]) (van Herk / Gil-Werman: prefix and suffix minima per chunk of L)
+    nh = m - L + 1
+    pre = np.empty(m, np.float32)
+    suf = np.empty(m, np.float32)
+    for c0 in range(0, m, L):
+        c1 = min(m, c0 + L)
+        v = w[c0]
+        for j in range(c0, c1):
+            if w[j] < v:
+                v = w[j]
+            pre[j] = v
+        v = w[c1 - 1]
+        for j in range(c1 - 1, c0 - 1, -1):
+            if w[j] < v:
+                v = w[j]
+            suf[j] = v
+    held = np.empty(nh, np.float32)
+    for i in range(nh):
+        a = suf[i]
+        b = pre[i + L - 1]
+        held[i] = a if a < b else b
+    # release smoothing (instant attack), state carried in float64
+    r = r0
+    r_end = r0
+    for i in range(nh):
+        h = held[i]
         if h < r:
             r = h
         else:
-            r = r + (1.0 - alpha_release) * (h - r)
-        held[k] = r
-    # moving average of length L: gain[t] = mean(released[t .. t+L-1]) (extended indices)
-    out = np.empty(n, np.float32)
+            r = r + (1.0 - alpha) * (h - r)
+        held[i] = r
+        if i == e - s - 1:
+            r_end = r
+    # moving average of length L: gain[t] = mean(released[t .. t + L - 1])
+    n = e - s
     acc = 0.0
     for k in range(L):
         acc += held[k]
@@ -201,25 +237,33 @@ def _lookahead_gain(wanted, lookahead, alpha_release):  # pragma: no cover - com
     for t in range(1, n):
         acc += held[t + L - 1] - held[t - 1]
         out[t] = acc / L
-    return out
+    return r_end
+
+
+def _limiter_constants(sample_rate: int, ceiling_dbtp: float, lookahead_ms: float,
+                       release_ms: float) -> tuple[int, float, np.float32]:
+    """``(look-ahead samples, release coefficient per sample, detector ceiling)``."""
+    lookahead = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
+    alpha = math.exp(-1000.0 / (max(release_ms, 1e-3) * sample_rate))
+    return lookahead, alpha, np.float32(10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0))
 
 
 def gain_from_peaks(peaks: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead_ms: float = 5.0,
-                    release_ms: float = 150.0, level: float = 1.0) -> np.ndarray:
+                    release_ms: float = 150.0, level: float = 1.0, decimation: int = 1) -> np.ndarray:
     """Limiter gain ``(samples,)`` (linear, <= 1) from a peak envelope (:func:`detect_peaks`).
 
     The envelope scales with the signal, so a caller trying several input levels detects
     once and passes the linear ``level`` (same as passing ``peaks * level``, without the copy).
+    With ``decimation`` D > 1, ``peaks`` holds the largest peak of each block of D samples and the
+    result is the gain per block (look-ahead and release scaled to the block rate): a cheap
+    estimate for trying levels on long signals.
     """
-    ceiling = 10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0)
-    peaks = np.asarray(peaks, dtype=np.float32)
-    wanted = peaks * np.float32(level)  # the only whole-length temporary: the rest is in place
-    np.maximum(wanted, np.float32(1e-30), out=wanted)
-    np.divide(np.float32(ceiling), wanted, out=wanted)
-    np.minimum(wanted, np.float32(1.0), out=wanted)
-    lookahead = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
-    alpha = math.exp(-1000.0 / (max(release_ms, 1e-3) * sample_rate))
-    return _lookahead_gain(wanted, lookahead, alpha)
+    peaks = np.ascontiguousarray(peaks, dtype=np.float32)
+    rate = sample_rate / float(decimation)
+    lookahead, alpha, ceiling = _limiter_constants(rate, ceiling_dbtp, lookahead_ms, release_ms)
+    out = np.empty(peaks.shape[0], np.float32)
+    _gain_range(peaks, 0, peaks.shape[0], 0, peaks.shape[0], lookahead, alpha, ceiling, np.float32(level), 1.0, out)
+    return out
 
 
 def limiter_gain(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead_ms: float = 5.0,
@@ -239,6 +283,66 @@ def limiter_gain(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead
     """
     threshold = 10.0 ** ((ceiling_dbtp - DETECTOR_MARGIN_DB) / 20.0)
     return gain_from_peaks(detect_peaks(x, threshold), sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
+
+
+def limit_blocks(src: np.ndarray, dst: np.ndarray, sample_rate: int, ceiling_dbtp: float,
+                 lookahead_ms: float = 5.0, release_ms: float = 150.0, level: float = 1.0,
+                 threshold: float | None = None, peaks: np.ndarray | None = None,
+                 block: int | None = None) -> float:
+    """One limiter pass, block by block: ``dst = src * level * gain`` (``dst`` may be ``src``: in place).
+
+    The same gain as :func:`gain_from_peaks` on the whole signal's envelope (the release state is
+    carried from block to block, the look-ahead reads ahead into the next block), while the
+    temporaries stay a few blocks long. The peak envelope is detected block by block just ahead
+    of the samples being written (or taken from ``peaks``, the whole envelope of ``src``), so
+    in-place processing reads only unchanged samples.
+
+    Parameters
+    ----------
+    src, dst : np.ndarray
+        ``(channels, T)`` float32.
+    level : float
+        Linear gain before the limiter (not counted as gain reduction).
+    threshold : float, optional
+        Detector threshold of ``src`` (linear; default: the ceiling divided by ``level``, the
+        lowest peak the limiter can act on).
+    block : int, optional
+        Frames per block (default :data:`automix.mastering.profile.BLOCK_FRAMES`).
+
+    Returns
+    -------
+    float
+        Smallest gain applied (linear, excluding ``level``).
+    """
+    from automix.loudness import _TP_HALF
+    from automix.mastering import profile
+
+    n = src.shape[-1]
+    lookahead, alpha, ceiling = _limiter_constants(sample_rate, ceiling_dbtp, lookahead_ms, release_ms)
+    level32 = np.float32(level)
+    if threshold is None:
+        threshold = float(ceiling) / max(float(level), 1e-30)
+    block = int(block or profile.BLOCK_FRAMES)
+    ahead = max(lookahead - 1, _TP_HALF + 2)  # envelope detected this far past the block being written
+    buf, buf_lo, buf_hi = np.zeros(0, np.float32), 0, 0
+    r = 1.0
+    smallest = 1.0
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        if peaks is not None:
+            env, offset = peaks, 0
+        else:
+            need = min(n, e + ahead)
+            keep = max(buf_lo, s - lookahead + 1)
+            fresh = detect_peaks(src, threshold, start=buf_hi, stop=need)
+            buf = np.concatenate([buf[keep - buf_lo:], fresh])
+            buf_lo, buf_hi = keep, need
+            env, offset = buf, buf_lo
+        gain = np.empty(e - s, np.float32)
+        r = _gain_range(env, offset, n, s, e, lookahead, alpha, ceiling, level32, r, gain)
+        smallest = min(smallest, float(gain.min()))
+        np.multiply(src[:, s:e], gain * level32, out=dst[:, s:e])
+    return smallest
 
 
 def limit_true_peak(x: np.ndarray, sample_rate: int, ceiling_dbtp: float = -1.0, lookahead_ms: float = 5.0,

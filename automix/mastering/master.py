@@ -372,9 +372,8 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
     step("planning")
     settings, _ = plan_chain(mix, ref, sample_rate, options, rms_dbfs)
     step("rendering")
-    pre = render_chain(x, sample_rate, settings)
     step("limiting")
-    landing = _land(pre, sample_rate, target, options)
+    landing = _land(x, sample_rate, settings, target, options)
 
     passes = options.correction_passes if (ref is not None and options.eq and options.fine_eq
                                            and options.eq_amount > 0) else 0
@@ -387,8 +386,8 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
         err = smooth_curve(err, 1) * options.eq_amount
         settings.fine_db = np.clip(settings.fine_db[:n] + err, -FINE_LIMIT_DB, FINE_LIMIT_DB)
         settings.fine_freqs_hz = freqs
-        pre = render_chain(x, sample_rate, settings)
-        landing = _land(pre, sample_rate, target, options)
+        landing = None  # the former master is freed before the next one is rendered
+        landing = _land(x, sample_rate, settings, target, options)
 
     settings.set("output_gain_db", landing.drive_db)
     warnings += landing.warnings
@@ -400,10 +399,17 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
                         warnings=warnings, input_samples=x)
 
 
-def _land(pre: np.ndarray, sample_rate: int, target: float, options: MasteringOptions) -> Landing:
-    return land_loudness(pre, sample_rate, target, ceiling_dbtp=options.ceiling_dbtp, limiter=options.limiter,
+def _land(x: np.ndarray, sample_rate: int, settings: ChainSettings, target: float,
+          options: MasteringOptions) -> Landing:
+    """Render the chain on ``x`` and land its loudness; the master is written over the rendered
+    chain output (one whole-signal array besides the input)."""
+    def render() -> np.ndarray:
+        y = render_chain(x, sample_rate, settings)
+        return y.copy() if np.shares_memory(y, x) else y  # a neutral chain returns the input itself
+
+    return land_loudness(render(), sample_rate, target, ceiling_dbtp=options.ceiling_dbtp, limiter=options.limiter,
                          max_limiting_db=options.max_limiting_db, lookahead_ms=options.lookahead_ms,
-                         release_ms=options.release_ms)
+                         release_ms=options.release_ms, in_place=True, render=render)
 
 
 # ----------------------------------------------------------------------------- the API on files

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from numba import njit
 
 from automix.errors import MasteringError
 
@@ -128,16 +129,35 @@ BLOCK_FRAMES = 1 << 18
 """Frames per block where a whole-file pass works block by block to bound temporary memory."""
 
 
-def mean_square(samples: np.ndarray, block: int | None = None) -> float:
-    """Mean square over all channels and samples of ``(channels, T)`` (float64 sums taken block by block,
-    so no float64 copy of the whole file is made)."""
-    x = np.asarray(samples)
-    block = int(block or BLOCK_FRAMES)
+@njit(cache=True, nogil=True)
+def _square_sum_and_peak(x):  # pragma: no cover - compiled
+    """``(sum of squares, largest magnitude)`` of ``x`` ``(channels, T)`` in one pass (float64 sums)."""
     total = 0.0
-    for start in range(0, x.shape[-1], block):
-        part = x[..., start: start + block].astype(np.float64)
-        total += float(np.vdot(part, part))
-    return total / max(x.size, 1)
+    peak = 0.0
+    for c in range(x.shape[0]):
+        acc = 0.0
+        for t in range(x.shape[1]):
+            v = np.float64(x[c, t])
+            acc += v * v
+            a = abs(v)
+            if a > peak:
+                peak = a
+        total += acc
+    return total, peak
+
+
+def square_sum_and_peak(samples: np.ndarray) -> tuple[float, float]:
+    """Sum of squares (float64) and sample peak of ``(channels, T)`` in one pass, no temporaries."""
+    x = np.asarray(samples)
+    if x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    return _square_sum_and_peak(x.reshape(-1, x.shape[-1]))
+
+
+def mean_square(samples: np.ndarray) -> float:
+    """Mean square over all channels and samples of ``(channels, T)`` (float64 sum, no whole-file copy)."""
+    x = np.asarray(samples)
+    return square_sum_and_peak(x)[0] / max(x.size, 1)
 
 
 def mid_side(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,14 +169,39 @@ def mid_side(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spectra_mid_side(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """1/6-octave long-term levels (dB) of mid and side: ``(freqs_hz, mid_db, side_db)``."""
-    from automix.loudness import long_term_power_spectrum
+    """1/6-octave long-term levels (dB) of mid and side: ``(freqs_hz, mid_db, side_db)``.
 
-    mid, side = mid_side(samples)
-    freqs, p_mid = long_term_power_spectrum(mid[None], sample_rate)
-    _, p_side = long_term_power_spectrum(side[None], sample_rate)
+    Long signals (whose spectrum segments do not overlap, see
+    :func:`automix.loudness.long_term_power_spectrum`) are measured in chunks of whole segments
+    and the chunks' powers averaged by their segment counts -- the same segments as one call on
+    the whole signal, without whole-file mid and side copies.
+    """
+    from automix.loudness import SPECTRUM_OVERLAP_MAX_S, _segment_length, long_term_power_spectrum
+
+    x = np.asarray(samples)
+    frames = x.shape[-1]
+    seg = _segment_length(int(sample_rate), frames)
+    # chunks of whole segments, each at least SPECTRUM_OVERLAP_MAX_S long (so measured without overlap too)
+    chunk = int(math.ceil(SPECTRUM_OVERLAP_MAX_S * sample_rate / seg)) * seg
+    long = frames >= SPECTRUM_OVERLAP_MAX_S * sample_rate and frames >= 2 * chunk
+    if not long:
+        chunk = frames  # one piece
+    usable = (frames // seg) * seg if long else frames
+    total_mid = total_side = 0.0
+    count = 0
+    start = 0
+    while start < usable:
+        stop = start + chunk
+        if usable - stop < chunk:
+            stop = usable  # the rest joins this chunk
+        mid, side = mid_side(x[:, start:stop])
+        freqs, p_mid = long_term_power_spectrum(mid[None], sample_rate)
+        _, p_side = long_term_power_spectrum(side[None], sample_rate)
+        n = (stop - start) // seg if long else 1
+        total_mid, total_side, count = total_mid + p_mid * n, total_side + p_side * n, count + n
+        start = stop
     grid = grid_for(sample_rate)
-    return grid, _db(band_power(freqs, p_mid, grid)), _db(band_power(freqs, p_side, grid))
+    return grid, _db(band_power(freqs, total_mid / count, grid)), _db(band_power(freqs, total_side / count, grid))
 
 
 def width_by_region(freqs_hz: np.ndarray, mid_db: np.ndarray, side_db: np.ndarray,
@@ -174,17 +219,19 @@ def width_by_region(freqs_hz: np.ndarray, mid_db: np.ndarray, side_db: np.ndarra
 def analyze_profile(samples: np.ndarray, sample_rate: int, name: str = "") -> Profile:
     """Measure the :class:`Profile` of ``samples`` ``(channels, T)`` at ``sample_rate`` Hz."""
     from automix.loudness import (SHORT_TERM_S, HOP_S, gated_integrated, lra_from_short_term, window_loudness,
-                                  hop_energies, sample_peak_db, true_peak_dbtp)
+                                  hop_energies, true_peak_dbtp)
 
     x = np.asarray(samples, dtype=np.float32)
     freqs, mid_db, side_db = spectra_mid_side(x, sample_rate)
     energies, hop = hop_energies(x, sample_rate)  # one K-weighted pass for loudness and LRA
     lufs = gated_integrated(energies, hop)
     lra = lra_from_short_term(window_loudness(energies, hop, int(round(SHORT_TERM_S / HOP_S))))
+    squares, peak = square_sum_and_peak(x)
     tp = true_peak_dbtp(x, sample_rate)
-    rms = 10 * math.log10(max(mean_square(x), 1e-20))
+    rms = 10 * math.log10(max(squares / max(x.size, 1), 1e-20))
+    peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
     return Profile(freqs_hz=freqs, mid_db=mid_db, side_db=side_db, integrated_lufs=float(lufs),
-                   loudness_range_lu=float(lra), plr_db=float(tp - lufs), crest_db=float(sample_peak_db(x) - rms),
+                   loudness_range_lu=float(lra), plr_db=float(tp - lufs), crest_db=float(peak_db - rms),
                    width_db=width_by_region(freqs, mid_db, side_db), sample_rate=int(sample_rate),
                    names=[name] if name else [])
 
