@@ -153,32 +153,6 @@ def smooth_gain_backward(target_db, initial, alpha_attack, alpha_release, grad_o
         grad_alpha[i, 1] = gr
 
 
-@njit(cache=_CACHE)
-def gain_computer_db(level_db, threshold_db, ratio, knee_db):  # pragma: no cover - compiled
-    """Static compressor curve: gain change in dB (<= 0) for an input level in dB."""
-    over = level_db - threshold_db
-    slope = 1.0 / ratio - 1.0
-    w = knee_db if knee_db > 1e-6 else 1e-6  # as automix.dsp.compressor.gain_computer_db
-    if 2.0 * over >= w:
-        return slope * over
-    if 2.0 * over <= -w:
-        return 0.0
-    h = over + 0.5 * w
-    return slope * h * h / (2.0 * w)
-
-
-_DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 log10(p) = this * ln(p)
-_NEPER_PER_DB_AMPLITUDE = math.log(10.0) / 20.0  # 10^(g / 20) = exp(this * g)
-
-
-@njit(cache=_CACHE, inline="always", fastmath=_FASTMATH)
-def _tanh(z):  # pragma: no cover - compiled
-    """tanh via one exp (faster than libm tanh here; same value to ~1e-16 absolute)."""
-    e = math.exp(-2.0 * abs(z))
-    t = (1.0 - e) / (1.0 + e)
-    return t if z >= 0.0 else -t
-
-
 @njit(cache=_CACHE, inline="always", fastmath=_FASTMATH)
 def _section(u, c, k, s1, s2):  # pragma: no cover - compiled
     """One transposed-direct-form-II biquad step: returns (output, new s1, new s2)."""
@@ -232,7 +206,100 @@ def _sos6_row(x, c, state, y):  # pragma: no cover - compiled
     _store6(state, st)
 
 
-@njit(parallel=True, cache=_CACHE, fastmath=_FASTMATH)
+# ----------------------------------------------------------------------------- vectorised math
+# The fused strip runs its per-sample transcendental functions (the detector's logarithm, the
+# gain's exponential, the saturator's tanh) over chunks of samples in loops the compiler turns
+# into SIMD code. libm's scalar exp/log cannot be vectorised here, so these are written out:
+# range reduction by powers of two (exponent bits) and polynomials accurate to about 1 ulp.
+_VEC = {"cache": _CACHE, "fastmath": _FASTMATH, "error_model": "numpy"}  # no division checks
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two for an exact k * ln 2
+_LN2_LO = 1.90821492927058770002e-10
+_SQRT2 = 1.4142135623730951
+_MANTISSA_BITS = 0x000FFFFFFFFFFFFF
+_EXPONENT_ONE = 0x3FF0000000000000
+_DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 log10(p) = this * ln(p)
+_NEPER_PER_DB_AMPLITUDE = math.log(10.0) / 20.0  # 10^(g / 20) = exp(this * g)
+_TANH_SATURATES = 20.0  # |z| beyond which tanh(z) == +-1 in float64
+CHUNK = 256
+"""Samples per vectorised pass of the fused strip (its scratch buffers stay in L1 cache)."""
+
+
+@njit(inline="always", **_VEC)
+def _exp_reduced(v):  # pragma: no cover - compiled
+    """``exp(v) = p * 2**k`` for ``v`` clamped to [-708, 709]: returns ``(p, k)``.
+
+    ``r = v - k ln2`` lies in [-ln2/2, ln2/2]; the degree-12 Taylor polynomial of exp(r)
+    is exact there to 2e-16 relative.
+    """
+    v = min(max(v, -708.0), 709.0)
+    k = np.floor(v * _LOG2E + 0.5)
+    r = (v - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p, k
+
+
+@njit(**_VEC)
+def exp_inplace(v, bits, n):  # pragma: no cover - compiled
+    """``v[:n] = exp(v[:n])`` (float64, vectorised; ``bits`` int64 scratch, length >= n)."""
+    for t in range(n):
+        p, k = _exp_reduced(v[t])
+        v[t] = p
+        bits[t] = (np.int64(k) + 1023) << 52  # 2**k as float64 bits
+    scale = bits.view(np.float64)
+    for t in range(n):
+        v[t] *= scale[t]
+
+
+@njit(**_VEC)
+def log_inplace(v, bits, n):  # pragma: no cover - compiled
+    """``v[:n] = ln(v[:n])`` for positive normal float64 ``v`` (vectorised; ``bits`` int64 scratch).
+
+    ``v = m 2**e`` with ``m`` in [sqrt(1/2), sqrt(2)); ``ln m = 2 atanh(s)``, ``s = (m - 1) / (m + 1)``,
+    ``|s| <= 0.172``: eleven odd-power terms give 1e-16.
+    """
+    as_bits = v.view(np.int64)
+    for t in range(n):
+        b = as_bits[t]
+        bits[t] = (b & _MANTISSA_BITS) | _EXPONENT_ONE  # mantissa in [1, 2)
+        v[t] = np.float64((b >> 52) - 1023)  # exponent
+    mantissa = bits.view(np.float64)
+    for t in range(n):
+        m = mantissa[t]
+        e = v[t]
+        big = m > _SQRT2
+        m = m * 0.5 if big else m
+        e = e + 1.0 if big else e
+        s = (m - 1.0) / (m + 1.0)
+        z = s * s
+        p = 1.0 / 21.0
+        p = p * z + 1.0 / 19.0
+        p = p * z + 1.0 / 17.0
+        p = p * z + 1.0 / 15.0
+        p = p * z + 1.0 / 13.0
+        p = p * z + 1.0 / 11.0
+        p = p * z + 1.0 / 9.0
+        p = p * z + 1.0 / 7.0
+        p = p * z + 1.0 / 5.0
+        p = p * z + 1.0 / 3.0
+        p = p * z + 1.0
+        v[t] = e * _LN2_HI + (e * _LN2_LO + 2.0 * s * p)
+
+
+# ----------------------------------------------------------------------------- fused channel strip
+@njit(parallel=True, **_VEC)
 def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y):  # pragma: no cover
     """Fused, non-differentiable channel strip for final renders (6-section EQ, 1 or 2 channels).
 
@@ -247,16 +314,80 @@ def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y):  # pr
     comp_state : (S,) float64 smoothed gain in dB, updated in place.
     y : (S, 2, T) output.
 
-    The cascade is unrolled with its state in scalars so the six sections pipeline. Work is
-    skipped where it provably changes nothing: the level's logarithm below the knee (the gain
-    computer returns 0 there), the gain's exponential while the smoothed gain is unchanged,
-    and the saturator at ``mix == 0``.
+    Each stem runs in chunks of :data:`CHUNK` samples, stage by stage: the EQ cascade
+    (serial, both channels interleaved), the detector level and gain computer, the
+    attack/release smoother (serial), then the gain, saturator and output matrix. Every
+    stage but the two recursions is a vectorised loop over the chunk (float64 inside), with
+    the same semantics as :mod:`automix.dsp.compressor` and :mod:`automix.dsp.saturation`.
+    Stems run in parallel.
     """
     for s in prange(x.shape[0]):
         comp_state[s] = _strip_row(x[s], coef[s], comp[s], sat[s], out_gain[s], sos_state[s], comp_state[s], y[s])
 
 
-@njit(cache=_CACHE, fastmath=_FASTMATH)
+@njit(**_VEC)
+def _eq_chunk(x, start, n, c, left, right, stereo, u, w):  # pragma: no cover - compiled
+    """EQ ``x[:, start:start + n]`` into ``u`` (and ``w``); returns the carried cascade states."""
+    if stereo:
+        for t in range(n):  # two independent recursions interleave
+            a, left = _cascade6(np.float64(x[0, start + t]), c, left)
+            b, right = _cascade6(np.float64(x[1, start + t]), c, right)
+            u[t] = a
+            w[t] = b
+    else:
+        for t in range(n):
+            a, left = _cascade6(np.float64(x[0, start + t]), c, left)
+            u[t] = a
+    return left, right
+
+
+@njit(**_VEC)
+def _gain_target_chunk(u, w, n, inv_channels, threshold_db, slope, knee_db, out, bits):  # pragma: no cover
+    """``out[:n]`` = static-curve gain (dB) for the linked level of ``u``, ``w``.
+
+    As :func:`automix.dsp.compressor.detector_level_db` then ``gain_computer_db``.
+    """
+    for t in range(n):
+        out[t] = (u[t] * u[t] + w[t] * w[t]) * inv_channels + 1e-10  # LEVEL_FLOOR
+    log_inplace(out, bits, n)
+    half = 0.5 * knee_db
+    inv_two_knee = 1.0 / (2.0 * knee_db)
+    for t in range(n):
+        over = _DB_PER_NEPER_POWER * out[t] - threshold_db
+        h = over + half
+        r = slope * h * h * inv_two_knee
+        r = 0.0 if 2.0 * over <= -knee_db else r
+        r = slope * over if 2.0 * over >= knee_db else r
+        out[t] = r
+
+
+@njit(**_VEC)
+def _smooth_chunk(target, n, alpha_attack, alpha_release, g):  # pragma: no cover - compiled
+    """Attack/release smoothing of ``target[:n]`` in place from state ``g``; returns the new state."""
+    for t in range(n):
+        x = target[t]
+        a = alpha_attack if x < g else alpha_release
+        g = a * g + (1.0 - a) * x
+        target[t] = g
+    return g
+
+
+@njit(**_VEC)
+def _saturate_chunk(z, n, drive, compensation, mix, e, bits):  # pragma: no cover - compiled
+    """``z[:n] = (1 - mix) z + mix compensation tanh(drive z)``, tanh from one exp."""
+    for t in range(n):
+        e[t] = -2.0 * min(abs(drive * z[t]), _TANH_SATURATES)
+    exp_inplace(e, bits, n)
+    dry = 1.0 - mix
+    wet = mix * compensation
+    for t in range(n):
+        q = e[t]
+        th = (1.0 - q) / (1.0 + q)
+        th = th if drive * z[t] >= 0.0 else -th
+        z[t] = dry * z[t] + wet * th
+
+
+@njit(**_VEC)
 def _strip_row(x, c, comp, sat, m, st, g, y):  # pragma: no cover - compiled
     """One stem of :func:`channel_strip`; returns the final smoothed gain (dB)."""
     n_ch, n_samples = x.shape
@@ -264,38 +395,42 @@ def _strip_row(x, c, comp, sat, m, st, g, y):  # pragma: no cover - compiled
     left = _load6(st[0])
     right = _load6(st[1 if stereo else 0])
     thr, ratio, knee, makeup, aa, ar = comp[0], comp[1], comp[2], comp[3], comp[4], comp[5]
+    knee = knee if knee > 1e-6 else 1e-6  # as automix.dsp.compressor.gain_computer_db
+    slope = 1.0 / ratio - 1.0
     drive, sat_comp, sat_mix = sat[0], sat[1], sat[2]
-    compressing = ratio != 1.0
-    # below this mean power the level is under the knee: the gain computer gives 0 dB
-    knee_start_power = 10.0 ** ((thr - 0.5 * knee) / 10.0)
-    g_used = 1e300  # no gain computed yet (gains are in dB, never this large)
-    lin = 0.0
-    for t in range(n_samples):
-        u, left = _cascade6(np.float64(x[0, t]), c, left)
-        w = 0.0
-        if stereo:
-            w, right = _cascade6(np.float64(x[1, t]), c, right)
-        power = (u * u + w * w) / n_ch + 1e-10
-        target = 0.0
-        if compressing and power > knee_start_power:
-            level = _DB_PER_NEPER_POWER * math.log(power)
-            target = gain_computer_db(level, thr, ratio, knee)
-        a = aa if target < g else ar
-        g = a * g + (1.0 - a) * target
-        if g != g_used:
-            lin = math.exp(_NEPER_PER_DB_AMPLITUDE * (g + makeup))
-            g_used = g
-        u *= lin
-        w *= lin
-        if sat_mix != 0.0:
-            u = (1.0 - sat_mix) * u + sat_mix * (_tanh(drive * u) * sat_comp)
-            w = (1.0 - sat_mix) * w + sat_mix * (_tanh(drive * w) * sat_comp)
-        if stereo:
-            y[0, t] = m[0, 0] * u + m[0, 1] * w
-            y[1, t] = m[1, 0] * u + m[1, 1] * w
+    u = np.zeros(CHUNK)
+    w = np.zeros(CHUNK)  # stays 0 for a mono stem
+    gain = np.empty(CHUNK)
+    e = np.empty(CHUNK)
+    bits = np.empty(CHUNK, dtype=np.int64)
+    for start in range(0, n_samples, CHUNK):
+        n = min(CHUNK, n_samples - start)
+        left, right = _eq_chunk(x, start, n, c, left, right, stereo, u, w)
+        if ratio != 1.0:
+            _gain_target_chunk(u, w, n, 1.0 / n_ch, thr, slope, knee, gain, bits)
         else:
-            y[0, t] = m[0, 0] * u
-            y[1, t] = m[1, 0] * u
+            gain[:n] = 0.0
+        g = _smooth_chunk(gain, n, aa, ar, g)
+        for t in range(n):
+            gain[t] = _NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup)
+        exp_inplace(gain, bits, n)
+        for t in range(n):
+            u[t] *= gain[t]
+            w[t] *= gain[t]
+        if sat_mix != 0.0:
+            _saturate_chunk(u, n, drive, sat_comp, sat_mix, e, bits)
+            if stereo:
+                _saturate_chunk(w, n, drive, sat_comp, sat_mix, e, bits)
+        if stereo:
+            m00, m01, m10, m11 = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+            for t in range(n):
+                y[0, start + t] = m00 * u[t] + m01 * w[t]
+                y[1, start + t] = m10 * u[t] + m11 * w[t]
+        else:
+            m00, m10 = m[0, 0], m[1, 0]
+            for t in range(n):
+                y[0, start + t] = m00 * u[t]
+                y[1, start + t] = m10 * u[t]
     _store6(st[0], left)
     if stereo:
         _store6(st[1], right)
