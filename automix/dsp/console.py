@@ -160,14 +160,15 @@ class BlockRenderer:
 
     def process(self, block: torch.Tensor) -> MixResult:
         """Render the next block (B, S, C, Tb) of every stem; returns that block of the mix."""
-        from automix.dsp.kernels import channel_strip
+        from automix.dsp.kernels import channel_strip, slp_vectorisation
         if tuple(block.shape[:3]) != (self.batch, self.n_stems, self.n_channels):
             raise AudioError(f"block must be shaped ({self.batch}, {self.n_stems}, {self.n_channels}, samples), "
                              f"got {tuple(block.shape)}")
         device, dtype = block.device, block.dtype
         x = np.ascontiguousarray(block.detach().cpu().numpy()).reshape(-1, self.n_channels, block.shape[-1])
         y = np.empty((x.shape[0], 2, x.shape[-1]), dtype=x.dtype)
-        channel_strip(x, *self._strip, *self._strip_state, y)
+        with slp_vectorisation():
+            channel_strip(x, *self._strip, *self._strip_state, y)
         stems = torch.from_numpy(y).reshape(self.batch, self.n_stems, 2, -1)
         if self._mask is not None:
             stems = stems * self._mask.to(stems.dtype)
@@ -175,7 +176,8 @@ class BlockRenderer:
         if self._master is not None:
             m_in = np.ascontiguousarray(mix.numpy())
             m_out = np.empty_like(m_in)
-            channel_strip(m_in, *self._master, *self._master_state, m_out)
+            with slp_vectorisation():
+                channel_strip(m_in, *self._master, *self._master_state, m_out)
             mix = torch.from_numpy(m_out)
         return MixResult(mix=mix.to(device, dtype), stems=stems.to(device, dtype))
 

@@ -15,9 +15,11 @@ Conventions
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 from numba import njit, prange
+from numba.core import config as numba_config
 
 _CACHE = True
 _FASTMATH = {"contract", "arcp", "nsz"}  # FMA contraction etc.; no NaN/inf assumptions
@@ -299,46 +301,183 @@ def log_inplace(v, bits, n):  # pragma: no cover - compiled
 
 
 # ----------------------------------------------------------------------------- fused channel strip
+LANES = 4
+"""Channels whose EQ cascades run side by side in one SIMD recursion (two stereo stems)."""
+
+
+@contextmanager
+def slp_vectorisation():
+    """Compile with LLVM's SLP vectoriser on (Numba leaves it off by default).
+
+    The fused strip writes its four-lane EQ as straight-line code on 4-tuples; only the SLP
+    vectoriser turns that into SIMD instructions. Call the strip kernels inside this
+    context (compilation happens on the first call); it restores the setting afterwards.
+    """
+    old = numba_config.SLP_VECTORIZE
+    numba_config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba_config.SLP_VECTORIZE = old
+
+
 @njit(parallel=True, **_VEC)
 def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y):  # pragma: no cover
     """Fused, non-differentiable channel strip for final renders (6-section EQ, 1 or 2 channels).
 
     Parameters
     ----------
-    x : (S, C, T) float32/float64 input stems, C = 1 or 2.
+    x : (S, C, T) C-contiguous float32/float64 input stems, C = 1 or 2.
     coef : (S, 6, 5) float64 EQ cascade per stem (shared by its channels).
     comp : (S, 6) float64 ``threshold_db, ratio, knee_db, makeup_db, alpha_attack, alpha_release``.
     sat : (S, 3) float64 ``drive (linear), compensation (linear), mix (0..1)``.
     out_gain : (S, 2, C) float64 output matrix (fader, pan/balance).
-    sos_state : (S, C, 6, 2) float64 filter state, updated in place.
+    sos_state : (S, C, 6, 2) C-contiguous float64 filter state, updated in place.
     comp_state : (S,) float64 smoothed gain in dB, updated in place.
     y : (S, 2, T) output.
 
-    Each stem runs in chunks of :data:`CHUNK` samples, stage by stage: the EQ cascade
-    (serial, both channels interleaved), the detector level and gain computer, the
-    attack/release smoother (serial), then the gain, saturator and output matrix. Every
-    stage but the two recursions is a vectorised loop over the chunk (float64 inside), with
-    the same semantics as :mod:`automix.dsp.compressor` and :mod:`automix.dsp.saturation`.
-    Stems run in parallel.
+    The S x C channels run in groups of :data:`LANES` (in parallel), each group in chunks
+    of :data:`CHUNK` samples, stage by stage: the EQ cascades of the group's channels as
+    one four-lane recursion, then per stem the detector level and gain computer, the
+    attack/release smoother (serial), the gain, saturator and output matrix -- vectorised
+    loops over the chunk (float64 inside) with the semantics of
+    :mod:`automix.dsp.compressor` and :mod:`automix.dsp.saturation`. Compile and call it
+    inside :func:`slp_vectorisation`.
     """
-    for s in prange(x.shape[0]):
-        comp_state[s] = _strip_row(x[s], coef[s], comp[s], sat[s], out_gain[s], sos_state[s], comp_state[s], y[s])
+    n_stems, n_ch, n_samples = x.shape
+    n_rows = n_stems * n_ch
+    rows = x.reshape(n_rows, n_samples)
+    states = sos_state.reshape(n_rows, 6, 2)
+    for group in prange((n_rows + LANES - 1) // LANES):
+        _strip_group(rows, group * LANES, n_ch, coef, comp, sat, out_gain, states, comp_state, y)
+
+
+@njit(inline="always", **_VEC)
+def _lanes(a, r, i, j):  # pragma: no cover - compiled
+    """``a[r[l], i, j]`` for the four lanes ``l``."""
+    return (a[r[0], i, j], a[r[1], i, j], a[r[2], i, j], a[r[3], i, j])
+
+
+@njit(inline="always", **_VEC)
+def _section_coefficients(coef, stem, k):  # pragma: no cover - compiled
+    return (_lanes(coef, stem, k, 0), _lanes(coef, stem, k, 1), _lanes(coef, stem, k, 2),
+            _lanes(coef, stem, k, 3), _lanes(coef, stem, k, 4))
+
+
+@njit(inline="always", **_VEC)
+def _section4(u, cs, s1, s2):  # pragma: no cover - compiled
+    """One transposed-direct-form-II biquad step on four lanes (tuples)."""
+    b0, b1, b2, a1, a2 = cs
+    o = (b0[0] * u[0] + s1[0], b0[1] * u[1] + s1[1], b0[2] * u[2] + s1[2], b0[3] * u[3] + s1[3])
+    n1 = (b1[0] * u[0] - a1[0] * o[0] + s2[0], b1[1] * u[1] - a1[1] * o[1] + s2[1],
+          b1[2] * u[2] - a1[2] * o[2] + s2[2], b1[3] * u[3] - a1[3] * o[3] + s2[3])
+    n2 = (b2[0] * u[0] - a2[0] * o[0], b2[1] * u[1] - a2[1] * o[1],
+          b2[2] * u[2] - a2[2] * o[2], b2[3] * u[3] - a2[3] * o[3])
+    return o, n1, n2
 
 
 @njit(**_VEC)
-def _eq_chunk(x, start, n, c, left, right, stereo, u, w):  # pragma: no cover - compiled
-    """EQ ``x[:, start:start + n]`` into ``u`` (and ``w``); returns the carried cascade states."""
-    if stereo:
-        for t in range(n):  # two independent recursions interleave
-            a, left = _cascade6(np.float64(x[0, start + t]), c, left)
-            b, right = _cascade6(np.float64(x[1, start + t]), c, right)
-            u[t] = a
-            w[t] = b
+def _eq4_chunk(rows, lane_rows, lane_stems, coef, start, n, st, out):  # pragma: no cover - compiled
+    """EQ ``rows[lane_rows[l], start:start + n]`` into ``out[l, :n]``; returns the new state.
+
+    Lane ``l`` uses the cascade ``coef[lane_stems[l]]``. The coefficients and the twelve
+    states ``st`` are 4-tuples over the lanes, so the whole recursion lives in registers
+    (loading the coefficients here rather than passing them in keeps it that way).
+    """
+    r0, r1, r2, r3 = lane_rows[0], lane_rows[1], lane_rows[2], lane_rows[3]
+    c0, c1 = _section_coefficients(coef, lane_stems, 0), _section_coefficients(coef, lane_stems, 1)
+    c2, c3 = _section_coefficients(coef, lane_stems, 2), _section_coefficients(coef, lane_stems, 3)
+    c4, c5 = _section_coefficients(coef, lane_stems, 4), _section_coefficients(coef, lane_stems, 5)
+    s = st
+    for t in range(n):
+        u = (np.float64(rows[r0, start + t]), np.float64(rows[r1, start + t]),
+             np.float64(rows[r2, start + t]), np.float64(rows[r3, start + t]))
+        u, p0, q0 = _section4(u, c0, s[0], s[1])
+        u, p1, q1 = _section4(u, c1, s[2], s[3])
+        u, p2, q2 = _section4(u, c2, s[4], s[5])
+        u, p3, q3 = _section4(u, c3, s[6], s[7])
+        u, p4, q4 = _section4(u, c4, s[8], s[9])
+        u, p5, q5 = _section4(u, c5, s[10], s[11])
+        s = (p0, q0, p1, q1, p2, q2, p3, q3, p4, q4, p5, q5)
+        out[0, t] = u[0]
+        out[1, t] = u[1]
+        out[2, t] = u[2]
+        out[3, t] = u[3]
+    return s
+
+
+@njit(**_VEC)
+def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_state, y):  # pragma: no cover
+    """Channels ``first_row .. first_row + LANES - 1`` (whole stems) of :func:`channel_strip`."""
+    n_rows, n_samples = rows.shape
+    lane_rows = np.empty(LANES, dtype=np.int64)
+    lane_stems = np.empty(LANES, dtype=np.int64)
+    for lane in range(LANES):  # lanes past the last channel repeat it (their output is dropped)
+        lane_rows[lane] = min(first_row + lane, n_rows - 1)
+        lane_stems[lane] = lane_rows[lane] // n_ch
+    st = (_lanes(states, lane_rows, 0, 0), _lanes(states, lane_rows, 0, 1), _lanes(states, lane_rows, 1, 0),
+          _lanes(states, lane_rows, 1, 1), _lanes(states, lane_rows, 2, 0), _lanes(states, lane_rows, 2, 1),
+          _lanes(states, lane_rows, 3, 0), _lanes(states, lane_rows, 3, 1), _lanes(states, lane_rows, 4, 0),
+          _lanes(states, lane_rows, 4, 1), _lanes(states, lane_rows, 5, 0), _lanes(states, lane_rows, 5, 1))
+    first_stem = first_row // n_ch
+    n_group_stems = (min(first_row + LANES, n_rows) - first_row) // n_ch
+    eq_out = np.empty((LANES, CHUNK))
+    silent = np.zeros(CHUNK)  # the second channel of a mono stem
+    gain = np.empty(CHUNK)
+    e = np.empty(CHUNK)
+    bits = np.empty(CHUNK, dtype=np.int64)
+    g = comp_state[first_stem:first_stem + n_group_stems].copy()
+    for start in range(0, n_samples, CHUNK):
+        n = min(CHUNK, n_samples - start)
+        st = _eq4_chunk(rows, lane_rows, lane_stems, coef, start, n, st, eq_out)
+        for i in range(n_group_stems):
+            s = first_stem + i
+            u = eq_out[i * n_ch]
+            w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
+            g[i] = _stem_chunk(u, w, n, n_ch, comp[s], sat[s], out_gain[s], g[i], y[s], start, gain, e, bits)
+    for lane in range(min(LANES, n_rows - first_row)):
+        for k in range(6):
+            states[first_row + lane, k, 0] = st[2 * k][lane]
+            states[first_row + lane, k, 1] = st[2 * k + 1][lane]
+    comp_state[first_stem:first_stem + n_group_stems] = g
+
+
+@njit(**_VEC)
+def _stem_chunk(u, w, n, n_ch, comp, sat, m, g, y, start, gain, e, bits):  # pragma: no cover - compiled
+    """Compressor, saturator and output matrix of one stem's EQ'd chunk ``u``, ``w`` (in place).
+
+    Writes ``y[:, start:start + n]``; returns the smoother state after the chunk.
+    """
+    thr, ratio, knee, makeup, aa, ar = comp[0], comp[1], comp[2], comp[3], comp[4], comp[5]
+    if ratio != 1.0:
+        knee = knee if knee > 1e-6 else 1e-6  # as automix.dsp.compressor.gain_computer_db
+        _gain_target_chunk(u, w, n, 1.0 / n_ch, thr, 1.0 / ratio - 1.0, knee, gain, bits)
     else:
+        gain[:n] = 0.0
+    g = _smooth_chunk(gain, n, aa, ar, g)
+    for t in range(n):
+        gain[t] = _NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup)
+    exp_inplace(gain, bits, n)
+    for t in range(n):
+        u[t] *= gain[t]
+    drive, compensation, mix = sat[0], sat[1], sat[2]
+    if mix != 0.0:
+        _saturate_chunk(u, n, drive, compensation, mix, e, bits)
+    if n_ch == 2:
         for t in range(n):
-            a, left = _cascade6(np.float64(x[0, start + t]), c, left)
-            u[t] = a
-    return left, right
+            w[t] *= gain[t]
+        if mix != 0.0:
+            _saturate_chunk(w, n, drive, compensation, mix, e, bits)
+        m00, m01, m10, m11 = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+        for t in range(n):
+            y[0, start + t] = m00 * u[t] + m01 * w[t]
+            y[1, start + t] = m10 * u[t] + m11 * w[t]
+    else:
+        m00, m10 = m[0, 0], m[1, 0]
+        for t in range(n):
+            y[0, start + t] = m00 * u[t]
+            y[1, start + t] = m10 * u[t]
+    return g
 
 
 @njit(**_VEC)
@@ -385,53 +524,3 @@ def _saturate_chunk(z, n, drive, compensation, mix, e, bits):  # pragma: no cove
         th = (1.0 - q) / (1.0 + q)
         th = th if drive * z[t] >= 0.0 else -th
         z[t] = dry * z[t] + wet * th
-
-
-@njit(**_VEC)
-def _strip_row(x, c, comp, sat, m, st, g, y):  # pragma: no cover - compiled
-    """One stem of :func:`channel_strip`; returns the final smoothed gain (dB)."""
-    n_ch, n_samples = x.shape
-    stereo = n_ch == 2
-    left = _load6(st[0])
-    right = _load6(st[1 if stereo else 0])
-    thr, ratio, knee, makeup, aa, ar = comp[0], comp[1], comp[2], comp[3], comp[4], comp[5]
-    knee = knee if knee > 1e-6 else 1e-6  # as automix.dsp.compressor.gain_computer_db
-    slope = 1.0 / ratio - 1.0
-    drive, sat_comp, sat_mix = sat[0], sat[1], sat[2]
-    u = np.zeros(CHUNK)
-    w = np.zeros(CHUNK)  # stays 0 for a mono stem
-    gain = np.empty(CHUNK)
-    e = np.empty(CHUNK)
-    bits = np.empty(CHUNK, dtype=np.int64)
-    for start in range(0, n_samples, CHUNK):
-        n = min(CHUNK, n_samples - start)
-        left, right = _eq_chunk(x, start, n, c, left, right, stereo, u, w)
-        if ratio != 1.0:
-            _gain_target_chunk(u, w, n, 1.0 / n_ch, thr, slope, knee, gain, bits)
-        else:
-            gain[:n] = 0.0
-        g = _smooth_chunk(gain, n, aa, ar, g)
-        for t in range(n):
-            gain[t] = _NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup)
-        exp_inplace(gain, bits, n)
-        for t in range(n):
-            u[t] *= gain[t]
-            w[t] *= gain[t]
-        if sat_mix != 0.0:
-            _saturate_chunk(u, n, drive, sat_comp, sat_mix, e, bits)
-            if stereo:
-                _saturate_chunk(w, n, drive, sat_comp, sat_mix, e, bits)
-        if stereo:
-            m00, m01, m10, m11 = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
-            for t in range(n):
-                y[0, start + t] = m00 * u[t] + m01 * w[t]
-                y[1, start + t] = m10 * u[t] + m11 * w[t]
-        else:
-            m00, m10 = m[0, 0], m[1, 0]
-            for t in range(n):
-                y[0, start + t] = m00 * u[t]
-                y[1, start + t] = m10 * u[t]
-    _store6(st[0], left)
-    if stereo:
-        _store6(st[1], right)
-    return g
