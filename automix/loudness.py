@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -45,15 +45,14 @@ CHANNEL_WEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0, 1.41, 1.41)
 #: Oversampling of the true-peak meter.
 TRUE_PEAK_OVERSAMPLING: int = 4
 #: Half length of the true-peak interpolator in input samples (12 taps per phase, as
-#: the BS.1770-4 Annex 2 example filter).
+#: the BS.1770-4 Annex 2 example filter; the compiled interpolator is written for 12).
 _TP_HALF: int = 6
 #: Kaiser window shape of the true-peak interpolator (5: flat to 0.7 x Nyquist,
 #: -0.3 dB at 0.8 x Nyquist).
 _TP_BETA: float = 5.0
-#: Centre taps per side of the true-peak meter's first, partial estimate (speed only).
+#: Centre taps per side of the true-peak meter's first, partial estimate (speed only;
+#: the compiled estimate is written for 3).
 _TP_NEAR: int = 3
-#: Interpolated positions per skippable block of the true-peak meter (speed only).
-_TP_BLOCK: int = 512
 
 #: Samples at or beyond this magnitude count as clipped (16-bit positive full scale).
 CLIP_LEVEL: float = 1.0 - 2.0**-15
@@ -146,19 +145,14 @@ def _hop_length(sample_rate: int, hop_s: float = HOP_S) -> int:
 
 @dataclass
 class _Sums:
-    """One sweep's worth of per-channel statistics (float64)."""
+    """Level statistics of a signal (float64 sums)."""
 
-    maxima: np.ndarray
-    minima: np.ndarray
-    sums: np.ndarray
-    squares: np.ndarray
+    peak: float  # largest |sample| (NaN if the signal holds NaN)
+    sums: np.ndarray  # (channels,) sum of the samples
+    squares: np.ndarray  # (channels,) sum of their squares
     clipped: int
     cross: float = math.nan  # sum(L*R), stereo only
     side: float = math.nan  # sum((L-R)**2), stereo only
-
-    @property
-    def peak(self) -> float:
-        return float(max(self.maxima.max(initial=0.0), -self.minima.min(initial=0.0)))
 
     @property
     def correlation(self) -> float:
@@ -194,26 +188,43 @@ def hop_energies(samples: Any, sample_rate: int, hop_s: float = HOP_S) -> tuple[
     hop : int
         Hop length in samples.
     """
-    energies, hop, _ = _sweep(_as_2d(samples), int(sample_rate), hop_s)
+    x = _as_2d(samples)
+    hop = _hop_length(int(sample_rate), hop_s)
+    energies = np.zeros(x.shape[-1] // hop)
+    _add_hop_energies(x, int(sample_rate), hop, energies, _weights(x.shape[0]))
     return energies, hop
 
 
-def _sweep(x: np.ndarray, sample_rate: int, hop_s: float = HOP_S) -> tuple[np.ndarray, int, _Sums]:
-    """Hop energies and level statistics of ``x`` in one pass over the samples."""
+#: Nepers the slowest K-weighting pole must decay over a lane's warm-up (e**-50 ~ 2e-22:
+#: the state a lane starts from no longer matters to float64 precision).
+_WARMUP_NEPERS: float = 50.0
+
+
+@lru_cache(maxsize=64)
+def _warmup_hops(sample_rate: int, hop: int) -> int:
+    """Hops a K-weighting lane must run before its own to forget its zero start state."""
+    radius = max(float(np.abs(np.roots([1.0, s[4], s[5]])).max()) for s in k_weighting_sos(sample_rate))
+    return int(math.ceil(_WARMUP_NEPERS / -math.log(radius) / hop))
+
+
+def _add_hop_energies(x: np.ndarray, sample_rate: int, hop: int, out: np.ndarray, weights: np.ndarray) -> None:
+    """``out[h] +=`` channel-weighted K-weighted energy of hop ``h`` of ``x`` (``weights`` per row)."""
     from automix.loudness_kernels import k_weighted_hop_energies
 
-    hop = _hop_length(sample_rate, hop_s)
-    channels = x.shape[0]
-    energies = np.zeros(x.shape[-1] // hop)
-    levels = np.zeros((channels, 4))
+    if out.size:
+        k_weighted_hop_energies(x, k_weighting_sos(sample_rate), weights, hop, out, _warmup_hops(sample_rate, hop))
+
+
+def _levels(x: np.ndarray, peak: float | None = None) -> _Sums:
+    """Peak, DC, energy, clipping and stereo sums of ``x`` (``peak`` when already known)."""
+    from automix.loudness_kernels import level_sums
+
+    sums = np.zeros((x.shape[0], 2))
     stereo = np.full(2, math.nan)
-    if x.shape[-1]:
-        k_weighted_hop_energies(x, k_weighting_sos(sample_rate), _weights(channels), hop, energies, levels, stereo)
-    clipped = 0
-    if levels[:, 0].max(initial=0.0) >= CLIP_LEVEL or levels[:, 1].min(initial=0.0) <= -CLIP_LEVEL:
-        clipped = int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL))
-    stats = _Sums(levels[:, 0], levels[:, 1], levels[:, 2], levels[:, 3], clipped, float(stereo[0]), float(stereo[1]))
-    return energies, hop, stats
+    clipped = int(level_sums(x, CLIP_LEVEL, sums, stereo)) if x.shape[-1] else 0
+    if peak is None:
+        peak = float(max(x.max(initial=0.0), -x.min(initial=0.0))) if x.size else 0.0
+    return _Sums(float(peak), sums[:, 0], sums[:, 1], clipped, float(stereo[0]), float(stereo[1]))
 
 
 def window_loudness(energies: np.ndarray, hop: int, hops_per_window: int) -> np.ndarray:
@@ -341,9 +352,8 @@ def true_peak_phases() -> tuple[np.ndarray, float, np.ndarray, float]:
 def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None = None) -> float:
     """True peak (largest magnitude of the 4x oversampled signal), full-scale units.
 
-    The signal is taken as zero outside its ends. Stretches whose sample peak is too
-    low to beat the running maximum even at the interpolator's largest possible gain
-    are skipped, which does not change the result (the loudest stretches go first).
+    The signal is taken as zero outside its ends. Every interpolated output is computed
+    (a vectorised pass, cheaper than working out which stretches could be skipped).
 
     Parameters
     ----------
@@ -357,15 +367,31 @@ def true_peak(samples: Any, sample_rate: int | None = None, peak: float | None =
     best = sample_peak(x) if peak is None else float(peak)
     if best == 0.0:
         return 0.0
-    from automix.loudness_kernels import true_peak_block_peaks, true_peak_blocks
+    return max([best] + [_channel_true_peak(channel) for channel in x])
 
-    phases, gain_bound, near, outer_gain = true_peak_phases()
-    for channel in x:  # outputs between x[n-1] and x[n] for n = 0 .. T (silent outside)
-        peaks = true_peak_block_peaks(channel, phases.shape[1], _TP_BLOCK)
-        order = np.argsort(-peaks, kind="stable")
-        best = max(best, float(true_peak_blocks(channel, phases, near, gain_bound, outer_gain, _TP_BLOCK,
-                                                peaks, order, np.float32(best))))
-    return best
+
+def _channel_true_peak(channel: np.ndarray) -> float:
+    """Largest magnitude of the interpolated outputs of one channel ``(samples,)`` (silent outside).
+
+    Output ``n`` (``0 <= n <= T``, three phases between ``x[n-1]`` and ``x[n]``) is computed
+    from ``x[n-6 .. n+5]``: the outputs whose taps lie inside the signal straight from it,
+    the few at each end from a short zero-padded copy.
+    """
+    from automix.loudness_kernels import interpolated_abs_max
+
+    phases = true_peak_phases()[0]
+    taps = phases.shape[1]
+    half = taps // 2
+    x = np.ascontiguousarray(channel, dtype=np.float32)
+    frames = x.shape[0]
+    if frames < 4 * taps:
+        padded = np.concatenate([np.zeros(half, np.float32), x, np.zeros(half, np.float32)])
+        return float(interpolated_abs_max(padded, phases, 0, frames + 1))
+    head = np.concatenate([np.zeros(half, np.float32), x[: taps + half - 1]])  # outputs 0 .. half-1
+    tail = np.concatenate([x[frames - taps - half + 1:], np.zeros(half, np.float32)])  # outputs T-half+1 .. T
+    return float(max(interpolated_abs_max(head, phases, 0, half),
+                     interpolated_abs_max(x, phases, 0, frames - taps + 1),  # outputs half .. T-half
+                     interpolated_abs_max(tail, phases, half, taps)))
 
 
 def true_peak_dbtp(samples: Any, sample_rate: int | None = None) -> float:
@@ -396,30 +422,93 @@ def long_term_power_spectrum(samples: Any, sample_rate: int) -> tuple[np.ndarray
     freqs_hz : np.ndarray ``(bins,)``
     power : np.ndarray ``(bins,)`` (linear, mean square per bin)
     """
-    from scipy import fft as sfft
-
-    from automix.loudness_kernels import accumulate_power
-
     x = _as_2d(samples).astype(np.float32, copy=False)
-    channels, frames = x.shape
-    n = _segment_length(int(sample_rate), frames)
-    hop = n // 2 if frames < SPECTRUM_OVERLAP_MAX_S * sample_rate else n
+    plan = _SpectrumPlan.for_signal(int(sample_rate), x.shape[-1])
+    acc = np.zeros(plan.bins, dtype=np.float64)
+    plan.accumulate(np.ascontiguousarray(x), acc)
+    return plan.finish(acc, x.shape[0])
+
+
+@dataclass(frozen=True)
+class _SpectrumPlan:
+    """Segmenting of one signal for :func:`long_term_power_spectrum` (channels may run apart)."""
+
+    sample_rate: int
+    frames: int
+    n: int  # segment length, samples
+    hop: int  # segment hop, samples
+
+    @classmethod
+    def for_signal(cls, sample_rate: int, frames: int) -> _SpectrumPlan:
+        n = _segment_length(sample_rate, frames)
+        return cls(sample_rate, frames, n, n // 2 if frames < SPECTRUM_OVERLAP_MAX_S * sample_rate else n)
+
+    @property
+    def bins(self) -> int:
+        return self.n // 2 + 1
+
+    @property
+    def window(self) -> np.ndarray:
+        return _hann(self.n)
+
+    @property
+    def count(self) -> int:
+        return 1 + (max(self.frames, self.n) - self.n) // self.hop
+
+    def accumulate(self, x: np.ndarray, acc: np.ndarray, first: int = 0, stop: int | None = None) -> None:
+        """``acc[k] +=`` the power of bin ``k`` summed over the channels of ``float32`` ``x``
+        ``(C, frames)`` and its segments ``first .. stop - 1`` (all of them by default).
+
+        Channels go in pairs through one in-place complex transform per segment (no
+        allocation per transform; :func:`automix.loudness_kernels.accumulate_pair_power`
+        separates them); an odd last channel through real transforms. Each segment's
+        power depends only on that segment of that channel pair, so any split into
+        segment ranges sums to the same result.
+        """
+        from scipy import fft as sfft
+
+        from automix.loudness_kernels import accumulate_pair_power, accumulate_power, windowed_pairs
+
+        if x.shape[-1] < self.n:
+            x = np.pad(x, ((0, 0), (0, self.n - x.shape[-1])))
+        stop = self.count if stop is None else stop
+        size = min(_SPECTRUM_BATCH, max(stop - first, 1))
+        if x.shape[0] >= 2:
+            batch = np.empty((size, self.n), dtype=np.complex64)
+            for c in range(0, x.shape[0] - 1, 2):
+                for start in range(first, stop, size):
+                    block = batch[: min(size, stop - start)]
+                    windowed_pairs(x[c], x[c + 1], self.hop, self.window, start, block)
+                    accumulate_pair_power(sfft.fft(block, axis=-1, overwrite_x=True), acc)
+        if x.shape[0] % 2:
+            channel = x[-1]
+            segments = np.lib.stride_tricks.as_strided(
+                channel, shape=(self.count, self.n), strides=(self.hop * channel.strides[0], channel.strides[0]),
+                writeable=False)
+            batch = np.empty((size, self.n), dtype=np.float32)
+            for start in range(first, stop, size):
+                block = batch[: min(size, stop - start)]
+                np.multiply(segments[start: start + block.shape[0]], self.window, out=block)
+                accumulate_power(sfft.rfft(block, axis=-1, overwrite_x=True), acc)
+
+    def finish(self, acc: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """(freqs_hz, mean-square power per bin) from the channels' summed ``acc``."""
+        window = self.window.astype(np.float64)
+        power = acc / (self.count * channels * self.n * float(np.sum(window**2)))
+        power[1: (self.n + 1) // 2] *= 2.0  # one-sided: fold negative frequencies
+        return np.arange(self.bins) * self.sample_rate / self.n, power
+
+
+#: Complex transforms (segment pairs) per call of the spectrum's FFT.
+_SPECTRUM_BATCH: int = 8
+
+
+@lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    """Periodic Hann window of ``n`` samples (``float32``, read-only)."""
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
-    if frames < n:
-        x = np.pad(x, ((0, 0), (0, n - frames)))
-        frames = n
-    count = 1 + (frames - n) // hop
-    acc = np.zeros(n // 2 + 1, dtype=np.float64)
-    for c in range(channels):
-        segments = np.lib.stride_tricks.as_strided(
-            x[c], shape=(count, n), strides=(hop * x.strides[1], x.strides[1]), writeable=False
-        )
-        for start in range(0, count, 16):
-            accumulate_power(sfft.rfft(segments[start: start + 16] * window, axis=-1, overwrite_x=True), acc)
-    power = acc / (count * channels * n * float(np.sum(window.astype(np.float64) ** 2)))
-    power[1: (n + 1) // 2] *= 2.0  # one-sided: fold negative frequencies
-    freqs = np.arange(n // 2 + 1) * sample_rate / n
-    return freqs, power
+    window.flags.writeable = False
+    return window
 
 
 def third_octave_spectrum(samples: Any, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -439,7 +528,11 @@ def third_octave_spectrum(samples: Any, sample_rate: int) -> tuple[np.ndarray, n
         Mean-square level in each band, dB re full scale (a full-scale sine in a band
         reads -3.0 dB; ``-inf`` where there is no energy).
     """
-    freqs, power = long_term_power_spectrum(samples, sample_rate)
+    return _third_octave_bands(*long_term_power_spectrum(samples, sample_rate), sample_rate)
+
+
+def _third_octave_bands(freqs: np.ndarray, power: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Band centres (Hz) and levels (dB) of a long-term power spectrum (see above)."""
     nyquist = sample_rate / 2.0
     centres = THIRD_OCTAVE_HZ[THIRD_OCTAVE_HZ < nyquist]
     df = freqs[1] - freqs[0]
@@ -459,13 +552,13 @@ def stereo_correlation(samples: Any) -> float:
     ``sum(L*R) / sqrt(sum(L**2) * sum(R**2))``; ``nan`` unless stereo and non-silent.
     """
     x = _as_2d(samples)
-    return _sweep(x, 48000)[2].correlation if x.shape[0] == 2 else math.nan
+    return _levels(x).correlation if x.shape[0] == 2 else math.nan
 
 
 def side_mid_ratio_db(samples: Any) -> float:
     """Energy of side ``(L-R)/2`` relative to mid ``(L+R)/2``, dB (``nan`` unless stereo)."""
     x = _as_2d(samples)
-    return _sweep(x, 48000)[2].side_mid_db if x.shape[0] == 2 else math.nan
+    return _levels(x).side_mid_db if x.shape[0] == 2 else math.nan
 
 
 # --------------------------------------------------------------------------- report
@@ -571,7 +664,7 @@ def _json_number(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def analyze(samples: Any, sample_rate: int, threads: int | None = None) -> Metrics:
+def analyze(samples: Any, sample_rate: int, threads: int | None = None, peak: float | None = None) -> Metrics:
     """Measure loudness, peaks, stereo image, DC, clipping and the long-term spectrum.
 
     Parameters
@@ -581,8 +674,11 @@ def analyze(samples: Any, sample_rate: int, threads: int | None = None) -> Metri
     sample_rate : int
         Hz.
     threads : int, optional
-        Threads for the three independent passes (loudness/levels, true peak,
-        spectrum); default: up to 3, at most the number of CPUs. 1 runs them in turn.
+        Threads for the independent passes (per channel: spectrum, true peak, K-weighted
+        loudness; then the level sums); default: the CPUs this process may use. 1 runs
+        them in turn (same results).
+    peak : float, optional
+        Largest absolute sample value when already known (``Audio.peak``; saves a pass).
 
     Returns
     -------
@@ -598,21 +694,31 @@ def analyze(samples: Any, sample_rate: int, threads: int | None = None) -> Metri
     x = _as_2d(samples)
     sample_rate = int(sample_rate)
     channels, frames = x.shape
-    workers = max(1, min(3, os.cpu_count() or 1)) if threads is None else max(1, int(threads))
-    if workers > 1:  # the three passes are independent and release the GIL
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    hop = _hop_length(sample_rate)
+    weights = _weights(channels)
+    plan = _SpectrumPlan.for_signal(sample_rate, frames)
+    energies = np.zeros((channels, frames // hop))
+    power = np.zeros((channels, plan.bins))  # one accumulator per spectrum job
+    # Independent passes (the kernels release the GIL), longest first.
+    jobs = ([partial(plan.accumulate, x32, power[c], c * plan.count // channels, (c + 1) * plan.count // channels)
+             for c in range(channels)]
+            + [partial(_channel_true_peak, x32[c]) for c in range(channels)]
+            + [partial(_add_hop_energies, x[c: c + 1], sample_rate, hop, energies[c], weights[c: c + 1])
+               for c in range(channels)]
+            + [partial(_levels, x, peak)])
+    workers = len(os.sched_getaffinity(0)) if threads is None else int(threads)
+    if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(workers, 3)) as pool:
-            sweep = pool.submit(_sweep, x, sample_rate)
-            peak_job = pool.submit(true_peak, x)
-            spectrum_job = pool.submit(third_octave_spectrum, x, sample_rate)
-            energies, hop, stats = sweep.result()
-            tp_linear = peak_job.result()
-            freqs, spectrum = spectrum_job.result()
+        with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            results = list(pool.map(lambda job: job(), jobs))
     else:
-        energies, hop, stats = _sweep(x, sample_rate)
-        tp_linear = true_peak(x, peak=stats.peak)
-        freqs, spectrum = third_octave_spectrum(x, sample_rate)
+        results = [job() for job in jobs]
+    stats = results[-1]
+    tp_linear = max([stats.peak] + results[channels: 2 * channels])
+    energies = energies.sum(axis=0)
+    freqs, spectrum = _third_octave_bands(*plan.finish(power.sum(axis=0), channels), sample_rate)
     if not np.all(np.isfinite(stats.sums)):
         raise AudioError("the audio contains NaN or infinite sample values")
     peak = stats.peak

@@ -1,8 +1,9 @@
 """Numba kernels of the meters in :mod:`automix.loudness` (one pass each, no temporaries).
 
 Analysing a whole song must cost about as much as decoding it, so the per-sample work
-is fused: K-weighting and 100 ms block energies in one recursion, the 4x true-peak
-interpolation with its running maximum, and every level/stereo sum in one sweep.
+is fused: K-weighting and 100 ms block energies in one recursion (run on SIMD lanes over
+stretches of the signal), the 4x true-peak interpolation with its running maximum, and
+every level/stereo sum in one vectorised sweep.
 Compiled on first use and cached on disk (``cache=True``).
 """
 from __future__ import annotations
@@ -13,17 +14,29 @@ from numba import njit
 #: fastmath flags that allow vectorised reductions but keep inf/NaN semantics.
 _REDUCE = {"reassoc", "contract", "nsz", "arcp"}
 #: Outputs per vectorised pass of the true-peak interpolator.
-_CHUNK = 256
+_CHUNK = 512
 
 
-@njit(cache=True, nogil=True)
-def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragma: no cover - compiled
-    """One sweep over ``x``: K-weighted hop energies plus the plain level statistics.
+#: Independent stretches of the signal the K-weighting recursion runs on side by side
+#: (SIMD lanes: the recursion is serial in time, so parallelism comes from splitting time).
+LANES = 16
+#: Samples per lane gathered into the cache-resident lane buffer at a time.
+_LANE_CHUNK = 256
 
-    Adds ``weights[c] * sum(y_c**2)`` of each hop of the K-weighted signal ``y`` to
-    ``out``, and fills ``levels[c] = (max, min, sum, sum of squares)`` of ``x`` and, for
-    stereo, ``stereo = (sum(L*R), sum((L-R)**2))``. Channels run two at a time (the
-    independent recursions interleave on the CPU; the sums come for free beside them).
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def k_weighted_hop_energies(x, sos, weights, hop, out, warmup_hops):  # pragma: no cover - compiled
+    """Add the channel-weighted energy of each hop of the K-weighted signal to ``out``.
+
+    ``out[h] += sum_c weights[c] * sum(y_c[h*hop : (h+1)*hop]**2)`` where ``y_c`` is
+    ``x[c]`` (zero before it starts) through both sections of ``sos``.
+
+    The hops are split into :data:`LANES` consecutive runs that are filtered side by
+    side, one SIMD lane each. Each run but the first starts ``warmup_hops`` hops early
+    from a zero state, so that its state has converged to the true one (to rounding) by
+    the time its own hops begin: the caller sizes the warm-up from the filter's
+    slowest pole (``|pole|**warm-up`` far below float64 rounding). The first run
+    starts at the signal's start, exactly as a plain recursion does.
 
     Parameters
     ----------
@@ -32,11 +45,16 @@ def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragm
     weights : (C,) float64, BS.1770 channel weights
     hop : int, samples per hop
     out : (n_hops,) float64, accumulated in place; ``n_hops * hop <= T``
-    levels : (C, 4) float64, output
-    stereo : (2,) float64, output (left untouched unless ``C == 2``)
+    warmup_hops : int, hops each run is started early
     """
     n_hops = out.shape[0]
-    channels, frames = x.shape
+    if n_hops == 0:
+        return
+    channels = x.shape[0]
+    end = n_hops * hop
+    per_lane = (n_hops + LANES - 1) // LANES
+    span = per_lane * hop
+    warm = warmup_hops * hop
     # Transposed DF-II rewritten so that each state update needs one multiply-add of
     # the previous state (y = b0 u + s0; s0' = (b1 - a1 b0) u + s1 - a1 s0;
     # s1' = (b2 - a2 b0) u - a2 s0): a shorter dependency chain per sample.
@@ -44,151 +62,140 @@ def k_weighted_hop_energies(x, sos, weights, hop, out, levels, stereo):  # pragm
     k01, k02 = sos[0, 1] - a01 * b00, sos[0, 2] - a02 * b00
     b10, a11, a12 = sos[1, 0], sos[1, 4], sos[1, 5]
     k11, k12 = sos[1, 1] - a11 * b10, sos[1, 2] - a12 * b10
-    for c in range(0, channels, 2):
-        d = c + 1 if c + 1 < channels else c  # odd count: the last channel runs alone
-        wc = weights[c]
-        wd = weights[d] if d != c else 0.0
-        p00 = p01 = p10 = p11 = 0.0
-        q00 = q01 = q10 = q11 = 0.0
-        hi_c = hi_d = -np.inf
-        lo_c = lo_d = np.inf
-        sum_c = sum_d = sq_c = sq_d = cross = side = 0.0
-        for h in range(n_hops + 1):
-            acc_c = 0.0
-            acc_d = 0.0
-            stop = (h + 1) * hop if h < n_hops else frames
-            for t in range(h * hop, stop):
-                u = np.float64(x[c, t])
-                v = np.float64(x[d, t])
-                yu = b00 * u + p00
-                yv = b00 * v + q00
-                p00, p01 = k01 * u + p01 - a01 * p00, k02 * u - a02 * p00
-                q00, q01 = k01 * v + q01 - a01 * q00, k02 * v - a02 * q00
-                zu = b10 * yu + p10
-                zv = b10 * yv + q10
-                p10, p11 = k11 * yu + p11 - a11 * p10, k12 * yu - a12 * p10
-                q10, q11 = k11 * yv + q11 - a11 * q10, k12 * yv - a12 * q10
-                acc_c += zu * zu
-                acc_d += zv * zv
-                hi_c = max(hi_c, u)
-                hi_d = max(hi_d, v)
-                lo_c = min(lo_c, u)
-                lo_d = min(lo_d, v)
-                sum_c += u
-                sum_d += v
-                sq_c += u * u
-                sq_d += v * v
-                cross += u * v
-                side += (u - v) * (u - v)
-            if h < n_hops:
-                out[h] += wc * acc_c + wd * acc_d
-        levels[c, 0], levels[c, 1], levels[c, 2], levels[c, 3] = hi_c, lo_c, sum_c, sq_c
-        levels[d, 0], levels[d, 1], levels[d, 2], levels[d, 3] = hi_d, lo_d, sum_d, sq_d
-        if channels == 2:
-            stereo[0], stereo[1] = cross, side
+    buf = np.empty(_LANE_CHUNK * LANES, dtype=np.float64)  # buf[k * LANES + j]: step k of lane j
+    s0 = np.empty(LANES)
+    s1 = np.empty(LANES)
+    s2 = np.empty(LANES)
+    s3 = np.empty(LANES)
+    acc = np.empty(LANES)
+    for c in range(channels):
+        s0[:] = 0.0
+        s1[:] = 0.0
+        s2[:] = 0.0
+        s3[:] = 0.0
+        for h in range(-warmup_hops, per_lane):
+            acc[:] = 0.0
+            for k0 in range(0, hop, _LANE_CHUNK):
+                m = min(_LANE_CHUNK, hop - k0)
+                for j in range(LANES):
+                    t0 = j * span + h * hop + k0
+                    if t0 >= 0 and t0 + m <= end:
+                        for k in range(m):
+                            buf[k * LANES + j] = x[c, t0 + k]
+                    else:  # before the start: silence; past the end: any signal (its hops are
+                        # dropped) but not silence, whose decaying tail would go denormal
+                        for k in range(m):
+                            t = t0 + k
+                            buf[k * LANES + j] = 0.0 if t < 0 else x[c, t % end]
+                for k in range(m):
+                    base = k * LANES
+                    for j in range(LANES):
+                        u = buf[base + j]
+                        p = s0[j]
+                        y = b00 * u + p
+                        s0[j] = k01 * u + s1[j] - a01 * p
+                        s1[j] = k02 * u - a02 * p
+                        q = s2[j]
+                        z = b10 * y + q
+                        s2[j] = k11 * y + s3[j] - a11 * q
+                        s3[j] = k12 * y - a12 * q
+                        acc[j] += z * z
+            if h >= 0:
+                for j in range(LANES):
+                    index = j * per_lane + h
+                    if index < n_hops:
+                        out[index] += weights[c] * acc[j]
 
 
 @njit(cache=True, nogil=True, fastmath=_REDUCE)
-def _interpolated_abs_max(src, phases, start, stop, acc, lanes):  # pragma: no cover - compiled
-    """``max |sum_i phases[p, i] * src[n + i]|`` over phases ``p`` and ``start <= n < stop``.
+def level_sums(x, clip_level, sums, stereo):  # pragma: no cover - compiled
+    """Level sums of ``x`` in one vectorised pass; returns the clipped-sample count.
 
-    ``acc`` (``(phases, _CHUNK)``) and ``lanes`` (``(_CHUNK,)``) are float32 scratch. The
-    loops run tap by tap over a chunk of outputs, and the running maximum is kept per
-    lane (element-wise, no loop-carried dependency), so that everything vectorises.
+    Fills ``sums[c] = (sum, sum of squares)`` of each channel and, for stereo,
+    ``stereo = (sum(L*R), sum((L-R)**2))``; counts samples with ``|x| >= clip_level``.
+    NaN/Inf samples make the sums non-finite (how callers detect them).
+
+    Parameters
+    ----------
+    x : (C, T) float32 or float64
+    clip_level : float
+    sums : (C, 2) float64, output
+    stereo : (2,) float64, output (left untouched unless ``C == 2``)
     """
-    n_phases, taps = phases.shape
-    last = taps - 1
-    for j in range(_CHUNK):
-        lanes[j] = 0.0
+    channels, frames = x.shape
+    clipped = 0
+    for c in range(channels):
+        total = 0.0
+        square = 0.0
+        for t in range(frames):
+            u = np.float64(x[c, t])
+            total += u
+            square += u * u
+            clipped += abs(u) >= clip_level
+        sums[c, 0], sums[c, 1] = total, square
+    if channels == 2:
+        cross = 0.0
+        side = 0.0
+        for t in range(frames):
+            u = np.float64(x[0, t])
+            v = np.float64(x[1, t])
+            cross += u * v
+            side += (u - v) * (u - v)
+        stereo[0], stereo[1] = cross, side
+    return clipped
+
+
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
+def interpolated_abs_max(src, h, start, stop):  # pragma: no cover - compiled
+    """``max |sum_i h[p, i] * src[n + i]|`` over the 3 phases ``p`` of a 12-tap ``h`` and ``start <= n < stop``.
+
+    Taps are held in registers and the outputs of a chunk are computed side by side
+    (vectorised), each keeping its own running maximum (``lanes``).
+    """
+    a0, a1, a2, a3, a4, a5 = h[0, 0], h[0, 1], h[0, 2], h[0, 3], h[0, 4], h[0, 5]
+    a6, a7, a8, a9, a10, a11 = h[0, 6], h[0, 7], h[0, 8], h[0, 9], h[0, 10], h[0, 11]
+    b0, b1, b2, b3, b4, b5 = h[1, 0], h[1, 1], h[1, 2], h[1, 3], h[1, 4], h[1, 5]
+    b6, b7, b8, b9, b10, b11 = h[1, 6], h[1, 7], h[1, 8], h[1, 9], h[1, 10], h[1, 11]
+    c0, c1, c2, c3, c4, c5 = h[2, 0], h[2, 1], h[2, 2], h[2, 3], h[2, 4], h[2, 5]
+    c6, c7, c8, c9, c10, c11 = h[2, 6], h[2, 7], h[2, 8], h[2, 9], h[2, 10], h[2, 11]
+    lanes = np.zeros(_CHUNK, dtype=np.float32)
     for n0 in range(start, stop, _CHUNK):
         m = min(_CHUNK, stop - n0)
-        for p in range(n_phases):
-            row = acc[p]
-            for j in range(m):
-                row[j] = 0.0
-        for i in range(last):
-            x = src[n0 + i: n0 + i + m]
-            for p in range(n_phases):
-                h = phases[p, i]
-                row = acc[p]
-                for j in range(m):
-                    row[j] += h * x[j]
-        x = src[n0 + last: n0 + last + m]
-        for p in range(n_phases):
-            h = phases[p, last]
-            row = acc[p]
-            for j in range(m):
-                v = abs(row[j] + h * x[j])
-                lanes[j] = v if v > lanes[j] else lanes[j]
+        s = src[n0: n0 + m + 11]  # a slice: plain non-negative indices vectorise
+        for j in range(m):
+            x0, x1, x2, x3, x4, x5 = s[j], s[j + 1], s[j + 2], s[j + 3], s[j + 4], s[j + 5]
+            x6, x7, x8, x9, x10, x11 = s[j + 6], s[j + 7], s[j + 8], s[j + 9], s[j + 10], s[j + 11]
+            u = (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3 + a4 * x4 + a5 * x5
+                 + a6 * x6 + a7 * x7 + a8 * x8 + a9 * x9 + a10 * x10 + a11 * x11)
+            v = (b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4 + b5 * x5
+                 + b6 * x6 + b7 * x7 + b8 * x8 + b9 * x9 + b10 * x10 + b11 * x11)
+            w = (c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3 + c4 * x4 + c5 * x5
+                 + c6 * x6 + c7 * x7 + c8 * x8 + c9 * x9 + c10 * x10 + c11 * x11)
+            u = max(max(abs(u), abs(v)), abs(w))
+            lanes[j] = u if u > lanes[j] else lanes[j]
     best = np.float32(0.0)
     for j in range(_CHUNK):
         best = max(best, lanes[j])
     return best
 
 
-@njit(cache=True, nogil=True, fastmath=_REDUCE)
-def true_peak_block_peaks(x, taps, block):  # pragma: no cover - compiled
-    """Largest ``|x|`` under the taps of each block of ``block`` interpolated outputs.
+@njit(cache=True, nogil=True)
+def windowed_pairs(left, right, hop, window, first, z):  # pragma: no cover - compiled
+    """Fill ``z[b]`` with segment ``first + b`` of ``left`` (real part) and of ``right``
+    (imaginary part), both multiplied by ``window``.
 
-    Output ``n`` (``0 <= n <= T``) lies between ``x[n-1]`` and ``x[n]`` and is computed
-    from ``x[n - taps//2 : n + taps//2]`` (zero outside the signal), so its magnitude is
-    at most a phase's L1 norm times the block's value here.
+    Segment ``s`` of a channel is ``channel[s * hop: s * hop + len(window)]``. Packing two
+    real segments into one complex transform gives both their spectra at once (see
+    :func:`accumulate_pair_power`), in place in ``z`` (``(B, n)`` complex64).
     """
-    frames = x.shape[0]
-    half = taps // 2
-    n_out = frames + 1
-    n_blocks = (n_out + block - 1) // block
-    peaks = np.empty(n_blocks, dtype=np.float32)
-    for b in range(n_blocks):
-        lo = max(b * block - half, 0)
-        hi = min(min((b + 1) * block, n_out) - 1 + half, frames)
-        peak = np.float32(0.0)
-        for t in range(lo, hi):
-            peak = max(peak, abs(x[t]))
-        peaks[b] = peak
-    return peaks
-
-
-@njit(cache=True, nogil=True, fastmath=_REDUCE)
-def true_peak_blocks(x, phases, near, gain_bound, outer_gain, block, peaks, order, best):  # pragma: no cover - compiled
-    """Largest interpolated magnitude of one channel ``x``, at least ``best``.
-
-    Blocks are visited in ``order`` (loudest sample peak first) until a block's
-    ``peaks * gain_bound`` (``gain_bound``: the largest L1 norm of a phase) cannot beat
-    the running maximum. Each remaining block is first measured with the ``near`` taps
-    only (the centre columns of ``phases``): the full interpolation is computed only if
-    that partial sum plus ``outer_gain`` (the largest L1 norm of the left-out taps)
-    times the block's peak can beat the running maximum. Blocks at the ends of the
-    signal are copied with their zero padding into a scratch buffer.
-    """
-    frames = x.shape[0]
-    taps = phases.shape[1]
-    half = taps // 2
-    skip = (taps - near.shape[1]) // 2  # taps left out on each side by ``near``
-    n_out = frames + 1
-    acc = np.empty((phases.shape[0], _CHUNK), dtype=np.float32)
-    lanes = np.empty(_CHUNK, dtype=np.float32)
-    scratch = np.zeros(block + taps - 1, dtype=np.float32)
-    for b in order:
-        if peaks[b] * gain_bound <= best:
-            break
-        lo = b * block
-        hi = min(lo + block, n_out)
-        first = lo - half  # x index of the first tap of output lo
-        if first >= 0 and hi - 1 - half + taps <= frames:
-            src, start = x, first
-        else:
-            for k in range(hi - lo + taps - 1):
-                t = first + k
-                scratch[k] = x[t] if 0 <= t < frames else np.float32(0.0)
-            src, start = scratch, 0
-        partial = _interpolated_abs_max(src, near, start + skip, start + skip + hi - lo, acc, lanes)
-        if partial + outer_gain * peaks[b] <= best:
-            continue
-        found = _interpolated_abs_max(src, phases, start, start + hi - lo, acc, lanes)
-        if found > best:
-            best = found
-    return best
+    n = window.shape[0]
+    for b in range(z.shape[0]):
+        start = (first + b) * hop
+        re = left[start: start + n]
+        im = right[start: start + n]
+        row = z[b]
+        for i in range(n):
+            row[i] = complex(re[i] * window[i], im[i] * window[i])
 
 
 @njit(cache=True, nogil=True, fastmath=_REDUCE)
@@ -198,3 +205,25 @@ def accumulate_power(spectra, acc):  # pragma: no cover - compiled
         for k in range(spectra.shape[1]):
             v = spectra[s, k]
             acc[k] += np.float64(v.real * v.real + v.imag * v.imag)
+
+
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
+def accumulate_pair_power(z, acc):  # pragma: no cover - compiled
+    """``acc[k] += |A_k|**2 + |B_k|**2`` summed over the rows of ``z``, each the transform of ``a + i b``.
+
+    For real ``a`` and ``b``, ``Z_k = A_k + i B_k`` and ``Z_{n-k} = conj(A_k) + i conj(B_k)``,
+    so ``|Z_k|**2 + |Z_{n-k}|**2 = 2 (|A_k|**2 + |B_k|**2)`` (bins ``0 <= k <= n/2``).
+    """
+    n = z.shape[1]
+    for s in range(z.shape[0]):
+        row = z[s]
+        v = row[0]
+        acc[0] += np.float64(v.real * v.real + v.imag * v.imag)
+        mirror = row[::-1]  # mirror[k - 1] = Z_{n-k}
+        for k in range(1, (n + 1) // 2):
+            a = row[k]
+            b = mirror[k - 1]
+            acc[k] += 0.5 * np.float64(a.real * a.real + a.imag * a.imag + b.real * b.real + b.imag * b.imag)
+        if n % 2 == 0:
+            v = row[n // 2]
+            acc[n // 2] += np.float64(v.real * v.real + v.imag * v.imag)

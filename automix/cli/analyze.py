@@ -46,7 +46,7 @@ def analyze_file(path: str, downmix: bool = False):
 
     audio = load_audio(path, mono_to_stereo=False, downmix=downmix)
     check_not_silent(audio)
-    return analyze(audio.samples, audio.sample_rate)
+    return analyze(audio.samples, audio.sample_rate, peak=audio.peak)
 
 
 def run(args: argparse.Namespace) -> int:

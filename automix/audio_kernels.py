@@ -1,0 +1,72 @@
+"""Numba kernels of :mod:`automix.audio`: interleaved blocks from libsndfile to planar ``float32``.
+
+Decoding a file is mostly memory traffic, so each block is converted, de-interleaved
+and scanned for its extremes in one pass while it is still in cache. Compiled on first
+use and cached on disk (``cache=True``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: libsndfile's integer encodings read here as integer codes -> (numpy dtype of the codes,
+#: scale to full scale). 24-bit codes arrive left-justified in 32 bits. Each ``float32(code)
+#: * scale`` is the value libsndfile's own float conversion gives (exact: a power-of-two scale).
+INTEGER_READS: dict[str, tuple[str, float]] = {
+    "PCM_16": ("int16", 2.0**-15),
+    "PCM_24": ("int32", 2.0**-31),
+    "PCM_32": ("int32", 2.0**-31),
+}
+
+
+@njit(cache=True, nogil=True)
+def int_block_to_planar(flat, channels, frames, out, pos, extremes, scale):  # pragma: no cover - compiled
+    """Write ``frames`` interleaved integer frames as ``float32`` into ``out[:, pos:pos + frames]``.
+
+    Parameters
+    ----------
+    flat : (>= frames * channels,) int16 or int32, interleaved codes (frame-major)
+    channels, frames : int
+    out : (channels, T) float32, planar output: ``float32(code) * scale``
+    pos : int, first output frame
+    extremes : (channels, 2) int64, running ``(max, min)`` code per channel, updated
+    scale : float, full scale per code (a power of two)
+    """
+    factor = np.float32(scale)
+    for c in range(channels):
+        hi = extremes[c, 0]
+        lo = extremes[c, 1]
+        row = out[c]
+        for i in range(frames):
+            v = flat[i * channels + c]
+            row[pos + i] = np.float32(v) * factor
+            hi = max(hi, np.int64(v))
+            lo = min(lo, np.int64(v))
+        extremes[c, 0] = hi
+        extremes[c, 1] = lo
+
+
+@njit(cache=True, nogil=True)
+def float_block_to_planar(flat, channels, frames, out, pos, extremes):  # pragma: no cover - compiled
+    """Write ``frames`` interleaved ``float32`` frames into ``out[:, pos:pos + frames]``.
+
+    ``extremes`` ((channels, 2) float64) holds the running ``(max, min)`` per channel; a
+    NaN anywhere makes both NaN (and they stay NaN: comparisons with NaN are false), so a
+    damaged file is noticed.
+    """
+    for c in range(channels):
+        hi = extremes[c, 0]
+        lo = extremes[c, 1]
+        row = out[c]
+        nan = False
+        for i in range(frames):
+            v = flat[i * channels + c]
+            row[pos + i] = v
+            w = np.float64(v)
+            hi = w if w > hi else hi
+            lo = w if w < lo else lo
+            nan |= w != w
+        if nan:
+            hi = lo = np.nan
+        extremes[c, 0] = hi
+        extremes[c, 1] = lo
