@@ -123,6 +123,17 @@ def _check_finite(samples: np.ndarray, what: str) -> None:
 
 
 _READ_BLOCK = 65536  # frames per read: the interleaved buffer stays in cache (256-512 KiB for stereo)
+#: Containers whose frame count and seeking libsndfile gets exactly right (PCM and FLAC):
+#: long ones are decoded in parallel parts.
+_SPLITTABLE_FORMATS: frozenset[str] = frozenset({"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF"})
+#: Shortest file (frames) worth decoding in parallel parts.
+_SPLIT_MIN_FRAMES = 1 << 20
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS reports it)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity is not None else (os.cpu_count() or 1))
 
 
 def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
@@ -133,42 +144,81 @@ def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
     into the planar array and tracks the extremes while the block is in cache. 16/24/32-bit
     integer files are read as their codes and scaled here (``INTEGER_READS``): the same
     ``float32`` values libsndfile's float conversion gives, at a fraction of its cost.
+    Long PCM/FLAC files are decoded in parts on separate threads (libsndfile runs
+    without the GIL), each part through its own handle from its own start frame.
     """
     import soundfile as sf
 
-    from automix.audio_kernels import INTEGER_READS, float_block_to_planar, int_block_to_planar
+    from automix.audio_kernels import INTEGER_READS
 
     with sf.SoundFile(str(path)) as f:
         rate, channels, frames = int(f.samplerate), int(f.channels), max(int(f.frames), 0)
         dtype, scale = INTEGER_READS.get(f.subtype, ("float32", 1.0))
-        integer = dtype != "float32"
+        parts = min(usable_cpus(), frames // _SPLIT_MIN_FRAMES) if f.format in _SPLITTABLE_FORMATS else 1
         out = np.empty((channels, frames), dtype=np.float32)
-        buf = np.empty((_READ_BLOCK, channels), dtype=dtype)
-        flat = buf.reshape(-1)
-        extremes = np.empty((channels, 2), dtype=np.int64 if integer else np.float64)
-        extremes[:] = (np.iinfo(dtype).min, np.iinfo(dtype).max) if integer else (-math.inf, math.inf)
-        pos = 0
-        while True:
-            n = f.read(_READ_BLOCK, dtype=dtype, always_2d=True, out=buf).shape[0]
-            if n == 0:
-                break
-            if pos + n > out.shape[1]:  # the header under-reported the length
-                out = np.concatenate([out, np.empty((channels, pos + n - out.shape[1] + frames // 8 + 1),
-                                                    dtype=np.float32)], axis=1)
-            if integer:
-                int_block_to_planar(flat, channels, n, out, pos, extremes, scale)
-            else:
-                float_block_to_planar(flat, channels, n, out, pos, extremes)
-            pos += n
+        if parts <= 1:
+            out, pos, extremes = _read_part(f, out, 0, None, dtype, scale)
+    if parts > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = [frames * k // parts for k in range(parts + 1)]
+
+        def part(k: int) -> tuple[int, np.ndarray, bool]:
+            with sf.SoundFile(str(path)) as g:
+                g.seek(bounds[k])
+                _, done, extremes = _read_part(g, out, bounds[k], bounds[k + 1], dtype, scale)
+                return done, extremes, k + 1 == parts and g.read(1, dtype=dtype).shape[0] > 0
+
+        with ThreadPoolExecutor(max_workers=parts) as pool:
+            results = list(pool.map(part, range(parts)))
+        pos = frames
+        extremes = np.stack([e for _, e, _ in results])
+        extremes = np.stack([extremes[:, :, 0].max(axis=0), extremes[:, :, 1].min(axis=0)], axis=1)
+        if any(done != bounds[k + 1] or longer for k, (done, _, longer) in enumerate(results)):
+            with sf.SoundFile(str(path)) as f:  # not as long as its header says: read it in one go
+                out, pos, extremes = _read_part(f, np.empty((channels, frames), np.float32), 0, None, dtype, scale)
     if pos == 0:
         peak = 0.0
-    elif integer:
+    elif dtype != "float32":
         code = max(int(extremes[:, 0].max()), -int(extremes[:, 1].min()))
         peak = float(np.float32(code) * np.float32(scale))  # as the samples hold it
     else:
         hi, lo = float(extremes[:, 0].max()), float(extremes[:, 1].min())
         peak = max(hi, -lo) if (hi == hi and lo == lo) else math.nan
     return (out if pos == out.shape[1] else np.ascontiguousarray(out[:, :pos])), rate, peak
+
+
+def _read_part(f: Any, out: np.ndarray, start: int, stop: int | None, dtype: str,
+               scale: float) -> tuple[np.ndarray, int, np.ndarray]:
+    """Decode from ``f``'s position into ``out[:, start:stop]`` (to the end of the file when
+    ``stop`` is None, growing ``out`` if the header under-reported the length).
+
+    Returns ``(out, frames decoded up to, (channels, 2) running (max, min))`` -- integer
+    codes for integer ``dtype``, floats otherwise (NaN if the part holds NaN).
+    """
+    from automix.audio_kernels import float_block_to_planar, int_block_to_planar
+
+    channels = out.shape[0]
+    integer = dtype != "float32"
+    buf = np.empty((_READ_BLOCK, channels), dtype=dtype)
+    flat = buf.reshape(-1)
+    extremes = np.empty((channels, 2), dtype=np.int64 if integer else np.float64)
+    extremes[:] = (np.iinfo(dtype).min, np.iinfo(dtype).max) if integer else (-math.inf, math.inf)
+    pos = start
+    while stop is None or pos < stop:
+        n = f.read(_READ_BLOCK if stop is None else min(_READ_BLOCK, stop - pos), dtype=dtype,
+                   always_2d=True, out=buf).shape[0]
+        if n == 0:
+            break
+        if pos + n > out.shape[1]:  # the header under-reported the length
+            out = np.concatenate([out, np.empty((channels, pos + n - out.shape[1] + out.shape[1] // 8 + 1),
+                                                dtype=np.float32)], axis=1)
+        if integer:
+            int_block_to_planar(flat, channels, n, out, pos, extremes, scale)
+        else:
+            float_block_to_planar(flat, channels, n, out, pos, extremes)
+        pos += n
+    return out, pos, extremes
 
 
 def downmix_to_stereo(samples: np.ndarray) -> np.ndarray:

@@ -235,6 +235,41 @@ def test_reported_peak_is_the_files_peak(write_file, make_noise):
     assert np.array_equal(a.samples, x) and a.peak == pytest.approx(0.987)
 
 
+@pytest.mark.parametrize("ext,subtype", WRITABLE + [("wav", "PCM_32"), ("wav", "PCM_U8")])
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_load_gives_exactly_libsndfiles_float_samples(tmp_path, ext, subtype, channels):
+    # integer files are read as their codes and scaled by automix: the values must be
+    # bit-identical to libsndfile's own float conversion, and the peak the samples' peak
+    x = np.concatenate([_test_signal(0.4), _test_signal(0.4, seed=2)])[:channels]
+    path = tmp_path / f"x.{ext}"
+    sf.write(str(path), x.T, SR, subtype=subtype)
+    reference = sf.read(str(path), dtype="float32", always_2d=True)[0].T
+    a = load_audio(path, mono_to_stereo=False, downmix=channels > 2)
+    if channels <= 2:
+        assert a.samples.dtype == np.float32 and np.array_equal(a.samples, reference)
+        assert a.peak == float(np.abs(reference).max())
+    else:
+        assert np.array_equal(a.samples, audio.downmix_to_stereo(reference))
+
+
+@pytest.mark.parametrize("ext,subtype", [("wav", "PCM_16"), ("flac", "PCM_24"), ("wav", "FLOAT")])
+def test_parallel_parts_decode_the_same_samples(tmp_path, monkeypatch, ext, subtype):
+    monkeypatch.setattr(audio, "_SPLIT_MIN_FRAMES", 5000)  # parts of a short file
+    monkeypatch.setattr(audio, "usable_cpus", lambda: 3)
+    x = _test_signal(1.1)
+    x[1, 30001] = -0.9999  # the peak in the last part
+    path = tmp_path / f"x.{ext}"
+    sf.write(str(path), x.T, SR, subtype=subtype)
+    reference = sf.read(str(path), dtype="float32", always_2d=True)[0].T
+    a = load_audio(path)
+    assert np.array_equal(a.samples, reference) and a.peak == float(np.abs(reference).max())
+    if subtype == "FLOAT":
+        x[0, 40000] = np.nan  # a damaged sample in the last part is still noticed
+        sf.write(str(path), x.T, SR, subtype=subtype)
+        with pytest.raises(AudioError, match="NaN"):
+            load_audio(path)
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 def _bad_files(tmp_path):

@@ -254,3 +254,58 @@ def test_analyze_threads_agree_and_nan_is_refused(make_song):
 
     with pytest.raises(AudioError, match="NaN"):
         L.analyze(x, SR)
+
+
+@pytest.mark.parametrize("seconds,hop_s", [(12.3, 0.1), (2.0, 0.01), (0.45, 0.1)])
+def test_hop_energies_equal_scipy_filtering(make_pink_noise, seconds, hop_s):
+    # the K-weighting runs on SIMD lanes over stretches of the signal, each started early
+    # from silence; the hop energies must equal one plain float64 recursion over the whole
+    x = make_pink_noise(seconds)
+    x[:, int(0.6 * x.shape[1]):] = 0.0  # digital silence to the end
+    energies, hop = L.hop_energies(x, SR, hop_s=hop_s)
+    y = ss.sosfilt(L.k_weighting_sos(SR), x.astype(np.float64), axis=-1)
+    n = x.shape[1] // hop
+    reference = (y[:, : n * hop] ** 2).reshape(2, n, hop).sum(axis=(0, 2))
+    assert energies.shape == (n,)
+    loud = reference > 1e-12 * reference.max()
+    assert np.allclose(energies[loud], reference[loud], rtol=1e-9)
+    assert np.all(np.abs(energies[~loud]) <= 1e-9 * reference.max())
+
+
+def test_true_peak_equals_polyphase_interpolation_with_its_filter(make_noise):
+    # the vectorised meter against scipy's polyphase resampler with the same prototype
+    # filter, including the outputs at both ends (the signal is silent outside)
+    phases = L.true_peak_phases()[0]
+    up, half = 4, phases.shape[1] // 2
+    prototype = np.zeros(2 * up * half + 1)
+    for p in range(1, up):
+        for i in range(2 * half):
+            prototype[up * (half - 1 - i) + p + up * half] = phases[p - 1, i]
+    prototype[up * half] = 1.0  # phase 0 is the sample itself
+    for frames in (30, 5000):
+        x = make_noise(frames / SR, rms=0.2)
+        x[0, 0], x[1, -1] = 0.95, -0.97  # loud at the very ends
+        y = ss.upfirdn(prototype, x.astype(np.float64), up=up, axis=-1)
+        reference = np.abs(y).max()
+        assert L.true_peak(x) == pytest.approx(reference, rel=1e-5)
+
+
+def test_spectrum_of_channel_pairs_equals_per_channel_rfft(make_song):
+    # stereo segments go through one complex FFT per pair; compare with textbook
+    # per-channel real FFTs of the same Hann-windowed segments, and check that any split
+    # into segment ranges (what analyze's threads do) sums to the same
+    x = np.concatenate([make_song(40.0), make_song(40.0)[:1] * 0.5])  # 3 channels: a pair and one alone
+    plan = L._SpectrumPlan.for_signal(SR, x.shape[1])
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(plan.n) / plan.n)
+    reference = np.zeros(plan.bins)
+    for c in range(3):
+        for s in range(plan.count):
+            reference += np.abs(np.fft.rfft(x[c, s * plan.hop: s * plan.hop + plan.n] * window)) ** 2
+    whole = np.zeros(plan.bins)
+    plan.accumulate(x, whole)
+    strong = reference > 1e-9 * reference.max()
+    assert np.allclose(whole[strong], reference[strong], rtol=1e-4)
+    parts = np.zeros(plan.bins)
+    for first, stop in ((0, 7), (7, 8), (8, plan.count)):
+        plan.accumulate(x, parts, first, stop)
+    assert np.allclose(parts, whole, rtol=1e-12, atol=0)
