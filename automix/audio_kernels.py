@@ -33,13 +33,30 @@ def int_block_to_planar(flat, channels, frames, out, pos, extremes, scale):  # p
     scale : float, full scale per code (a power of two)
     """
     factor = np.float32(scale)
+    if channels == 2:  # the common case, with the channel stride known: vectorises
+        hi0, lo0 = np.int32(extremes[0, 0]), np.int32(extremes[0, 1])
+        hi1, lo1 = np.int32(extremes[1, 0]), np.int32(extremes[1, 1])
+        left = out[0, pos: pos + frames]
+        right = out[1, pos: pos + frames]
+        src = flat[: 2 * frames]
+        for i in range(frames):
+            u = np.int32(src[2 * i])
+            v = np.int32(src[2 * i + 1])
+            left[i] = np.float32(u) * factor
+            right[i] = np.float32(v) * factor
+            hi0 = max(hi0, u)
+            lo0 = min(lo0, u)
+            hi1 = max(hi1, v)
+            lo1 = min(lo1, v)
+        extremes[0, 0], extremes[0, 1], extremes[1, 0], extremes[1, 1] = hi0, lo0, hi1, lo1
+        return
     for c in range(channels):
         hi = extremes[c, 0]
         lo = extremes[c, 1]
-        row = out[c]
+        row = out[c, pos: pos + frames]
         for i in range(frames):
             v = flat[i * channels + c]
-            row[pos + i] = np.float32(v) * factor
+            row[i] = np.float32(v) * factor
             hi = max(hi, np.int64(v))
             lo = min(lo, np.int64(v))
         extremes[c, 0] = hi

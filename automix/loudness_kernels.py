@@ -124,24 +124,33 @@ def level_sums(x, clip_level, sums, stereo):  # pragma: no cover - compiled
     """
     channels, frames = x.shape
     clipped = 0
+    if channels == 2:  # one pass over both channels
+        left = x[0]
+        right = x[1]
+        total_l = total_r = square_l = square_r = cross = side = 0.0
+        for t in range(frames):
+            u = np.float64(left[t])
+            v = np.float64(right[t])
+            total_l += u
+            total_r += v
+            square_l += u * u
+            square_r += v * v
+            cross += u * v
+            side += (u - v) * (u - v)
+            clipped += (abs(u) >= clip_level) + (abs(v) >= clip_level)
+        sums[0, 0], sums[0, 1], sums[1, 0], sums[1, 1] = total_l, square_l, total_r, square_r
+        stereo[0], stereo[1] = cross, side
+        return clipped
     for c in range(channels):
+        row = x[c]
         total = 0.0
         square = 0.0
         for t in range(frames):
-            u = np.float64(x[c, t])
+            u = np.float64(row[t])
             total += u
             square += u * u
             clipped += abs(u) >= clip_level
         sums[c, 0], sums[c, 1] = total, square
-    if channels == 2:
-        cross = 0.0
-        side = 0.0
-        for t in range(frames):
-            u = np.float64(x[0, t])
-            v = np.float64(x[1, t])
-            cross += u * v
-            side += (u - v) * (u - v)
-        stereo[0], stereo[1] = cross, side
     return clipped
 
 
