@@ -423,7 +423,7 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
     n_group_stems = (min(first_row + LANES, n_rows) - first_row) // n_ch
     eq_out = np.empty((LANES, CHUNK))
     silent = np.zeros(CHUNK)  # the second channel of a mono stem
-    gain = np.empty(CHUNK)
+    gain = np.empty((LANES, CHUNK))
     e = np.empty(CHUNK)
     bits = np.empty(CHUNK, dtype=np.int64)
     g = comp_state[first_stem:first_stem + n_group_stems].copy()
@@ -431,10 +431,19 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
         n = min(CHUNK, n_samples - start)
         st = _eq4_chunk(rows, lane_rows, lane_stems, coef, start, n, st, eq_out)
         for i in range(n_group_stems):
-            s = first_stem + i
-            u = eq_out[i * n_ch]
             w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
-            g[i] = _stem_chunk(u, w, n, n_ch, comp[s], sat[s], out_gain[s], g[i], y[s], start, gain, e, bits)
+            _stem_gain_target(eq_out[i * n_ch], w, n, n_ch, comp[first_stem + i], gain[i], bits)
+        i = 0
+        while i + 1 < n_group_stems:  # two smoothers interleaved: their latencies overlap
+            c1, c2 = comp[first_stem + i], comp[first_stem + i + 1]
+            g[i], g[i + 1] = _smooth_pair(gain[i], gain[i + 1], n, c1[4], c1[5], g[i], c2[4], c2[5], g[i + 1])
+            i += 2
+        if i < n_group_stems:
+            g[i] = _smooth_chunk(gain[i], n, comp[first_stem + i, 4], comp[first_stem + i, 5], g[i])
+        for i in range(n_group_stems):
+            s = first_stem + i
+            w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
+            _stem_output(eq_out[i * n_ch], w, n, n_ch, gain[i], comp[s, 3], sat[s], out_gain[s], y[s], start, e, bits)
     for lane in range(min(LANES, n_rows - first_row)):
         for k in range(6):
             states[first_row + lane, k, 0] = st[2 * k][lane]
@@ -443,20 +452,24 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
 
 
 @njit(**_VEC)
-def _stem_chunk(u, w, n, n_ch, comp, sat, m, g, y, start, gain, e, bits):  # pragma: no cover - compiled
-    """Compressor, saturator and output matrix of one stem's EQ'd chunk ``u``, ``w`` (in place).
-
-    Writes ``y[:, start:start + n]``; returns the smoother state after the chunk.
-    """
-    thr, ratio, knee, makeup, aa, ar = comp[0], comp[1], comp[2], comp[3], comp[4], comp[5]
+def _stem_gain_target(u, w, n, n_ch, comp, gain, bits):  # pragma: no cover - compiled
+    """``gain[:n]`` = the gain computer's target (dB) for one stem's EQ'd chunk ``u``, ``w``."""
+    thr, ratio, knee = comp[0], comp[1], comp[2]
     if ratio != 1.0:
         knee = knee if knee > 1e-6 else 1e-6  # as automix.dsp.compressor.gain_computer_db
         _gain_target_chunk(u, w, n, 1.0 / n_ch, thr, 1.0 / ratio - 1.0, knee, gain, bits)
     else:
         gain[:n] = 0.0
-    g = _smooth_chunk(gain, n, aa, ar, g)
+
+
+@njit(**_VEC)
+def _stem_output(u, w, n, n_ch, gain, makeup_db, sat, m, y, start, e, bits):  # pragma: no cover - compiled
+    """Apply the smoothed gain (dB) plus make-up, the saturator and the output matrix to one stem.
+
+    ``u``, ``w`` (and ``gain``) are overwritten; writes ``y[:, start:start + n]``.
+    """
     for t in range(n):
-        gain[t] = _NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup)
+        gain[t] = _NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup_db)
     exp_inplace(gain, bits, n)
     for t in range(n):
         u[t] *= gain[t]
@@ -477,7 +490,6 @@ def _stem_chunk(u, w, n, n_ch, comp, sat, m, g, y, start, gain, e, bits):  # pra
         for t in range(n):
             y[0, start + t] = m00 * u[t]
             y[1, start + t] = m10 * u[t]
-    return g
 
 
 @njit(**_VEC)
@@ -503,12 +515,34 @@ def _gain_target_chunk(u, w, n, inv_channels, threshold_db, slope, knee_db, out,
 @njit(**_VEC)
 def _smooth_chunk(target, n, alpha_attack, alpha_release, g):  # pragma: no cover - compiled
     """Attack/release smoothing of ``target[:n]`` in place from state ``g``; returns the new state."""
+    attack_in, release_in = 1.0 - alpha_attack, 1.0 - alpha_release
     for t in range(n):
         x = target[t]
-        a = alpha_attack if x < g else alpha_release
-        g = a * g + (1.0 - a) * x
+        # both candidates, then a select: no branch to mispredict, and the recursion's
+        # critical path is one multiply-add plus the select
+        attack = alpha_attack * g + attack_in * x
+        release = alpha_release * g + release_in * x
+        g = attack if x < g else release
         target[t] = g
     return g
+
+
+@njit(**_VEC)
+def _smooth_pair(t1, t2, n, aa1, ar1, g1, aa2, ar2, g2):  # pragma: no cover - compiled
+    """:func:`_smooth_chunk` of two stems in one loop; returns both new states."""
+    ai1, ri1, ai2, ri2 = 1.0 - aa1, 1.0 - ar1, 1.0 - aa2, 1.0 - ar2
+    for t in range(n):
+        x1 = t1[t]
+        x2 = t2[t]
+        a1 = aa1 * g1 + ai1 * x1
+        r1 = ar1 * g1 + ri1 * x1
+        a2 = aa2 * g2 + ai2 * x2
+        r2 = ar2 * g2 + ri2 * x2
+        g1 = a1 if x1 < g1 else r1
+        g2 = a2 if x2 < g2 else r2
+        t1[t] = g1
+        t2[t] = g2
+    return g1, g2
 
 
 @njit(**_VEC)
