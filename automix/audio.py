@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,13 +140,14 @@ def usable_cpus() -> int:
 def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
     """Decode ``path`` to ``float32`` ``(channels, samples)``, plus its peak (NaN if not finite).
 
-    libsndfile delivers interleaved frames; they are read block by block into a small
-    buffer, and one compiled pass per block (:mod:`automix.audio_kernels`) writes them
-    into the planar array and tracks the extremes while the block is in cache. 16/24/32-bit
-    integer files are read as their codes and scaled here (``INTEGER_READS``): the same
-    ``float32`` values libsndfile's float conversion gives, at a fraction of its cost.
-    Long PCM/FLAC files are decoded in parts on separate threads (libsndfile runs
-    without the GIL), each part through its own handle from its own start frame.
+    Frames are read block by block into a small interleaved buffer, and one compiled
+    pass per block (:mod:`automix.audio_kernels`) writes them into the planar array and
+    tracks the extremes while the block is in cache. Integer files are read as their
+    codes and scaled here (``INTEGER_READS``): the same ``float32`` values libsndfile's
+    float conversion gives, at a fraction of its cost. Plain 16/24-bit PCM WAV data is
+    read straight from the file (:func:`_pcm_wav_layout`; libsndfile reads the rest).
+    Long PCM/FLAC files are decoded in parts on separate threads (file reads and
+    libsndfile run without the GIL), each part through its own handle.
     """
     import soundfile as sf
 
@@ -154,19 +156,27 @@ def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
     with sf.SoundFile(str(path)) as f:
         rate, channels, frames = int(f.samplerate), int(f.channels), max(int(f.frames), 0)
         dtype, scale = INTEGER_READS.get(f.subtype, ("float32", 1.0))
+        raw = _pcm_wav_layout(path, f)
         parts = min(usable_cpus(), frames // _SPLIT_MIN_FRAMES) if f.format in _SPLITTABLE_FORMATS else 1
         out = np.empty((channels, frames), dtype=np.float32)
-        if parts <= 1:
-            out, pos, extremes = _read_part(f, out, 0, None, dtype, scale)
-    if parts > 1:
+        if parts <= 1 and raw is None:
+            out, pos, extremes = _read_part(_SoundfileBlocks(f, dtype), out, 0, None)
+    if parts <= 1 and raw is not None:
+        with open(path, "rb") as handle:
+            out, pos, extremes = _read_part(_RawPCMBlocks(handle, raw, 0), out, 0, frames)
+    elif parts > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         bounds = [frames * k // parts for k in range(parts + 1)]
 
         def part(k: int) -> tuple[int, np.ndarray, bool]:
+            if raw is not None:
+                with open(path, "rb") as handle:
+                    _, done, extremes = _read_part(_RawPCMBlocks(handle, raw, bounds[k]), out, bounds[k], bounds[k + 1])
+                    return done, extremes, False
             with sf.SoundFile(str(path)) as g:
                 g.seek(bounds[k])
-                _, done, extremes = _read_part(g, out, bounds[k], bounds[k + 1], dtype, scale)
+                _, done, extremes = _read_part(_SoundfileBlocks(g, dtype), out, bounds[k], bounds[k + 1])
                 return done, extremes, k + 1 == parts and g.read(1, dtype=dtype).shape[0] > 0
 
         with ThreadPoolExecutor(max_workers=parts) as pool:
@@ -175,8 +185,10 @@ def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
         extremes = np.stack([e for _, e, _ in results])
         extremes = np.stack([extremes[:, :, 0].max(axis=0), extremes[:, :, 1].min(axis=0)], axis=1)
         if any(done != bounds[k + 1] or longer for k, (done, _, longer) in enumerate(results)):
-            with sf.SoundFile(str(path)) as f:  # not as long as its header says: read it in one go
-                out, pos, extremes = _read_part(f, np.empty((channels, frames), np.float32), 0, None, dtype, scale)
+            pos = -1  # not as long as its header says: read it in one go below
+    if pos != frames and (raw is not None or pos < 0):  # the file is not what its header says
+        with sf.SoundFile(str(path)) as f:
+            out, pos, extremes = _read_part(_SoundfileBlocks(f, dtype), np.empty((channels, frames), np.float32), 0, None)
     if pos == 0:
         peak = 0.0
     elif dtype != "float32":
@@ -188,32 +200,116 @@ def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
     return (out if pos == out.shape[1] else np.ascontiguousarray(out[:, :pos])), rate, peak
 
 
-def _read_part(f: Any, out: np.ndarray, start: int, stop: int | None, dtype: str,
-               scale: float) -> tuple[np.ndarray, int, np.ndarray]:
-    """Decode from ``f``'s position into ``out[:, start:stop]`` (to the end of the file when
-    ``stop`` is None, growing ``out`` if the header under-reported the length).
+@dataclass(frozen=True)
+class _PCMLayout:
+    """Where and how the samples of a plain PCM WAV file lie."""
+
+    offset: int  # byte position of the first frame
+    channels: int
+    sample_bytes: int  # 2 or 3, little-endian
+
+
+#: KSDATAFORMAT_SUBTYPE_PCM after its two-byte format tag (WAVE_FORMAT_EXTENSIBLE files).
+_PCM_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
+
+
+def _pcm_wav_layout(path: Path, f: Any) -> _PCMLayout | None:
+    """The layout of ``path`` if it is a plain little-endian 16/24-bit PCM WAV file whose
+    header agrees with libsndfile's reading of it (``f``), else None."""
+    if sys.byteorder != "little" or f.format not in ("WAV", "WAVEX") or f.subtype not in ("PCM_16", "PCM_24"):
+        return None
+    fmt, offset, size = None, -1, 0
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+                return None
+            while offset < 0:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"fmt ":
+                    fmt = handle.read(size)
+                    handle.seek(size & 1, 1)
+                elif chunk[:4] == b"data":
+                    offset = handle.tell()
+                else:
+                    handle.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+    if fmt is None or len(fmt) < 16:
+        return None
+    tag, channels, align, bits = (int.from_bytes(fmt[i: i + 2], "little") for i in (0, 2, 12, 14))
+    if tag == 0xFFFE:  # WAVE_FORMAT_EXTENSIBLE: PCM sub-format, all bits valid
+        if len(fmt) < 40 or int.from_bytes(fmt[18:20], "little") != bits or fmt[24:26] != b"\x01\x00" \
+                or fmt[26:40] != _PCM_GUID_TAIL:
+            return None
+    elif tag != 1:
+        return None
+    sample_bytes = {"PCM_16": 2, "PCM_24": 3}[f.subtype]
+    if bits != 8 * sample_bytes or channels != f.channels or align != channels * sample_bytes:
+        return None
+    if size // align < f.frames or path.stat().st_size < offset + f.frames * align:
+        return None
+    return _PCMLayout(offset, channels, sample_bytes)
+
+
+class _SoundfileBlocks:
+    """Blocks of frames from a libsndfile handle, as integer codes or floats (``dtype``)."""
+
+    def __init__(self, f: Any, dtype: str):
+        self.f, self.dtype = f, dtype
+        self.buf = np.empty((_READ_BLOCK, f.channels), dtype=dtype)
+
+    def read(self, frames: int) -> tuple[np.ndarray, int]:
+        """(flat interleaved block, frames in it): up to ``frames`` frames."""
+        n = self.f.read(min(_READ_BLOCK, frames), dtype=self.dtype, always_2d=True, out=self.buf).shape[0]
+        return self.buf.reshape(-1), n
+
+
+class _RawPCMBlocks:
+    """Blocks of frames read straight from a PCM WAV file (``layout``) from frame ``start`` on."""
+
+    def __init__(self, handle: Any, layout: _PCMLayout, start: int):
+        self.handle, self.layout = handle, layout
+        self.dtype = "int16" if layout.sample_bytes == 2 else "int32"
+        self.align = layout.channels * layout.sample_bytes
+        self.buf = np.empty(_READ_BLOCK * self.align, dtype=np.uint8)
+        handle.seek(layout.offset + start * self.align)
+
+    def read(self, frames: int) -> tuple[np.ndarray, int]:
+        """(flat block: int16 codes, or the bytes of 24-bit codes; frames in it): up to ``frames``."""
+        got = self.handle.readinto(memoryview(self.buf)[: min(_READ_BLOCK, frames) * self.align]) or 0
+        return (self.buf.view(np.int16) if self.layout.sample_bytes == 2 else self.buf), got // self.align
+
+
+def _read_part(blocks: Any, out: np.ndarray, start: int, stop: int | None) -> tuple[np.ndarray, int, np.ndarray]:
+    """Decode ``blocks`` into ``out[:, start:stop]`` (to the end of the file when ``stop`` is
+    None, growing ``out`` if the header under-reported the length).
 
     Returns ``(out, frames decoded up to, (channels, 2) running (max, min))`` -- integer
-    codes for integer ``dtype``, floats otherwise (NaN if the part holds NaN).
+    codes (16-bit, or 24/32-bit left-justified in 32) for integer data, floats otherwise
+    (NaN if the part holds NaN).
     """
-    from automix.audio_kernels import float_block_to_planar, int_block_to_planar
+    from automix.audio_kernels import float_block_to_planar, int_block_to_planar, pcm24_block_to_planar
 
     channels = out.shape[0]
-    integer = dtype != "float32"
-    buf = np.empty((_READ_BLOCK, channels), dtype=dtype)
-    flat = buf.reshape(-1)
+    integer = blocks.dtype != "float32"
+    scale = {"int16": 2.0**-15, "int32": 2.0**-31}.get(blocks.dtype, 1.0)
     extremes = np.empty((channels, 2), dtype=np.int64 if integer else np.float64)
-    extremes[:] = (np.iinfo(dtype).min, np.iinfo(dtype).max) if integer else (-math.inf, math.inf)
+    extremes[:] = (np.iinfo(blocks.dtype).min, np.iinfo(blocks.dtype).max) if integer else (-math.inf, math.inf)
     pos = start
     while stop is None or pos < stop:
-        n = f.read(_READ_BLOCK if stop is None else min(_READ_BLOCK, stop - pos), dtype=dtype,
-                   always_2d=True, out=buf).shape[0]
+        flat, n = blocks.read(_READ_BLOCK if stop is None else stop - pos)
         if n == 0:
             break
         if pos + n > out.shape[1]:  # the header under-reported the length
             out = np.concatenate([out, np.empty((channels, pos + n - out.shape[1] + out.shape[1] // 8 + 1),
                                                 dtype=np.float32)], axis=1)
-        if integer:
+        if flat.dtype == np.uint8:
+            pcm24_block_to_planar(flat, channels, n, out, pos, extremes, scale)
+        elif integer:
             int_block_to_planar(flat, channels, n, out, pos, extremes, scale)
         else:
             float_block_to_planar(flat, channels, n, out, pos, extremes)

@@ -87,3 +87,27 @@ def float_block_to_planar(flat, channels, frames, out, pos, extremes):  # pragma
             hi = lo = np.nan
         extremes[c, 0] = hi
         extremes[c, 1] = lo
+
+
+@njit(cache=True, nogil=True)
+def pcm24_block_to_planar(raw, channels, frames, out, pos, extremes, scale):  # pragma: no cover - compiled
+    """Write ``frames`` interleaved 24-bit little-endian frames (``raw`` bytes) as ``float32``
+    into ``out[:, pos:pos + frames]``.
+
+    Each code is taken left-justified in 32 bits (``b0 << 8 | b1 << 16 | b2 << 24``, as
+    libsndfile delivers 24-bit integers) and ``out = float32(code) * scale``;
+    ``extremes`` ((channels, 2) int64) holds the running ``(max, min)`` code per channel.
+    """
+    factor = np.float32(scale)
+    for c in range(channels):
+        hi = np.int32(extremes[c, 0])
+        lo = np.int32(extremes[c, 1])
+        row = out[c, pos: pos + frames]
+        for i in range(frames):
+            k = 3 * (i * channels + c)
+            code = np.int32((np.uint32(raw[k]) << 8) | (np.uint32(raw[k + 1]) << 16) | (np.uint32(raw[k + 2]) << 24))
+            row[i] = np.float32(code) * factor
+            hi = max(hi, code)
+            lo = min(lo, code)
+        extremes[c, 0] = hi
+        extremes[c, 1] = lo

@@ -252,7 +252,7 @@ def test_load_gives_exactly_libsndfiles_float_samples(tmp_path, ext, subtype, ch
         assert np.array_equal(a.samples, audio.downmix_to_stereo(reference))
 
 
-@pytest.mark.parametrize("ext,subtype", [("wav", "PCM_16"), ("flac", "PCM_24"), ("wav", "FLOAT")])
+@pytest.mark.parametrize("ext,subtype", [("wav", "PCM_16"), ("wav", "PCM_24"), ("flac", "PCM_24"), ("wav", "FLOAT")])
 def test_parallel_parts_decode_the_same_samples(tmp_path, monkeypatch, ext, subtype):
     monkeypatch.setattr(audio, "_SPLIT_MIN_FRAMES", 5000)  # parts of a short file
     monkeypatch.setattr(audio, "usable_cpus", lambda: 3)
@@ -268,6 +268,38 @@ def test_parallel_parts_decode_the_same_samples(tmp_path, monkeypatch, ext, subt
         sf.write(str(path), x.T, SR, subtype=subtype)
         with pytest.raises(AudioError, match="NaN"):
             load_audio(path)
+
+
+def _with_extra_chunk(wav: bytes) -> bytes:
+    """The same WAV file with an odd-sized chunk (plus its pad byte) between 'fmt ' and 'data'."""
+    data = wav.index(b"data")
+    extra = b"junk" + (5).to_bytes(4, "little") + b"hello" + b"\x00"
+    out = wav[:data] + extra + wav[data:]
+    return out[:4] + (len(out) - 8).to_bytes(4, "little") + out[8:]
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
+def test_pcm_wav_read_straight_from_the_file_in_every_layout(tmp_path, subtype):
+    # plain, extensible and chunk-padded WAV files are read without libsndfile's decoder,
+    # with bit-identical results; files whose header does not match fall back to it
+    import soundfile as sf_
+
+    x = _test_signal(0.3)
+    plain, extensible, padded = tmp_path / "plain.wav", tmp_path / "ext.wav", tmp_path / "padded.wav"
+    sf_.write(str(plain), x.T, SR, subtype=subtype)
+    sf_.write(str(extensible), x.T, SR, subtype=subtype, format="WAVEX")
+    padded.write_bytes(_with_extra_chunk(plain.read_bytes()))
+    for path, offset in ((plain, 44), (extensible, None), (padded, 44 + 14)):
+        with sf_.SoundFile(str(path)) as f:
+            layout = audio._pcm_wav_layout(path, f)
+        assert layout is not None and layout.channels == 2 and (offset is None or layout.offset == offset)
+        reference = sf_.read(str(path), dtype="float32", always_2d=True)[0].T
+        a = load_audio(path)
+        assert np.array_equal(a.samples, reference) and a.peak == float(np.abs(reference).max())
+    with sf_.SoundFile(str(tmp_path / "f.flac"), "w", SR, 2, subtype=subtype) as f:
+        f.write(x.T)
+    with sf_.SoundFile(str(tmp_path / "f.flac")) as f:
+        assert audio._pcm_wav_layout(tmp_path / "f.flac", f) is None
 
 
 # --------------------------------------------------------------------------- bad inputs
