@@ -18,7 +18,9 @@ import math
 from contextlib import contextmanager
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir as llvm_ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 from numba.core import config as numba_config
 
 _CACHE = True
@@ -227,12 +229,28 @@ CHUNK = 256
 """Samples per vectorised pass of the fused strip (its scratch buffers stay in L1 cache)."""
 
 
-@njit(inline="always", **_VEC)
-def _exp_reduced(v):  # pragma: no cover - compiled
-    """``exp(v) = p * 2**k`` for ``v`` clamped to [-708, 709]: returns ``(p, k)``.
+@intrinsic
+def _as_int64(typingctx, x):  # pragma: no cover - compiled
+    """The bits of a float64 as an int64 (a free register reinterpretation, vectorisable)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(64))
+    return types.int64(types.float64), codegen
 
-    ``r = v - k ln2`` lies in [-ln2/2, ln2/2]; the degree-12 Taylor polynomial of exp(r)
-    is exact there to 2e-16 relative.
+
+@intrinsic
+def _as_float64(typingctx, i):  # pragma: no cover - compiled
+    """The float64 whose bits are the int64 ``i``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@njit(inline="always", **_VEC)
+def _exp(v):  # pragma: no cover - compiled
+    """``exp(v)`` for ``v`` clamped to [-708, 709] (float64, about 1 ulp).
+
+    ``exp(v) = 2**k exp(r)`` with ``r = v - k ln2`` in [-ln2/2, ln2/2]; the degree-12 Taylor
+    polynomial of exp(r) is exact there to 2e-16 relative; ``2**k`` is built from its bits.
     """
     v = min(max(v, -708.0), 709.0)
     k = np.floor(v * _LOG2E + 0.5)
@@ -250,54 +268,58 @@ def _exp_reduced(v):  # pragma: no cover - compiled
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    return p, k
+    return p * _as_float64((np.int64(k) + 1023) << 52)
 
 
-@njit(**_VEC)
-def exp_inplace(v, bits, n):  # pragma: no cover - compiled
-    """``v[:n] = exp(v[:n])`` (float64, vectorised; ``bits`` int64 scratch, length >= n)."""
-    for t in range(n):
-        p, k = _exp_reduced(v[t])
-        v[t] = p
-        bits[t] = (np.int64(k) + 1023) << 52  # 2**k as float64 bits
-    scale = bits.view(np.float64)
-    for t in range(n):
-        v[t] *= scale[t]
+@njit(inline="always", **_VEC)
+def _ln(x):  # pragma: no cover - compiled
+    """``ln(x)`` for positive normal float64 ``x`` (about 1 ulp).
 
-
-@njit(**_VEC)
-def log_inplace(v, bits, n):  # pragma: no cover - compiled
-    """``v[:n] = ln(v[:n])`` for positive normal float64 ``v`` (vectorised; ``bits`` int64 scratch).
-
-    ``v = m 2**e`` with ``m`` in [sqrt(1/2), sqrt(2)); ``ln m = 2 atanh(s)``, ``s = (m - 1) / (m + 1)``,
-    ``|s| <= 0.172``: eleven odd-power terms give 1e-16.
+    ``x = m 2**e`` with ``m`` in [sqrt(1/2), sqrt(2)); ``ln m = 2 atanh(s)``,
+    ``s = (m - 1) / (m + 1)``, ``|s| <= 0.172``: eleven odd-power terms give 1e-16.
     """
-    as_bits = v.view(np.int64)
+    b = _as_int64(x)
+    m = _as_float64((b & _MANTISSA_BITS) | _EXPONENT_ONE)  # mantissa in [1, 2)
+    e = np.float64((b >> 52) - 1023)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1.0 if big else e
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    p = 1.0 / 21.0
+    p = p * z + 1.0 / 19.0
+    p = p * z + 1.0 / 17.0
+    p = p * z + 1.0 / 15.0
+    p = p * z + 1.0 / 13.0
+    p = p * z + 1.0 / 11.0
+    p = p * z + 1.0 / 9.0
+    p = p * z + 1.0 / 7.0
+    p = p * z + 1.0 / 5.0
+    p = p * z + 1.0 / 3.0
+    p = p * z + 1.0
+    return e * _LN2_HI + (e * _LN2_LO + 2.0 * s * p)
+
+
+@njit(inline="always", **_VEC)
+def _tanh(z):  # pragma: no cover - compiled
+    """``tanh(z) = sign(z) (1 - q) / (1 + q)`` with ``q = exp(-2 |z|)`` (about 1e-16 absolute)."""
+    q = _exp(-2.0 * min(abs(z), _TANH_SATURATES))
+    t = (1.0 - q) / (1.0 + q)
+    return t if z >= 0.0 else -t
+
+
+@njit(**_VEC)
+def exp_inplace(v, n):  # pragma: no cover - compiled
+    """``v[:n] = exp(v[:n])`` (float64, vectorised)."""
     for t in range(n):
-        b = as_bits[t]
-        bits[t] = (b & _MANTISSA_BITS) | _EXPONENT_ONE  # mantissa in [1, 2)
-        v[t] = np.float64((b >> 52) - 1023)  # exponent
-    mantissa = bits.view(np.float64)
+        v[t] = _exp(v[t])
+
+
+@njit(**_VEC)
+def log_inplace(v, n):  # pragma: no cover - compiled
+    """``v[:n] = ln(v[:n])`` for positive normal float64 ``v`` (vectorised)."""
     for t in range(n):
-        m = mantissa[t]
-        e = v[t]
-        big = m > _SQRT2
-        m = m * 0.5 if big else m
-        e = e + 1.0 if big else e
-        s = (m - 1.0) / (m + 1.0)
-        z = s * s
-        p = 1.0 / 21.0
-        p = p * z + 1.0 / 19.0
-        p = p * z + 1.0 / 17.0
-        p = p * z + 1.0 / 15.0
-        p = p * z + 1.0 / 13.0
-        p = p * z + 1.0 / 11.0
-        p = p * z + 1.0 / 9.0
-        p = p * z + 1.0 / 7.0
-        p = p * z + 1.0 / 5.0
-        p = p * z + 1.0 / 3.0
-        p = p * z + 1.0
-        v[t] = e * _LN2_HI + (e * _LN2_LO + 2.0 * s * p)
+        v[t] = _ln(v[t])
 
 
 # ----------------------------------------------------------------------------- fused channel strip
@@ -424,15 +446,13 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
     eq_out = np.empty((LANES, CHUNK))
     silent = np.zeros(CHUNK)  # the second channel of a mono stem
     gain = np.empty((LANES, CHUNK))
-    e = np.empty(CHUNK)
-    bits = np.empty(CHUNK, dtype=np.int64)
     g = comp_state[first_stem:first_stem + n_group_stems].copy()
     for start in range(0, n_samples, CHUNK):
         n = min(CHUNK, n_samples - start)
         st = _eq4_chunk(rows, lane_rows, lane_stems, coef, start, n, st, eq_out)
         for i in range(n_group_stems):
             w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
-            _stem_gain_target(eq_out[i * n_ch], w, n, n_ch, comp[first_stem + i], gain[i], bits)
+            _stem_gain_target(eq_out[i * n_ch], w, n, n_ch, comp[first_stem + i], gain[i])
         i = 0
         while i + 1 < n_group_stems:  # two smoothers interleaved: their latencies overlap
             c1, c2 = comp[first_stem + i], comp[first_stem + i + 1]
@@ -443,7 +463,7 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
         for i in range(n_group_stems):
             s = first_stem + i
             w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
-            _stem_output(eq_out[i * n_ch], w, n, n_ch, gain[i], comp[s, 3], sat[s], out_gain[s], y[s], start, e, bits)
+            _stem_output(eq_out[i * n_ch], w, n, n_ch, gain[i], comp[s, 3], sat[s], out_gain[s], y[s], start)
     for lane in range(min(LANES, n_rows - first_row)):
         for k in range(6):
             states[first_row + lane, k, 0] = st[2 * k][lane]
@@ -452,35 +472,59 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
 
 
 @njit(**_VEC)
-def _stem_gain_target(u, w, n, n_ch, comp, gain, bits):  # pragma: no cover - compiled
-    """``gain[:n]`` = the gain computer's target (dB) for one stem's EQ'd chunk ``u``, ``w``."""
-    thr, ratio, knee = comp[0], comp[1], comp[2]
-    if ratio != 1.0:
-        knee = knee if knee > 1e-6 else 1e-6  # as automix.dsp.compressor.gain_computer_db
-        _gain_target_chunk(u, w, n, 1.0 / n_ch, thr, 1.0 / ratio - 1.0, knee, gain, bits)
-    else:
+def _stem_gain_target(u, w, n, n_ch, comp, gain):  # pragma: no cover - compiled
+    """``gain[:n]`` = the gain computer's target (dB) for one stem's EQ'd chunk ``u``, ``w``.
+
+    As :func:`automix.dsp.compressor.detector_level_db` then ``gain_computer_db``, in one
+    vectorised pass.
+    """
+    threshold_db, ratio, knee_db = comp[0], comp[1], comp[2]
+    if ratio == 1.0:
         gain[:n] = 0.0
+        return
+    knee_db = knee_db if knee_db > 1e-6 else 1e-6  # as automix.dsp.compressor.gain_computer_db
+    slope = 1.0 / ratio - 1.0
+    inv_channels = 1.0 / n_ch
+    half = 0.5 * knee_db
+    inv_two_knee = 1.0 / (2.0 * knee_db)
+    for t in range(n):
+        power = (u[t] * u[t] + w[t] * w[t]) * inv_channels + 1e-10  # LEVEL_FLOOR
+        over = _DB_PER_NEPER_POWER * _ln(power) - threshold_db
+        h = over + half
+        r = slope * h * h * inv_two_knee
+        r = 0.0 if 2.0 * over <= -knee_db else r
+        r = slope * over if 2.0 * over >= knee_db else r
+        gain[t] = r
 
 
 @njit(**_VEC)
-def _stem_output(u, w, n, n_ch, gain, makeup_db, sat, m, y, start, e, bits):  # pragma: no cover - compiled
+def _stem_output(u, w, n, n_ch, gain, makeup_db, sat, m, y, start):  # pragma: no cover - compiled
     """Apply the smoothed gain (dB) plus make-up, the saturator and the output matrix to one stem.
 
-    ``u``, ``w`` (and ``gain``) are overwritten; writes ``y[:, start:start + n]``.
+    Writes ``y[:, start:start + n]``; ``u`` and ``w`` are overwritten.
     """
-    for t in range(n):
-        gain[t] = _NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup_db)
-    exp_inplace(gain, bits, n)
-    for t in range(n):
-        u[t] *= gain[t]
     drive, compensation, mix = sat[0], sat[1], sat[2]
-    if mix != 0.0:
-        _saturate_chunk(u, n, drive, compensation, mix, e, bits)
-    if n_ch == 2:
+    dry = 1.0 - mix
+    wet = mix * compensation
+    # two loops (signal in place, then the output matrix): few enough pointers per loop for
+    # the compiler to prove they do not overlap and vectorise
+    if mix == 0.0:
         for t in range(n):
-            w[t] *= gain[t]
-        if mix != 0.0:
-            _saturate_chunk(w, n, drive, compensation, mix, e, bits)
+            lin = _exp(_NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup_db))
+            u[t] *= lin
+            w[t] *= lin
+    elif n_ch == 2:
+        for t in range(n):
+            lin = _exp(_NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup_db))
+            a = u[t] * lin
+            b = w[t] * lin
+            u[t] = dry * a + wet * _tanh(drive * a)
+            w[t] = dry * b + wet * _tanh(drive * b)
+    else:
+        for t in range(n):
+            a = u[t] * _exp(_NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup_db))
+            u[t] = dry * a + wet * _tanh(drive * a)
+    if n_ch == 2:
         m00, m01, m10, m11 = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
         for t in range(n):
             y[0, start + t] = m00 * u[t] + m01 * w[t]
@@ -490,26 +534,6 @@ def _stem_output(u, w, n, n_ch, gain, makeup_db, sat, m, y, start, e, bits):  # 
         for t in range(n):
             y[0, start + t] = m00 * u[t]
             y[1, start + t] = m10 * u[t]
-
-
-@njit(**_VEC)
-def _gain_target_chunk(u, w, n, inv_channels, threshold_db, slope, knee_db, out, bits):  # pragma: no cover
-    """``out[:n]`` = static-curve gain (dB) for the linked level of ``u``, ``w``.
-
-    As :func:`automix.dsp.compressor.detector_level_db` then ``gain_computer_db``.
-    """
-    for t in range(n):
-        out[t] = (u[t] * u[t] + w[t] * w[t]) * inv_channels + 1e-10  # LEVEL_FLOOR
-    log_inplace(out, bits, n)
-    half = 0.5 * knee_db
-    inv_two_knee = 1.0 / (2.0 * knee_db)
-    for t in range(n):
-        over = _DB_PER_NEPER_POWER * out[t] - threshold_db
-        h = over + half
-        r = slope * h * h * inv_two_knee
-        r = 0.0 if 2.0 * over <= -knee_db else r
-        r = slope * over if 2.0 * over >= knee_db else r
-        out[t] = r
 
 
 @njit(**_VEC)
@@ -543,18 +567,3 @@ def _smooth_pair(t1, t2, n, aa1, ar1, g1, aa2, ar2, g2):  # pragma: no cover - c
         t1[t] = g1
         t2[t] = g2
     return g1, g2
-
-
-@njit(**_VEC)
-def _saturate_chunk(z, n, drive, compensation, mix, e, bits):  # pragma: no cover - compiled
-    """``z[:n] = (1 - mix) z + mix compensation tanh(drive z)``, tanh from one exp."""
-    for t in range(n):
-        e[t] = -2.0 * min(abs(drive * z[t]), _TANH_SATURATES)
-    exp_inplace(e, bits, n)
-    dry = 1.0 - mix
-    wet = mix * compensation
-    for t in range(n):
-        q = e[t]
-        th = (1.0 - q) / (1.0 + q)
-        th = th if drive * z[t] >= 0.0 else -th
-        z[t] = dry * z[t] + wet * th
