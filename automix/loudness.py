@@ -215,6 +215,19 @@ def _add_hop_energies(x: np.ndarray, sample_rate: int, hop: int, out: np.ndarray
         k_weighted_hop_energies(x, k_weighting_sos(sample_rate), weights, hop, out, _warmup_hops(sample_rate, hop))
 
 
+def _levels_from_tally(x: np.ndarray, tally: np.ndarray, start: int, peak: float | None) -> _Sums:
+    """Level sums of stereo ``x`` from the spectrum pass's ``tally`` of ``x[:, :start]`` plus ``x[:, start:]``."""
+    tail = _levels(x[:, start:], 0.0)
+    return _Sums(float(peak) if peak is not None else _sample_peak(x),
+                 tail.sums + tally[0:2], tail.squares + tally[2:4], tail.clipped + int(tally[6]),
+                 (0.0 if math.isnan(tail.cross) else tail.cross) + float(tally[4]),
+                 (0.0 if math.isnan(tail.side) else tail.side) + float(tally[5]))
+
+
+def _sample_peak(x: np.ndarray) -> float:
+    return float(max(x.max(initial=0.0), -x.min(initial=0.0))) if x.size else 0.0
+
+
 def _levels(x: np.ndarray, peak: float | None = None) -> _Sums:
     """Peak, DC, energy, clipping and stereo sums of ``x`` (``peak`` when already known)."""
     from automix.loudness_kernels import level_sums
@@ -222,9 +235,7 @@ def _levels(x: np.ndarray, peak: float | None = None) -> _Sums:
     sums = np.zeros((x.shape[0], 2))
     stereo = np.full(2, math.nan)
     clipped = int(level_sums(x, CLIP_LEVEL, sums, stereo)) if x.shape[-1] else 0
-    if peak is None:
-        peak = float(max(x.max(initial=0.0), -x.min(initial=0.0))) if x.size else 0.0
-    return _Sums(float(peak), sums[:, 0], sums[:, 1], clipped, float(stereo[0]), float(stereo[1]))
+    return _Sums(float(peak) if peak is not None else _sample_peak(x), sums[:, 0], sums[:, 1], clipped, float(stereo[0]), float(stereo[1]))
 
 
 def window_loudness(energies: np.ndarray, hop: int, hops_per_window: int) -> np.ndarray:
@@ -452,12 +463,22 @@ class _SpectrumPlan:
         return _hann(self.n)
 
     @property
+    def tiles(self) -> bool:
+        """Whether the segments are adjacent and cover the signal (but a tail shorter than one)."""
+        return self.hop == self.n and self.frames >= self.n
+
+    @property
     def count(self) -> int:
         return 1 + (max(self.frames, self.n) - self.n) // self.hop
 
-    def accumulate(self, x: np.ndarray, acc: np.ndarray, first: int = 0, stop: int | None = None) -> None:
+    def accumulate(self, x: np.ndarray, acc: np.ndarray, first: int = 0, stop: int | None = None,
+                   tally: np.ndarray | None = None) -> None:
         """``acc[k] +=`` the power of bin ``k`` summed over the channels of ``float32`` ``x``
         ``(C, frames)`` and its segments ``first .. stop - 1`` (all of them by default).
+
+        ``tally`` (stereo with adjacent segments only, see :attr:`tiles`): ``(7,)`` level
+        sums of the segments' samples, added to on the way (see
+        :func:`automix.loudness_kernels.windowed_pairs`).
 
         Channels go in pairs through one in-place complex transform per segment (no
         allocation per transform; :func:`automix.loudness_kernels.accumulate_pair_power`
@@ -478,7 +499,8 @@ class _SpectrumPlan:
             for c in range(0, x.shape[0] - 1, 2):
                 for start in range(first, stop, size):
                     block = batch[: min(size, stop - start)]
-                    windowed_pairs(x[c], x[c + 1], self.hop, self.window, start, block)
+                    windowed_pairs(x[c], x[c + 1], self.hop, self.window, start, block, CLIP_LEVEL,
+                                   _NO_TALLY if tally is None else tally)
                     accumulate_pair_power(sfft.fft(block, axis=-1, overwrite_x=True), acc)
         if x.shape[0] % 2:
             channel = x[-1]
@@ -498,6 +520,8 @@ class _SpectrumPlan:
         power[1: (self.n + 1) // 2] *= 2.0  # one-sided: fold negative frequencies
         return np.arange(self.bins) * self.sample_rate / self.n, power
 
+
+_NO_TALLY = np.zeros(0)
 
 #: Complex transforms (segment pairs) per call of the spectrum's FFT.
 _SPECTRUM_BATCH: int = 8
@@ -691,6 +715,8 @@ def analyze(samples: Any, sample_rate: int, threads: int | None = None, peak: fl
     AudioError
         The samples contain NaN or infinite values.
     """
+    from automix.audio import usable_cpus
+
     x = _as_2d(samples)
     sample_rate = int(sample_rate)
     channels, frames = x.shape
@@ -700,14 +726,16 @@ def analyze(samples: Any, sample_rate: int, threads: int | None = None, peak: fl
     plan = _SpectrumPlan.for_signal(sample_rate, frames)
     energies = np.zeros((channels, frames // hop))
     power = np.zeros((channels, plan.bins))  # one accumulator per spectrum job
+    # stereo float32 with adjacent spectrum segments: the spectrum pass also sums the levels
+    tallies = np.zeros((channels, 7)) if channels == 2 and x32 is x and plan.tiles else None
     # Independent passes (the kernels release the GIL), longest first.
-    jobs = ([partial(plan.accumulate, x32, power[c], c * plan.count // channels, (c + 1) * plan.count // channels)
-             for c in range(channels)]
+    jobs = ([partial(plan.accumulate, x32, power[c], c * plan.count // channels, (c + 1) * plan.count // channels,
+                     None if tallies is None else tallies[c]) for c in range(channels)]
             + [partial(_channel_true_peak, x32[c]) for c in range(channels)]
             + [partial(_add_hop_energies, x[c: c + 1], sample_rate, hop, energies[c], weights[c: c + 1])
                for c in range(channels)]
-            + [partial(_levels, x, peak)])
-    workers = len(os.sched_getaffinity(0)) if threads is None else int(threads)
+            + [partial(_levels, x, peak) if tallies is None else (lambda: None)])
+    workers = usable_cpus() if threads is None else int(threads)
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -715,7 +743,7 @@ def analyze(samples: Any, sample_rate: int, threads: int | None = None, peak: fl
             results = list(pool.map(lambda job: job(), jobs))
     else:
         results = [job() for job in jobs]
-    stats = results[-1]
+    stats = results[-1] if tallies is None else _levels_from_tally(x, tallies.sum(axis=0), plan.count * plan.n, peak)
     tp_linear = max([stats.peak] + results[channels: 2 * channels])
     energies = energies.sum(axis=0)
     freqs, spectrum = _third_octave_bands(*plan.finish(power.sum(axis=0), channels), sample_rate)

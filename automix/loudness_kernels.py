@@ -188,23 +188,51 @@ def interpolated_abs_max(src, h, start, stop):  # pragma: no cover - compiled
     return best
 
 
-@njit(cache=True, nogil=True)
-def windowed_pairs(left, right, hop, window, first, z):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
+def windowed_pairs(left, right, hop, window, first, z, clip_level, tally):  # pragma: no cover - compiled
     """Fill ``z[b]`` with segment ``first + b`` of ``left`` (real part) and of ``right``
     (imaginary part), both multiplied by ``window``.
 
     Segment ``s`` of a channel is ``channel[s * hop: s * hop + len(window)]``. Packing two
     real segments into one complex transform gives both their spectra at once (see
     :func:`accumulate_pair_power`), in place in ``z`` (``(B, n)`` complex64).
+
+    When ``tally`` has 7 entries (give it only for adjacent segments, so that each sample
+    is seen once), the level sums of the segments' samples are added to it on the way:
+    ``(sum L, sum R, sum L**2, sum R**2, sum L*R, sum (L-R)**2, count of |x| >= clip_level)``.
     """
     n = window.shape[0]
+    sums = tally.shape[0] == 7
     for b in range(z.shape[0]):
         start = (first + b) * hop
         re = left[start: start + n]
         im = right[start: start + n]
         row = z[b]
-        for i in range(n):
-            row[i] = complex(re[i] * window[i], im[i] * window[i])
+        if sums:
+            total_l = total_r = square_l = square_r = cross = side = clipped = 0.0
+            for i in range(n):
+                u = re[i]
+                v = im[i]
+                row[i] = complex(u * window[i], v * window[i])
+                p = np.float64(u)
+                q = np.float64(v)
+                total_l += p
+                total_r += q
+                square_l += p * p
+                square_r += q * q
+                cross += p * q
+                side += (p - q) * (p - q)
+                clipped += (abs(p) >= clip_level) + (abs(q) >= clip_level)
+            tally[0] += total_l
+            tally[1] += total_r
+            tally[2] += square_l
+            tally[3] += square_r
+            tally[4] += cross
+            tally[5] += side
+            tally[6] += clipped
+        else:
+            for i in range(n):
+                row[i] = complex(re[i] * window[i], im[i] * window[i])
 
 
 @njit(cache=True, nogil=True, fastmath=_REDUCE)

@@ -309,3 +309,24 @@ def test_spectrum_of_channel_pairs_equals_per_channel_rfft(make_song):
     for first, stop in ((0, 7), (7, 8), (8, plan.count)):
         plan.accumulate(x, parts, first, stop)
     assert np.allclose(parts, whole, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("peak_known", [False, True])
+def test_long_stereo_levels_summed_in_the_spectrum_pass_equal_numpy(make_noise, peak_known):
+    # long stereo files get their level sums from the spectrum's pass over the samples
+    # (adjacent segments) plus the tail after the last segment: check them all
+    x = make_noise(33.0, rms=0.1)
+    x[1] = 0.3 * x[0] - 0.9 * x[1] + 0.01  # correlated, with a DC offset
+    x[0, 1000], x[1, 20000] = 1.0, -1.0  # clipped inside segments
+    x[0, -3], x[1, -2] = 1.0, -1.0  # and in the tail
+    m = L.analyze(x, SR, peak=float(np.abs(x).max()) if peak_known else None)
+    left, right = x.astype(np.float64)
+    assert m.clipped_samples == 4
+    np.testing.assert_allclose(m.dc_offset, [left.mean(), right.mean()], rtol=1e-9)
+    assert m.rms_dbfs == pytest.approx(10 * np.log10(np.mean(np.stack([left, right]) ** 2)), abs=1e-9)
+    assert m.correlation == pytest.approx(np.sum(left * right) / np.sqrt(np.sum(left**2) * np.sum(right**2)), abs=1e-12)
+    mid, side = (left + right) / 2, (left - right) / 2
+    assert m.side_mid_ratio_db == pytest.approx(10 * np.log10(np.sum(side**2) / np.sum(mid**2)), abs=1e-9)
+    assert m.sample_peak_dbfs == 0.0
+    assert L.analyze(x, SR, threads=1).to_dict() == L.analyze(x, SR, threads=2).to_dict()
+    assert L.analyze(x.astype(np.float64), SR).rms_dbfs == pytest.approx(m.rms_dbfs, abs=1e-9)  # separate level pass
