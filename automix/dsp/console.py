@@ -165,20 +165,22 @@ class BlockRenderer:
             raise AudioError(f"block must be shaped ({self.batch}, {self.n_stems}, {self.n_channels}, samples), "
                              f"got {tuple(block.shape)}")
         device, dtype = block.device, block.dtype
-        x = np.ascontiguousarray(block.detach().cpu().numpy()).reshape(-1, self.n_channels, block.shape[-1])
-        y = np.empty((x.shape[0], 2, x.shape[-1]), dtype=x.dtype)
+        # buffers come from torch, not numpy: numpy asks for transparent huge pages on large
+        # arrays, and on a busy machine the kernel's compaction for them can cost more than
+        # the whole render
+        x = block.detach().cpu().contiguous()
+        x = x.numpy().reshape(-1, self.n_channels, block.shape[-1])
+        stems = torch.empty((self.batch, self.n_stems, 2, block.shape[-1]), dtype=dtype)
         with slp_vectorisation():
-            channel_strip(x, *self._strip, *self._strip_state, y)
-        stems = torch.from_numpy(y).reshape(self.batch, self.n_stems, 2, -1)
+            channel_strip(x, *self._strip, *self._strip_state, stems.numpy().reshape(-1, 2, block.shape[-1]))
         if self._mask is not None:
-            stems = stems * self._mask.to(stems.dtype)
+            stems.mul_(self._mask.to(stems.dtype))
         mix = stems.sum(dim=1)
         if self._master is not None:
-            m_in = np.ascontiguousarray(mix.numpy())
-            m_out = np.empty_like(m_in)
+            m_out = torch.empty_like(mix)
             with slp_vectorisation():
-                channel_strip(m_in, *self._master, *self._master_state, m_out)
-            mix = torch.from_numpy(m_out)
+                channel_strip(mix.numpy(), *self._master, *self._master_state, m_out.numpy())
+            mix = m_out
         return MixResult(mix=mix.to(device, dtype), stems=stems.to(device, dtype))
 
     def process_all(self, blocks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
