@@ -1,19 +1,20 @@
-"""Peak memory and time of mastering a long file (issue 4 section 8: "long files, up to an hour").
+"""Peak memory and time of mastering long files (issue 4 section 8: "long files, up to an hour").
 
-Synthesises a stereo 44.1 kHz mix of ``--minutes`` minutes on disk (32-bit float WAV in a
-temporary folder, written block by block so this script never holds it), then in fresh
-subprocesses, side by side in the same run:
+For each length in ``--minutes`` (default 10, 30 and 60) it synthesises a stereo 44.1 kHz mix
+on disk (32-bit float WAV in a temporary folder, written block by block so this script never
+holds it), then in fresh subprocesses, side by side in the same run:
 
 * **read** -- only reads the file into memory (``automix.audio.load_audio``), the floor any
   in-memory tool pays;
 * **master** -- ``automix.mastering.master(mix, out, target=-14)`` (with ``--reference``: a
   30 s synthetic reference, so the tonal-match FIR runs too), writing a 24-bit WAV.
 
-It prints each run's peak RSS (``resource.getrusage(...).ru_maxrss`` of the subprocess), the ratio
-of the master's peak RSS to the file's float32 size and to the read-only run, the time ratio
-master / read, and the measured loudness and true peak of the master.
+It prints each run's peak RSS (``resource.getrusage(...).ru_maxrss`` of the subprocess) beside
+the file's float32 size, the ratio of the master's peak RSS to that size and to the read-only
+run, the time ratio master / read, the measured loudness and true peak of the master, the load
+average of the machine, and a summary table over the lengths.
 
-    python benchmarks/mastering_memory.py --minutes 10 [--reference] [--keep DIR]
+    python benchmarks/mastering_memory.py [--minutes 10 30 60] [--reference] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -90,38 +91,67 @@ def run_child(mode: str, mix: Path, out: Path, ref: Path | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def measure(minutes: float, folder: Path, reference: bool) -> dict:
+    """Synthesise ``minutes`` of mix, read it and master it in fresh subprocesses; print and return the numbers."""
+    import os
+
+    mix = folder / f"long_mix_{minutes:g}min.wav"
+    t0 = time.perf_counter()
+    write_long(mix, minutes * 60.0)
+    print(f"synthesised {minutes:g} min in {time.perf_counter() - t0:.0f} s: {mix.stat().st_size / 2**30:.2f} GiB")
+    ref = None
+    if reference:
+        import soundfile as sf
+
+        ref = folder / "reference.wav"
+        if not ref.exists():
+            r = synth_block(7, int(30 * SR), np.random.default_rng(1))
+            sf.write(str(ref), np.clip(r * 3.0, -0.99, 0.99), SR, subtype="FLOAT")
+    out = folder / "master.wav"
+    try:
+        read = run_child("read", mix, folder / "unused.wav", None)
+        done = run_child("master", mix, out, ref)
+    finally:
+        mix.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+    load = os.getloadavg()
+    f32 = read["frames"] * 2 * 4
+    gib = 2.0 ** 30
+    print(f"file: {read['frames'] / SR / 60:.1f} min stereo, float32 size {f32 / gib:.2f} GiB "
+          f"(load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})")
+    print(f"read only : peak RSS {read['peak_rss'] / gib:6.2f} GiB  time {read['seconds']:7.1f} s")
+    print(f"master    : peak RSS {done['peak_rss'] / gib:6.2f} GiB  time {done['seconds']:7.1f} s  "
+          f"({done['lufs']:.2f} LUFS, {done['true_peak_dbtp']:.2f} dBTP)")
+    print(f"ratios    : master peak RSS / float32 size {done['peak_rss'] / f32:.2f}, "
+          f"/ read-only RSS {done['peak_rss'] / read['peak_rss']:.2f}; time master / read "
+          f"{done['seconds'] / read['seconds']:.1f}", flush=True)
+    return {"minutes": minutes, "float32_gib": f32 / gib, "read_gib": read["peak_rss"] / gib,
+            "master_gib": done["peak_rss"] / gib, "master_s": done["seconds"], "read_s": read["seconds"],
+            "lufs": done["lufs"], "true_peak_dbtp": done["true_peak_dbtp"], "load": load}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10.0, 30.0, 60.0])
     parser.add_argument("--reference", action="store_true", help="match a 30 s synthetic reference (EQ runs)")
     parser.add_argument("--keep", type=Path, default=None, help="folder for the files (default: a temp dir)")
     args = parser.parse_args()
 
+    rows = []
     with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
-        folder = Path(tmp)
-        mix = folder / "long_mix.wav"
-        t0 = time.perf_counter()
-        write_long(mix, args.minutes * 60.0)
-        print(f"synthesised {args.minutes:g} min in {time.perf_counter() - t0:.0f} s: {mix.stat().st_size / 2**30:.2f} GiB")
-        ref = None
-        if args.reference:
-            import soundfile as sf
-
-            ref = folder / "reference.wav"
-            r = synth_block(7, int(30 * SR), np.random.default_rng(1))
-            sf.write(str(ref), np.clip(r * 3.0, -0.99, 0.99), SR, subtype="FLOAT")
-        read = run_child("read", mix, folder / "unused.wav", None)
-        done = run_child("master", mix, folder / "master.wav", ref)
-        f32 = read["frames"] * 2 * 4
-        gib = 2.0 ** 30
-        print(f"file: {read['frames'] / SR / 60:.1f} min stereo, float32 size {f32 / gib:.2f} GiB")
-        print(f"read only : peak RSS {read['peak_rss'] / gib:6.2f} GiB  time {read['seconds']:7.1f} s")
-        print(f"master    : peak RSS {done['peak_rss'] / gib:6.2f} GiB  time {done['seconds']:7.1f} s  "
-              f"({done['lufs']:.2f} LUFS, {done['true_peak_dbtp']:.2f} dBTP)")
-        print(f"ratios    : master peak RSS / float32 size {done['peak_rss'] / f32:.2f}, "
-              f"/ read-only RSS {done['peak_rss'] / read['peak_rss']:.2f}; time master / read "
-              f"{done['seconds'] / read['seconds']:.1f}")
-        print(f"peak RSS below 2 GiB (the target for a 60 min file): {'yes' if done['peak_rss'] < 2 * gib else 'NO'}")
+        for minutes in args.minutes:
+            rows.append(measure(minutes, Path(tmp), args.reference))
+    print()
+    print(f"{'minutes':>7s} {'float32 GiB':>11s} {'read GiB':>9s} {'master GiB':>10s} {'master/f32':>10s} "
+          f"{'master s':>9s} {'LUFS':>7s} {'dBTP':>6s}  load avg (1/5/15 min)")
+    for r in rows:
+        print(f"{r['minutes']:7g} {r['float32_gib']:11.2f} {r['read_gib']:9.2f} {r['master_gib']:10.2f} "
+              f"{r['master_gib'] / r['float32_gib']:10.2f} {r['master_s']:9.1f} {r['lufs']:7.2f} "
+              f"{r['true_peak_dbtp']:6.2f}  {r['load'][0]:.1f} {r['load'][1]:.1f} {r['load'][2]:.1f}")
+    hour = [r for r in rows if r["minutes"] >= 60]
+    if hour:
+        print(f"peak RSS below 2 GiB for {hour[0]['minutes']:g} min (the target for a 60 min file): "
+              f"{'yes' if hour[0]['master_gib'] < 2 else 'NO'}")
 
 
 if __name__ == "__main__":

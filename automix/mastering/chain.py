@@ -11,6 +11,7 @@ same names in JSON reports) plus an optional fine correction curve. Two renderer
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,28 +128,39 @@ def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linea
     return np.ascontiguousarray(y.numpy(), dtype=np.float32)
 
 
-def _mid_side_fir(x: np.ndarray, firs: np.ndarray, block: int | None = None) -> np.ndarray:
+def _mid_side_fir(x: np.ndarray, firs: np.ndarray, fft_size: int | None = None) -> np.ndarray:
     """Stereo ``x`` ``(2, T)`` -> L/R float32 ``(2, T)`` after the centred mid and side FIRs ``firs`` ``(2, L)``.
 
-    Works on blocks of ``block`` output frames (default
-    :data:`automix.mastering.profile.BLOCK_FRAMES`), each read with ``L // 2`` frames of context on
-    both sides (overlap-save), so the temporaries stay a few blocks long whatever ``T`` is;
-    the result equals one whole-signal convolution up to float32 rounding.
+    Overlap-save with the filters' spectra computed once: each step transforms one stretch of
+    mid and side (``fft_size`` frames, default 4x the filter length rounded up to a power of two),
+    and the left and right outputs come straight from ``M Hm + S Hs`` and ``M Hm - S Hs`` (two
+    inverse transforms). The temporaries stay one stretch long whatever ``T`` is; the result
+    equals one whole-signal convolution up to float32 rounding.
     """
-    from automix.mastering import profile
+    from scipy import fft as sfft
 
     frames = x.shape[-1]
-    half = firs.shape[-1] // 2
-    block = max(int(block or profile.BLOCK_FRAMES), 4 * firs.shape[-1])
+    taps = firs.shape[-1]
+    half = taps // 2
+    n_fft = int(fft_size or 1 << int(math.ceil(math.log2(4 * taps))))
+    hop = n_fft - taps + 1
+    spectra = sfft.rfft(firs.astype(np.float32), n=n_fft, axis=-1)
     out = np.empty((2, frames), dtype=np.float32)
-    for start in range(0, frames, block):
-        stop = min(frames, start + block)
-        lo, hi = max(0, start - half), min(frames, stop + half)
-        seg = np.asarray(x[:, lo:hi], dtype=np.float32)
-        ms = apply_fir(np.stack([0.5 * (seg[0] + seg[1]), 0.5 * (seg[0] - seg[1])]), firs)
-        ms = ms[:, start - lo: stop - lo]
-        out[0, start:stop] = ms[0] + ms[1]
-        out[1, start:stop] = ms[0] - ms[1]
+    seg = np.empty((2, n_fft), dtype=np.float32)
+    for start in range(0, frames, hop):
+        stop = min(frames, start + hop)
+        lo, hi = start - half, start - half + n_fft  # input read for outputs start .. start + hop - 1
+        a, b = max(0, lo), min(frames, hi)
+        seg[:] = 0.0
+        left, right = x[0, a:b], x[1, a:b]
+        np.add(left, right, out=seg[0, a - lo: b - lo])
+        np.subtract(left, right, out=seg[1, a - lo: b - lo])
+        seg *= np.float32(0.5)
+        spec = sfft.rfft(seg, axis=-1)
+        spec *= spectra
+        lr = np.stack([spec[0] + spec[1], spec[0] - spec[1]])
+        y = sfft.irfft(lr, n=n_fft, axis=-1)
+        out[:, start:stop] = y[:, taps - 1: taps - 1 + stop - start]
     return out
 
 

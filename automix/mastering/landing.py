@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from numba import njit
 
 from automix.mastering.limiter import detect_peaks, gain_from_peaks, limit_blocks
 
@@ -135,13 +136,24 @@ class LevelModel:
         from automix.loudness import gated_integrated
 
         per_hop = self.hop // self.decimation
-        n = (self.energies.size // per_hop) * per_hop
-        e = self.energies[:n]
-        if gain is not None:
-            g = gain[:n].astype(np.float64)
-            e = e * (g * g)
-        hops = e.reshape(-1, per_hop).sum(axis=1) * (10.0 ** (drive_db / 10.0))
+        hops = np.empty(self.energies.size // per_hop)
+        _hop_sums(self.energies, np.ones(1, np.float32) if gain is None else gain, gain is not None, per_hop, hops)
+        hops *= 10.0 ** (drive_db / 10.0)
         return gated_integrated(hops, self.hop) + self.bias
+
+
+@njit(cache=True)
+def _hop_sums(energies, gain, weighted, per_hop, out):  # pragma: no cover - compiled
+    """``out[h] = sum(energies[b] * gain[b]**2)`` over the ``per_hop`` blocks of hop ``h`` (float64)."""
+    for h in range(out.shape[0]):
+        acc = 0.0
+        for b in range(h * per_hop, (h + 1) * per_hop):
+            if weighted:
+                g = np.float64(gain[b])
+                acc += energies[b] * g * g
+            else:
+                acc += energies[b]
+        out[h] = acc
 
 
 def _iterate(model: LevelModel, drive, target_lufs, ceiling_dbtp, max_limiting_db, tolerance_lu,

@@ -258,11 +258,17 @@ def gain_from_peaks(peaks: np.ndarray, sample_rate: int, ceiling_dbtp: float, lo
     result is the gain per block (look-ahead and release scaled to the block rate): a cheap
     estimate for trying levels on long signals.
     """
+    from automix.mastering import profile
+
     peaks = np.ascontiguousarray(peaks, dtype=np.float32)
     rate = sample_rate / float(decimation)
     lookahead, alpha, ceiling = _limiter_constants(rate, ceiling_dbtp, lookahead_ms, release_ms)
-    out = np.empty(peaks.shape[0], np.float32)
-    _gain_range(peaks, 0, peaks.shape[0], 0, peaks.shape[0], lookahead, alpha, ceiling, np.float32(level), 1.0, out)
+    n = peaks.shape[0]
+    out = np.empty(n, np.float32)
+    r = 1.0
+    for s in range(0, n, profile.BLOCK_FRAMES):  # ranges with the release state carried: bounded temporaries
+        e = min(n, s + profile.BLOCK_FRAMES)
+        r = _gain_range(peaks, 0, n, s, e, lookahead, alpha, ceiling, np.float32(level), r, out[s:e])
     return out
 
 
