@@ -188,7 +188,8 @@ def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
             pos = -1  # not as long as its header says: read it in one go below
     if pos != frames and (raw is not None or pos < 0):  # the file is not what its header says
         with sf.SoundFile(str(path)) as f:
-            out, pos, extremes = _read_part(_SoundfileBlocks(f, dtype), np.empty((channels, frames), np.float32), 0, None)
+            out, pos, extremes = _read_part(_SoundfileBlocks(f, dtype), np.empty((channels, frames), np.float32),
+                                            0, None)
     if pos == 0:
         peak = 0.0
     elif dtype != "float32":

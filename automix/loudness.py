@@ -50,8 +50,8 @@ _TP_HALF: int = 6
 #: Kaiser window shape of the true-peak interpolator (5: flat to 0.7 x Nyquist,
 #: -0.3 dB at 0.8 x Nyquist).
 _TP_BETA: float = 5.0
-#: Centre taps per side of the true-peak meter's first, partial estimate (speed only;
-#: the compiled estimate is written for 3).
+#: Centre taps per side of the cheap partial true-peak estimate :func:`true_peak_phases`
+#: offers (``near``) to meters that prune.
 _TP_NEAR: int = 3
 
 #: Samples at or beyond this magnitude count as clipped (16-bit positive full scale).
@@ -235,7 +235,8 @@ def _levels(x: np.ndarray, peak: float | None = None) -> _Sums:
     sums = np.zeros((x.shape[0], 2))
     stereo = np.full(2, math.nan)
     clipped = int(level_sums(x, CLIP_LEVEL, sums, stereo)) if x.shape[-1] else 0
-    return _Sums(float(peak) if peak is not None else _sample_peak(x), sums[:, 0], sums[:, 1], clipped, float(stereo[0]), float(stereo[1]))
+    return _Sums(float(peak) if peak is not None else _sample_peak(x), sums[:, 0], sums[:, 1], clipped,
+                 float(stereo[0]), float(stereo[1]))
 
 
 def window_loudness(energies: np.ndarray, hop: int, hops_per_window: int) -> np.ndarray:
@@ -476,15 +477,15 @@ class _SpectrumPlan:
         """``acc[k] +=`` the power of bin ``k`` summed over the channels of ``float32`` ``x``
         ``(C, frames)`` and its segments ``first .. stop - 1`` (all of them by default).
 
-        ``tally`` (stereo with adjacent segments only, see :attr:`tiles`): ``(7,)`` level
-        sums of the segments' samples, added to on the way (see
-        :func:`automix.loudness_kernels.windowed_pairs`).
-
         Channels go in pairs through one in-place complex transform per segment (no
         allocation per transform; :func:`automix.loudness_kernels.accumulate_pair_power`
         separates them); an odd last channel through real transforms. Each segment's
         power depends only on that segment of that channel pair, so any split into
         segment ranges sums to the same result.
+
+        ``tally`` (stereo with adjacent segments only, see :attr:`tiles`): ``(7,)`` level
+        sums of the segments' samples, added to on the way (see
+        :func:`automix.loudness_kernels.windowed_pairs`).
         """
         from scipy import fft as sfft
 
@@ -521,7 +522,7 @@ class _SpectrumPlan:
         return np.arange(self.bins) * self.sample_rate / self.n, power
 
 
-_NO_TALLY = np.zeros(0)
+_NO_TALLY = np.zeros(0)  # "no level sums wanted" for windowed_pairs
 
 #: Complex transforms (segment pairs) per call of the spectrum's FFT.
 _SPECTRUM_BATCH: int = 8
@@ -576,13 +577,13 @@ def stereo_correlation(samples: Any) -> float:
     ``sum(L*R) / sqrt(sum(L**2) * sum(R**2))``; ``nan`` unless stereo and non-silent.
     """
     x = _as_2d(samples)
-    return _levels(x).correlation if x.shape[0] == 2 else math.nan
+    return _levels(x, 0.0).correlation if x.shape[0] == 2 else math.nan  # (peak not needed)
 
 
 def side_mid_ratio_db(samples: Any) -> float:
     """Energy of side ``(L-R)/2`` relative to mid ``(L+R)/2``, dB (``nan`` unless stereo)."""
     x = _as_2d(samples)
-    return _levels(x).side_mid_db if x.shape[0] == 2 else math.nan
+    return _levels(x, 0.0).side_mid_db if x.shape[0] == 2 else math.nan
 
 
 # --------------------------------------------------------------------------- report
@@ -698,9 +699,10 @@ def analyze(samples: Any, sample_rate: int, threads: int | None = None, peak: fl
     sample_rate : int
         Hz.
     threads : int, optional
-        Threads for the independent passes (per channel: spectrum, true peak, K-weighted
-        loudness; then the level sums); default: the CPUs this process may use. 1 runs
-        them in turn (same results).
+        Threads for the independent passes (the spectrum in halves of the signal, true
+        peak and K-weighted loudness per channel, the level sums -- for long stereo
+        signals taken on the spectrum's pass); default: the CPUs this process may use.
+        1 runs them in turn (same results).
     peak : float, optional
         Largest absolute sample value when already known (``Audio.peak``; saves a pass).
 
