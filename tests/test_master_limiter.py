@@ -84,3 +84,30 @@ def test_detector_matches_meter():
         x = _adversarial(kind)
         detected = 20 * np.log10(detect_peaks(x).max())
         assert detected == pytest.approx(true_peak_dbtp(x, SR), abs=0.2)
+
+
+@settings(max_examples=10, deadline=None)
+@given(block=st.integers(64, 6000), offset=st.integers(-3, 3), gain_db=st.floats(0.0, 18.0),
+       ceiling=st.floats(-3.0, -0.1))
+def test_ceiling_holds_across_block_boundaries(block, offset, gain_db, ceiling):
+    """Block-wise limiting (detector ahead of the block, release state carried, in place) equals the
+    whole-signal gain, and the landing in small blocks keeps the true peak at the ceiling even when
+    full-scale clicks sit right at the block boundaries of an inter-sample-peak sine."""
+    from unittest import mock
+
+    from automix.mastering import landing, profile
+    from automix.mastering.limiter import gain_from_peaks, limit_blocks
+
+    x = _adversarial("isp", 1.0) * np.float32(0.5)
+    edges = np.arange(block, x.shape[1] - 2, block) + offset
+    x[:, edges] = 1.0
+    x[:, edges + 1] = -1.0
+    level = 10 ** (gain_db / 20)
+    whole = x * (gain_from_peaks(detect_peaks(x), SR, ceiling, level=level) * np.float32(level))
+    out = x.copy()
+    limit_blocks(out, out, SR, ceiling, level=level, block=block)
+    assert np.max(np.abs(out - whole)) < 1e-5
+    with mock.patch.object(profile, "BLOCK_FRAMES", block), mock.patch.object(landing, "PEAK_CACHE_FRAMES", 0):
+        landed = landing.land_loudness(x.copy(), SR, -8.0, ceiling_dbtp=ceiling, max_limiting_db=20.0, in_place=True)
+    assert true_peak_dbtp(landed.samples, SR) <= ceiling
+    assert landed.true_peak_dbtp == pytest.approx(true_peak_dbtp(landed.samples, SR))

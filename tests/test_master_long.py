@@ -213,3 +213,39 @@ def test_linked_peak_detector_is_max_of_channels_and_sees_intersample_peaks():
     upsampled = np.abs(resample_poly(x[0].astype(np.float64), 4, 1)[400:-400]).max()
     assert linked.max() > 1.35 * np.abs(x[0]).max()  # +3 dB between the samples is seen
     assert abs(linked.max() - upsampled) < 0.02
+
+
+def test_long_file_mastered_in_place_equals_in_memory(tmp_path, monkeypatch):
+    """Files above LONG_FILE_FRAMES are mastered over the loaded mix (one whole-file array): same master,
+    same loudness; a second render reads the file again; report and preview still work."""
+    import sys
+
+    from automix.mastering import master as master_file
+
+    master_module = sys.modules["automix.mastering.master"]
+
+    x = song(12.0, SR, seed=15, level_db=-24.0)
+    mix, ref = tmp_path / "mix.wav", tmp_path / "ref.wav"
+    sf.write(mix, x.T, SR, subtype="PCM_24")
+    sf.write(ref, song(6.0, SR, seed=16, level_db=-12.0, bright=1.6).T, SR, subtype="FLOAT")
+    stereo = np.empty_like(x)
+    expected, _ = sf.read(mix, dtype="float32", always_2d=True)
+    assert np.array_equal(master_module.read_into(mix, stereo), expected.T)
+    normal = master_file(mix, tmp_path / "a.wav", reference=ref, target=-11.0, model=None, bit_depth="32f")
+    assert normal.input_samples is not None
+    monkeypatch.setattr(master_module, "LONG_FILE_FRAMES", 0)
+    long = master_file(mix, tmp_path / "b.wav", reference=ref, target=-11.0, model=None, bit_depth="32f",
+                       report_dir=tmp_path, preview_dir=tmp_path)
+    assert long.input_samples is None and long.landing.renders == 1
+    a, _ = sf.read(tmp_path / "a.wav", dtype="float32")
+    b, _ = sf.read(tmp_path / "b.wav", dtype="float32")
+    assert np.max(np.abs(a - b)) < 1e-5
+    assert abs(pyloudnorm.Meter(SR).integrated_loudness(b.astype(np.float64)) - (-11.0)) <= 0.1
+    assert len(long.report_paths) == 2 and len(long.preview_paths) == 2
+    # a second in-place render reads the mix from its file again
+    settings = ChainSettings(values=MASTERING.defaults().clone())
+    settings.set("eq.high_shelf.gain_db", 3.0)
+    renderer = master_module._Renderer(stereo, SR, in_place=True, reload=lambda arr: master_module.read_into(mix, arr))
+    first = renderer(settings).copy()
+    assert np.max(np.abs(first - render_chain(expected.T.copy(), SR, settings))) < 1e-6
+    assert np.array_equal(renderer(settings), first) and renderer.x is stereo

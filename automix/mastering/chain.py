@@ -98,19 +98,26 @@ def linear_phase_firs(settings: ChainSettings, sample_rate: int, length: int | N
                      zero_phase_fir(10.0 ** ((mid_db + side_db) / 20.0), length)])
 
 
-def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linear_phase: bool = True) -> np.ndarray:
+def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linear_phase: bool = True,
+                 in_place: bool = False) -> np.ndarray:
     """Apply EQ, fine EQ, width and compressor to ``x`` ``(channels, T)``; returns float32 ``(channels, T)``.
 
     ``linear_phase`` (default) renders EQ, fine curve and width as one mid/side linear-phase
     FIR pair (:func:`linear_phase_firs`, one FFT convolution); otherwise the bands run as
     minimum-phase IIR biquads (the console's exact filters), then the fine FIR, then width.
     ``output_gain_db`` and the limiter are applied afterwards by the loudness landing.
+    ``in_place`` (linear phase, float32 C-contiguous stereo ``x``): the result overwrites ``x`` and
+    is returned -- no second whole-signal array for long files.
     """
     v = settings.values
     has_fine = settings.fine_db is not None and bool(np.any(np.abs(settings.fine_db) > 1e-3))
     tonal = settings.eq_active or has_fine or not width_is_neutral(v)
+    in_place = in_place and linear_phase and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable
     if linear_phase and tonal and x.shape[0] == 2:
-        y = torch.from_numpy(_mid_side_fir(x, linear_phase_firs(settings, sample_rate)))
+        firs = linear_phase_firs(settings, sample_rate)
+        y = torch.from_numpy(_mid_side_fir(x, firs, out=x if in_place else None))
+    elif in_place:
+        y = torch.from_numpy(x)
     else:
         y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         with torch.no_grad():
@@ -122,20 +129,22 @@ def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linea
             if not width_is_neutral(v):
                 y = apply_width(y, v, sample_rate)
     if settings.comp_active:
-        own = not np.shares_memory(y.numpy(), x)  # compress the chain's own array in place (no second copy)
+        own = in_place or not np.shares_memory(y.numpy(), x)  # compress the chain's own array in place
         with torch.no_grad():
             y = compress_blocks(y, v, sample_rate, out=y if own else None)
     return np.ascontiguousarray(y.numpy(), dtype=np.float32)
 
 
-def _mid_side_fir(x: np.ndarray, firs: np.ndarray, fft_size: int | None = None) -> np.ndarray:
+def _mid_side_fir(x: np.ndarray, firs: np.ndarray, fft_size: int | None = None,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """Stereo ``x`` ``(2, T)`` -> L/R float32 ``(2, T)`` after the centred mid and side FIRs ``firs`` ``(2, L)``.
 
     Overlap-save with the filters' spectra computed once: each step transforms one stretch of
     mid and side (``fft_size`` frames, default 4x the filter length rounded up to a power of two),
     and the left and right outputs come straight from ``M Hm + S Hs`` and ``M Hm - S Hs`` (two
     inverse transforms). The temporaries stay one stretch long whatever ``T`` is; the result
-    equals one whole-signal convolution up to float32 rounding.
+    equals one whole-signal convolution up to float32 rounding. ``out`` may be ``x`` itself (in
+    place: the input just behind each stretch is kept in a small buffer before it is overwritten).
     """
     from scipy import fft as sfft
 
@@ -145,17 +154,24 @@ def _mid_side_fir(x: np.ndarray, firs: np.ndarray, fft_size: int | None = None) 
     n_fft = int(fft_size or 1 << int(math.ceil(math.log2(4 * taps))))
     hop = n_fft - taps + 1
     spectra = sfft.rfft(firs.astype(np.float32), n=n_fft, axis=-1)
-    out = np.empty((2, frames), dtype=np.float32)
+    out = np.empty((2, frames), dtype=np.float32) if out is None else out
+    same = np.shares_memory(out, x)
+    behind = np.zeros((2, 0), np.float32)  # in place: the input x[:, start - half: start] before it was overwritten
     seg = np.empty((2, n_fft), dtype=np.float32)
     for start in range(0, frames, hop):
         stop = min(frames, start + hop)
         lo, hi = start - half, start - half + n_fft  # input read for outputs start .. start + hop - 1
         a, b = max(0, lo), min(frames, hi)
         seg[:] = 0.0
-        left, right = x[0, a:b], x[1, a:b]
-        np.add(left, right, out=seg[0, a - lo: b - lo])
-        np.subtract(left, right, out=seg[1, a - lo: b - lo])
+        if same and a < start:
+            src = np.concatenate([behind[:, behind.shape[1] - (start - a):], x[:, start:b]], axis=1)
+        else:
+            src = x[:, a:b]
+        np.add(src[0], src[1], out=seg[0, a - lo: b - lo])
+        np.subtract(src[0], src[1], out=seg[1, a - lo: b - lo])
         seg *= np.float32(0.5)
+        if same:
+            behind = np.array(x[:, max(0, stop - half): stop])
         spec = sfft.rfft(seg, axis=-1)
         spec *= spectra
         lr = np.stack([spec[0] + spec[1], spec[0] - spec[1]])

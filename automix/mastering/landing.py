@@ -34,7 +34,12 @@ from automix.mastering.limiter import detect_peaks, gain_from_peaks, limit_block
 
 PEAK_CACHE_FRAMES = 1 << 24
 """Signals up to this many frames keep their full-rate peak envelope between the passes
-(64 MiB at most); longer ones detect it again in the final pass (bounded memory)."""
+(64 MiB at most); longer ones detect it again in the final pass (bounded memory) and use
+coarser model blocks (about 32 samples instead of 16)."""
+
+WARMUP_FRAMES = 1 << 14
+"""Frames of K-weighting run-in before each range of the block energies (the filter's response
+has decayed by far more than float32 precision after it, so ranges join seamlessly)."""
 
 
 @dataclass
@@ -95,12 +100,24 @@ class LevelModel:
     def __init__(self, x: np.ndarray, sample_rate: int, lookahead_ms: float = 5.0, release_ms: float = 150.0):
         from automix.loudness import HOP_S, hop_energies
 
+        from automix.mastering import profile
+
         self.x = x
         self.sample_rate = int(sample_rate)
         self.hop = max(1, int(round(HOP_S * sample_rate)))
-        self.decimation = d = decimation_for(self.hop)
+        frames = x.shape[-1]
+        self.decimation = d = decimation_for(self.hop, 16 if frames <= PEAK_CACHE_FRAMES else 32)
         self.lookahead_ms, self.release_ms = lookahead_ms, release_ms
-        self.energies, _ = hop_energies(x, sample_rate, hop_s=d / float(sample_rate))  # K-weighted, per block
+        # K-weighted energy per block, float32 (sums over hops are taken in float64), measured range by
+        # range: each range starts WARMUP_FRAMES early so the filter state has settled (no whole-file temporaries)
+        self.energies = np.empty(frames // d, np.float32)
+        step = max(d, (profile.BLOCK_FRAMES // d) * d)
+        warm = -(-WARMUP_FRAMES // d) * d
+        for start in range(0, self.energies.size * d, step):
+            stop = min(self.energies.size * d, start + step)
+            lo = max(0, start - warm)
+            e, _ = hop_energies(x[:, lo:stop], sample_rate, hop_s=d / float(sample_rate))
+            self.energies[start // d: stop // d] = e[(start - lo) // d:]
         self.threshold = math.inf
         self.peaks: np.ndarray | None = None
         self.block_peaks = np.zeros(-(-x.shape[-1] // d), np.float32)

@@ -47,6 +47,11 @@ missing from the mix rather than quiet, and boosting it would only raise noise."
 MONO_SIDE_DB = -40.0
 """A side-to-mid level below this counts as mono (dB)."""
 
+LONG_FILE_FRAMES = 1 << 24
+"""Files longer than this (frames; 6.3 min at 44.1 kHz) are mastered in place: the chain and the
+limiter overwrite the loaded mix, so one whole-file array is held (a second render, rare, reads
+the file again)."""
+
 
 @dataclass
 class MasteringOptions:
@@ -139,6 +144,7 @@ class MasterResult:
     reference: Profile | None
     warnings: list[str] = field(default_factory=list)
     input_samples: np.ndarray | None = field(default=None, repr=False)
+    input_path: Path | None = None
     output_path: Path | None = None
     report_paths: list[Path] = field(default_factory=list)
     preview_paths: list[Path] = field(default_factory=list)
@@ -304,7 +310,8 @@ def master_audio(samples: np.ndarray, sample_rate: int,
                  references: Sequence[tuple[np.ndarray, int]] | Sequence[Profile] = (),
                  options: MasteringOptions | None = None, *, name: str = "input",
                  reference_profile: Profile | None = None,
-                 progress: Callable[[str], None] | None = None) -> MasterResult:
+                 progress: Callable[[str], None] | None = None,
+                 reload: Callable[[np.ndarray], None] | None = None) -> MasterResult:
     """Master ``samples`` ``(channels, T)`` at ``sample_rate`` (kept: no resampling).
 
     Parameters
@@ -320,6 +327,10 @@ def master_audio(samples: np.ndarray, sample_rate: int,
         An already combined target profile (album mode); overrides ``references``.
     progress : callable, optional
         Called with the name of each stage as it starts.
+    reload : callable, optional
+        Master in place: ``samples`` (float32 stereo, C-contiguous, given up by the caller) is
+        overwritten by the master, and ``reload(samples)`` fills it with the input again when a
+        second render is needed. The result then has no ``input_samples``.
 
     Returns
     -------
@@ -329,18 +340,20 @@ def master_audio(samples: np.ndarray, sample_rate: int,
     torch.set_num_threads(1)  # the torch work here is many tiny ops: threads only add waiting
     try:
         return _master_audio(samples, sample_rate, references, options, name=name,
-                             reference_profile=reference_profile, progress=progress)
+                             reference_profile=reference_profile, progress=progress, reload=reload)
     finally:
         torch.set_num_threads(threads)
 
 
-def _master_audio(samples, sample_rate, references, options, *, name, reference_profile, progress) -> MasterResult:
+def _master_audio(samples, sample_rate, references, options, *, name, reference_profile, progress,
+                  reload=None) -> MasterResult:
     options = options or MasteringOptions()
     options.validate()
     step = progress or (lambda _stage: None)
     step("analysing")
     warnings = check_signal(samples, sample_rate, name)
     x = _stereo(samples)
+    renderer = _Renderer(x, sample_rate, in_place=reload is not None, reload=reload)
 
     ref = reference_profile
     if ref is None and references:
@@ -373,7 +386,7 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
     settings, _ = plan_chain(mix, ref, sample_rate, options, rms_dbfs)
     step("rendering")
     step("limiting")
-    landing = _land(x, sample_rate, settings, target, options)
+    landing = _land(renderer, settings, target, options)
 
     passes = options.correction_passes if (ref is not None and options.eq and options.fine_eq
                                            and options.eq_amount > 0) else 0
@@ -387,7 +400,7 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
         settings.fine_db = np.clip(settings.fine_db[:n] + err, -FINE_LIMIT_DB, FINE_LIMIT_DB)
         settings.fine_freqs_hz = freqs
         landing = None  # the former master is freed before the next one is rendered
-        landing = _land(x, sample_rate, settings, target, options)
+        landing = _land(renderer, settings, target, options)
 
     settings.set("output_gain_db", landing.drive_db)
     warnings += landing.warnings
@@ -396,20 +409,45 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
                         "turned down")
     return MasterResult(samples=landing.samples, sample_rate=sample_rate, settings=settings, target_lufs=target,
                         landing=landing, input_profile=mix, reference=ref,
-                        warnings=warnings, input_samples=x)
+                        warnings=warnings, input_samples=None if renderer.in_place else x)
 
 
-def _land(x: np.ndarray, sample_rate: int, settings: ChainSettings, target: float,
-          options: MasteringOptions) -> Landing:
-    """Render the chain on ``x`` and land its loudness; the master is written over the rendered
-    chain output (one whole-signal array besides the input)."""
+class _Renderer:
+    """Renders the chain on the mix ``x``: into a new array, or (``in_place``) over ``x`` itself, refilled
+    with the input by ``reload(x)`` before every render after the first (no reload: ``x`` is ours to
+    overwrite once, a later render is refused)."""
+
+    def __init__(self, x: np.ndarray, sample_rate: int, in_place: bool, reload: Callable[[np.ndarray], None] | None):
+        self.x, self.sample_rate, self.reload = x, sample_rate, reload
+        self.in_place = in_place and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable
+        self.dirty = False
+
+    @property
+    def can_render(self) -> bool:
+        return not (self.in_place and self.dirty and self.reload is None)
+
+    def __call__(self, settings: ChainSettings) -> np.ndarray:
+        if not self.in_place:
+            y = render_chain(self.x, self.sample_rate, settings)
+            return y.copy() if np.shares_memory(y, self.x) else y  # a neutral chain returns the input itself
+        if self.dirty:
+            if self.reload is None:
+                raise MasteringError("internal: the mix was already overwritten by its master")
+            self.reload(self.x)
+        self.dirty = True
+        return render_chain(self.x, self.sample_rate, settings, in_place=True)
+
+
+def _land(renderer: _Renderer, settings: ChainSettings, target: float, options: MasteringOptions) -> Landing:
+    """Render the chain and land its loudness; the master is written over the rendered chain output
+    (one whole-signal array besides the input, or none in place)."""
     def render() -> np.ndarray:
-        y = render_chain(x, sample_rate, settings)
-        return y.copy() if np.shares_memory(y, x) else y  # a neutral chain returns the input itself
+        return renderer(settings)
 
-    return land_loudness(render(), sample_rate, target, ceiling_dbtp=options.ceiling_dbtp, limiter=options.limiter,
-                         max_limiting_db=options.max_limiting_db, lookahead_ms=options.lookahead_ms,
-                         release_ms=options.release_ms, in_place=True, render=render)
+    return land_loudness(render(), renderer.sample_rate, target, ceiling_dbtp=options.ceiling_dbtp,
+                         limiter=options.limiter, max_limiting_db=options.max_limiting_db,
+                         lookahead_ms=options.lookahead_ms, release_ms=options.release_ms, in_place=True,
+                         render=render if renderer.can_render else None)
 
 
 # ----------------------------------------------------------------------------- the API on files
@@ -439,6 +477,28 @@ def _load(path: Path) -> tuple[np.ndarray, int]:
 
     audio = load_audio(path, mono_to_stereo=False, downmix=True)
     return audio.samples, audio.sample_rate
+
+
+def read_into(path: Path, out: np.ndarray, start: int = 0, block: int = 1 << 16) -> np.ndarray:
+    """Read ``out.shape[-1]`` frames of ``path`` from frame ``start`` into ``out`` ``(2, frames)`` float32
+    (more than two channels folded to stereo, mono doubled), block by block: the same values as
+    :func:`_load` then :func:`_stereo`, without another whole-file array."""
+    import soundfile as sf
+
+    from automix.audio import downmix_to_stereo
+
+    pos = 0
+    with sf.SoundFile(str(path)) as f:
+        f.seek(start)
+        while pos < out.shape[-1]:
+            part = f.read(min(block, out.shape[-1] - pos), dtype="float32", always_2d=True).T
+            if part.shape[-1] == 0:
+                raise AudioError(f"{path.name}: ended early while being read again")
+            if part.shape[0] > 2:
+                part = downmix_to_stereo(part)
+            out[:, pos: pos + part.shape[-1]] = part  # a mono row is broadcast to both channels
+            pos += part.shape[-1]
+    return out
 
 
 def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any = None,
@@ -486,8 +546,14 @@ def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any 
     try:
         samples, rate = _load(mix_path)
         refs = [_load(p) for p in ref_paths]
+        reload = None
+        if samples.shape[-1] > LONG_FILE_FRAMES:  # long: master in place, no second whole-file array
+            samples = _stereo(samples)
+            reload = (lambda arr: read_into(mix_path, arr))
         result = master_audio(samples, rate, refs, opts, name=mix_path.name,
-                              progress=(lambda s: _advance(bar, s)))
+                              progress=(lambda s: _advance(bar, s)), reload=reload)
+        samples = None
+        result.input_path = mix_path
         for i, p in enumerate(ref_paths):
             result.warnings = [w.replace(f"reference {i + 1}", p.name) for w in result.warnings]
         _advance(bar, "writing")

@@ -38,16 +38,17 @@ def loudest_window(samples: np.ndarray, sample_rate: int, length_s: float = PREV
     return start, start + length
 
 
-def ab_excerpts(original: np.ndarray, master: np.ndarray, sample_rate: int,
-                length_s: float = PREVIEW_S) -> tuple[np.ndarray, np.ndarray, float]:
+def ab_excerpts(original: np.ndarray | None, master: np.ndarray, sample_rate: int,
+                length_s: float = PREVIEW_S, read_original=None) -> tuple[np.ndarray, np.ndarray, float]:
     """Equal-loudness excerpts ``(input, master, gain_db)`` of the master's loudest stretch.
 
-    ``gain_db`` is the level change applied to the louder of the two (negative).
+    ``gain_db`` is the level change applied to the louder of the two (negative). Without the
+    ``original`` array, ``read_original(start, stop)`` supplies its excerpt (e.g. from its file).
     """
     from automix.loudness import integrated_loudness
 
     start, stop = loudest_window(master, sample_rate, length_s)
-    a = np.asarray(original[:, start:stop], dtype=np.float32)
+    a = read_original(start, stop) if original is None else np.asarray(original[:, start:stop], dtype=np.float32)
     b = np.asarray(master[:, start:stop], dtype=np.float32)
     la, lb = integrated_loudness(a, sample_rate), integrated_loudness(b, sample_rate)
     diff = float(lb - la) if np.isfinite(la) and np.isfinite(lb) else 0.0
@@ -63,7 +64,14 @@ def write_preview(result: Any, folder: str | os.PathLike, stem: str, overwrite: 
     from automix.audio import write_audio
 
     folder = Path(folder)
-    a, b, _ = ab_excerpts(result.input_samples, result.samples, result.sample_rate)
+    read_original = None
+    if result.input_samples is None:  # mastered in place (a long file): the input excerpt comes from its file
+        from automix.mastering.master import read_into
+
+        def read_original(start: int, stop: int) -> np.ndarray:
+            return read_into(Path(result.input_path), np.empty((2, stop - start), np.float32), start=start)
+
+    a, b, _ = ab_excerpts(result.input_samples, result.samples, result.sample_rate, read_original=read_original)
     return [write_audio(folder / f"{stem}.preview-A-input.wav", a, result.sample_rate, subtype="FLOAT",
                         overwrite=overwrite),
             write_audio(folder / f"{stem}.preview-B-master.wav", b, result.sample_rate, subtype="FLOAT",
