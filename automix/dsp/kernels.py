@@ -11,6 +11,14 @@ Conventions
   run in transposed direct form II with state ``(s1, s2)`` per section (the layout of
   ``scipy.signal.sosfilt``'s ``zi``).
 * Gains handled by the smoother are in dB (0 = no gain reduction).
+
+How the fused strip is fast (about 4x less CPU than its per-sample scalar predecessor):
+the EQ cascades of four channels run as one SIMD recursion (straight-line code on
+4-tuples, vectorised by LLVM's SLP pass, see :func:`slp_vectorisation`); everything that is
+not a recursion (detector logarithm, gain computer, gain exponential, tanh saturator, output
+matrix) runs over chunks of :data:`CHUNK` samples in loops the compiler vectorises, with
+exp/ln written out as polynomials (libm's scalar calls cannot be vectorised); the
+attack/release smoother is branch-free with two stems interleaved.
 """
 from __future__ import annotations
 
