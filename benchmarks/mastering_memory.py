@@ -76,7 +76,9 @@ if mode == "read":
     extra = {"frames": int(audio.samples.shape[-1])}
 else:
     r = master(mix, out, reference=ref or None, target=-14.0, model=None)
-    extra = {"lufs": r.integrated_lufs, "true_peak_dbtp": r.true_peak_dbtp}
+    extra = {"lufs": r.integrated_lufs, "true_peak_dbtp": r.true_peak_dbtp, "reached": r.landing.reached,
+             "gain_reduction_db": r.landing.max_gain_reduction_db, "renders": r.landing.renders,
+             "warnings": r.warnings}
 seconds = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"seconds": seconds, "peak_rss": rss, **extra}))
@@ -121,7 +123,10 @@ def measure(minutes: float, folder: Path, reference: bool) -> dict:
           f"(load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})")
     print(f"read only : peak RSS {read['peak_rss'] / gib:6.2f} GiB  time {read['seconds']:7.1f} s")
     print(f"master    : peak RSS {done['peak_rss'] / gib:6.2f} GiB  time {done['seconds']:7.1f} s  "
-          f"({done['lufs']:.2f} LUFS, {done['true_peak_dbtp']:.2f} dBTP)")
+          f"({done['lufs']:.2f} LUFS, {done['true_peak_dbtp']:.2f} dBTP, limiting {done['gain_reduction_db']:.1f} dB, "
+          f"{done['renders']} render(s))")
+    for warning in done["warnings"]:
+        print(f"  warning: {warning}")
     print(f"ratios    : master peak RSS / float32 size {done['peak_rss'] / f32:.2f}, "
           f"/ read-only RSS {done['peak_rss'] / read['peak_rss']:.2f}; time master / read "
           f"{done['seconds'] / read['seconds']:.1f}", flush=True)
