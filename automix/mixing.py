@@ -152,38 +152,6 @@ def _common_rate(rates: Sequence[int]) -> int:
     return max(counts, key=lambda r: (counts[r], r))
 
 
-#: Corner (Hz) of the zero-phase high-pass that removes a stem's DC offset.
-DC_CUTOFF_HZ = 5.0
-
-
-def remove_dc(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
-    """Remove a DC offset larger than analyze's warning level (-60 dBFS, 0.1 % of full scale).
-
-    A 2nd-order Butterworth high-pass at :data:`DC_CUTOFF_HZ` run forwards and backwards
-    (zero phase: no delay, no smearing of transients' timing). It also follows an offset
-    that comes and goes (e.g. a kick sample with DC), which subtracting the mean would not.
-
-    Parameters
-    ----------
-    samples : np.ndarray (C, T) float32
-    sample_rate : int, Hz
-
-    Returns
-    -------
-    (samples, offset) -- the filtered samples (the input itself when its offset is below the
-    level) and the largest per-channel DC offset found, as a fraction of full scale.
-    """
-    from scipy.signal import butter, sosfiltfilt
-
-    from automix.loudness import WARN_DC_OFFSET
-
-    offset = float(np.abs(samples.mean(axis=-1, dtype=np.float64)).max()) if samples.size else 0.0
-    if offset <= WARN_DC_OFFSET or samples.shape[-1] < 64:
-        return samples, offset
-    sos = butter(2, DC_CUTOFF_HZ, btype="highpass", fs=sample_rate, output="sos")
-    return sosfiltfilt(sos, samples.astype(np.float64), axis=-1).astype(np.float32), offset
-
-
 def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | None = None,
                progress: Callable[[str], None] | None = None) -> Stems:
     """Load stems of any supported format, sample rate, channel count and length.
@@ -201,7 +169,7 @@ def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
     Stems
         Files that cannot be read are skipped and listed in ``skipped`` and ``notes``
         (the others are kept); silent stems are marked in ``silent``; a stem's DC offset
-        above -60 dBFS is removed (:func:`remove_dc`) and reported.
+        above -60 dBFS is removed (:func:`automix.dsp.dc.remove_dc`) and reported.
 
     Raises
     ------
@@ -209,6 +177,7 @@ def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
         No stems, more than :data:`MAX_STEMS`, or no readable stem at all.
     """
     from automix.audio import load_audio, resample
+    from automix.dsp.dc import DC_CUTOFF_HZ, dc_offset, remove_dc
     from automix.loudness import WARN_DC_OFFSET
 
     paths = find_stem_files(inputs)
@@ -236,8 +205,9 @@ def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
         if sr != rate:
             samples = np.asarray(resample(samples, sr, rate), dtype=np.float32)
             notes.append(f"{name} resampled from {sr} Hz to {rate} Hz")
-        samples, offset = remove_dc(samples, rate)
-        if offset > WARN_DC_OFFSET:
+        offset = dc_offset(samples)
+        if offset > WARN_DC_OFFSET:  # -60 dBFS, where analyze warns
+            samples = remove_dc(samples, rate)
             notes.append(f"{name} had a DC offset of {100 * offset:.2f}% of full scale: removed "
                          f"({DC_CUTOFF_HZ:g} Hz high-pass)")
         arrays.append(samples)

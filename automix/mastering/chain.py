@@ -1,4 +1,4 @@
-"""The mastering chain before the limiter: parametric EQ -> fine EQ -> mid/side width -> bus compressor.
+"""The mastering chain before the limiter: (DC filter) -> parametric EQ -> fine EQ -> mid/side width -> bus compressor.
 
 Settings are a :data:`automix.dsp.params.MASTERING` tensor (readable, validated, the
 same names in JSON reports) plus an optional fine correction curve. Two renderers:
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from automix.dsp.compressor import compress
+from automix.dsp.dc import remove_dc
 from automix.dsp.eq import apply_eq_exact, eq_sos
 from automix.dsp.params import MASTERING
 from automix.mastering.tonal import apply_fir, fine_correction_fir
@@ -40,11 +41,15 @@ class ChainSettings:
         ``(P,)`` MASTERING settings (EQ bands, compressor, output gain, width, limiter).
     fine_freqs_hz, fine_db : np.ndarray or None
         Fine correction curve (Hz, dB), or None for none.
+    dc_cutoff_hz : float
+        Corner (Hz) of the DC-blocking high-pass run first (0: none; used when the mix has
+        a DC offset, which would otherwise eat limiter headroom and reach the master).
     """
 
     values: torch.Tensor
     fine_freqs_hz: np.ndarray | None = None
     fine_db: np.ndarray | None = None
+    dc_cutoff_hz: float = 0.0
 
     def get(self, name: str) -> float:
         """One setting as a float."""
@@ -113,6 +118,8 @@ def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linea
     has_fine = settings.fine_db is not None and bool(np.any(np.abs(settings.fine_db) > 1e-3))
     tonal = settings.eq_active or has_fine or not width_is_neutral(v)
     in_place = in_place and linear_phase and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.writeable
+    if settings.dc_cutoff_hz > 0:
+        x = remove_dc(x, sample_rate, settings.dc_cutoff_hz, out=x if in_place else None)
     if linear_phase and tonal and x.shape[0] == 2:
         firs = linear_phase_firs(settings, sample_rate)
         y = torch.from_numpy(_mid_side_fir(x, firs, out=x if in_place else None))

@@ -22,8 +22,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from automix.dsp.dc import DC_CUTOFF_HZ, dc_offset
 from automix.dsp.params import MASTERING
 from automix.errors import AudioError, MasteringError, SettingsError
+from automix.loudness import WARN_DC_OFFSET
 from automix.mastering.chain import ChainSettings, render_chain
 from automix.mastering.landing import Landing, land_loudness
 from automix.mastering.presets import target_lufs as preset_lufs
@@ -384,6 +386,11 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
     rms_dbfs = 10 * math.log10(max(mean_square(x), 1e-20))
     step("planning")
     settings, _ = plan_chain(mix, ref, sample_rate, options, rms_dbfs)
+    dc = dc_offset(x)
+    if dc > WARN_DC_OFFSET:  # -60 dBFS, where analyze warns
+        settings.dc_cutoff_hz = DC_CUTOFF_HZ
+        warnings.append(f"{name} has a DC offset of {100 * dc:.2f}% of full scale: removed "
+                        f"({DC_CUTOFF_HZ:g} Hz high-pass)")
     step("rendering")
     step("limiting")
     landing = _land(renderer, settings, target, options)
