@@ -529,6 +529,24 @@ def quantize(samples: np.ndarray, bits: int, dither: bool, rng: np.random.Genera
     return x.astype(np.int32) << (32 - bits), clipped
 
 
+def interleaved_codes(samples: np.ndarray, bits: int, dither: bool,
+                      rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+    """:func:`quantize` ``(channels, T)`` samples into frame-major ``(T, channels)`` int32 codes for libsndfile.
+
+    Without dither the rounding, clipping and interleaving run as one compiled pass
+    (:func:`automix.audio_kernels.quantize_interleaved`, the same codes); with dither through
+    :func:`quantize`. Returns ``(codes, clipped)``.
+    """
+    if dither:
+        codes, clipped = quantize(samples, bits, dither=True, rng=rng)
+        return np.ascontiguousarray(codes.T), clipped
+    from automix.audio_kernels import quantize_interleaved
+
+    x = samples if samples.dtype in (np.float32, np.float64) else samples.astype(np.float64)
+    codes = np.empty((x.shape[-1], x.shape[0]), dtype=np.int32)
+    return codes, int(quantize_interleaved(x, int(bits), codes))
+
+
 def _as_numpy(samples: Any) -> np.ndarray:
     if not isinstance(samples, np.ndarray):
         if hasattr(samples, "detach"):
@@ -642,12 +660,11 @@ def write_audio(
         raise AudioError(f"{_name(path)}: nothing to write (zero-length audio)")
     _check_finite(x, f"{_name(path)} (audio to write)")
     if subtype in PCM_BITS:
-        data, clipped = quantize(x, PCM_BITS[subtype], dither=dither and PCM_BITS[subtype] <= 16, rng=rng)
+        data, clipped = interleaved_codes(x, PCM_BITS[subtype], dither=dither and PCM_BITS[subtype] <= 16, rng=rng)
         if clipped:
             log.warning("%s: %d samples beyond full scale were clipped", path, clipped)
     else:
-        data = x.astype(np.float32, copy=False)
-    data = np.ascontiguousarray(data.T)
+        data = np.ascontiguousarray(x.astype(np.float32, copy=False).T)
 
     with atomic_audio_file(path) as tmp:
         sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)

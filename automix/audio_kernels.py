@@ -111,3 +111,38 @@ def pcm24_block_to_planar(raw, channels, frames, out, pos, extremes, scale):  # 
             lo = min(lo, code)
         extremes[c, 0] = hi
         extremes[c, 1] = lo
+
+
+@njit(cache=True, nogil=True)
+def quantize_interleaved(x, bits, out):  # pragma: no cover - compiled
+    """Round planar float samples to ``bits``-bit codes, interleaved for libsndfile, in one pass.
+
+    The same codes as :func:`automix.audio.quantize` without dither (round half to even,
+    clipped to the code range, left-justified in 32 bits), written frame-major.
+
+    Parameters
+    ----------
+    x : (channels, frames) float32 or float64, full scale +-1.0
+    bits : int, 16 or 24
+    out : (frames, channels) int32, written
+
+    Returns
+    -------
+    int : how many samples were beyond full scale (clipped)
+    """
+    scale = 2.0 ** (bits - 1)
+    top, bottom = scale - 1.0, -scale
+    shift = 32 - bits
+    clipped = 0
+    channels, frames = x.shape
+    for c in range(channels):
+        for i in range(frames):
+            v = np.rint(np.float64(x[c, i]) * scale)
+            if v > top:
+                v = top
+                clipped += 1
+            elif v < bottom:
+                v = bottom
+                clipped += 1
+            out[i, c] = np.int32(v) << shift
+    return clipped

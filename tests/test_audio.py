@@ -352,3 +352,19 @@ def test_silence_is_rejected_by_the_separate_check(write_file):
     with pytest.raises(AudioError, match="silent.wav: is silent"):
         check_not_silent(a)  # ...but not something to analyse or master
     check_not_silent(a.samples + 1e-3)
+
+
+def test_interleaved_codes_equal_numpy_quantisation():
+    """The one-pass writer kernel gives numpy's codes: round half to even, clip, left-justify, interleave."""
+    from automix.audio import interleaved_codes, quantize
+
+    rng = np.random.default_rng(5)
+    x = (0.6 * rng.standard_normal((2, 50_000))).astype(np.float32)  # some samples beyond full scale
+    x[0, :6] = [0.5 / 2**23, 1.5 / 2**23, 2.5 / 2**23, -0.5 / 2**15, 1.0, -1.0]  # ties and the extremes
+    for bits in (16, 24):
+        ref, clipped = quantize(x, bits, dither=False)
+        codes, n = interleaved_codes(x, bits, dither=False)
+        assert codes.shape == (50_000, 2) and codes.flags.c_contiguous
+        assert np.array_equal(codes, ref.T) and n == clipped > 0
+    dithered, _ = interleaved_codes(x, 16, dither=True, rng=np.random.default_rng(0))
+    assert np.array_equal(dithered, quantize(x, 16, dither=True, rng=np.random.default_rng(0))[0].T)

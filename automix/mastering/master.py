@@ -609,8 +609,8 @@ def write_blocks(path: Path, samples: np.ndarray, sample_rate: int, *, subtype: 
     """
     import soundfile as sf
 
-    from automix.audio import (PCM_BITS, WRITE_FORMATS, WRITE_SUBTYPES, atomic_audio_file, check_output_path, quantize,
-                               write_audio)
+    from automix.audio import (PCM_BITS, WRITE_FORMATS, WRITE_SUBTYPES, atomic_audio_file, check_output_path,
+                               interleaved_codes, write_audio)
 
     path = check_output_path(path, overwrite=overwrite, inputs=inputs)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
@@ -628,8 +628,9 @@ def write_blocks(path: Path, samples: np.ndarray, sample_rate: int, *, subtype: 
                 if not np.all(np.isfinite(part)):
                     raise AudioError(f"{path.name}: the master contains NaN or infinite values (not written)")
                 if bits is not None:
-                    part, _ = quantize(part, bits, dither=dither and bits <= 16, rng=rng)
-                out.write(np.ascontiguousarray(part.T))
+                    out.write(interleaved_codes(part, bits, dither=dither and bits <= 16, rng=rng)[0])
+                else:
+                    out.write(np.ascontiguousarray(part.T))
     return path
 
 
