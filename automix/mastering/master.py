@@ -308,6 +308,25 @@ def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: Mas
 
 
 # ----------------------------------------------------------------------------- the API on arrays
+def reference_profile_of(samples: np.ndarray, sample_rate: int, label: str) -> tuple[Profile, list[str]]:
+    """Check and measure one reference track: its :class:`Profile` and warnings.
+
+    A mono reference (or one with no side signal) gets no width (NaN): the mix keeps its own.
+    Raises :class:`AudioError` like :func:`check_signal`.
+    """
+    warnings = check_signal(samples, sample_rate, label)
+    p = analyze_profile(_stereo(samples), sample_rate, name=label)
+    if np.asarray(samples).shape[0] == 1 or max(p.width_db) < MONO_SIDE_DB:
+        warnings.append(f"{label} is mono: its stereo width is not matched")
+        p.width_db = (math.nan, math.nan, math.nan)
+    return p, warnings
+
+
+def _load_reference(path: Path, label: str) -> tuple[Profile, list[str]]:
+    samples, rate = _load(path)
+    return reference_profile_of(samples, rate, label)
+
+
 def master_audio(samples: np.ndarray, sample_rate: int,
                  references: Sequence[tuple[np.ndarray, int]] | Sequence[Profile] = (),
                  options: MasteringOptions | None = None, *, name: str = "input",
@@ -364,13 +383,8 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
             if isinstance(item, Profile):
                 profiles.append(item)
                 continue
-            r, r_rate = item
-            label = f"reference {i + 1}"
-            warnings += check_signal(r, r_rate, label)
-            p = analyze_profile(_stereo(r), r_rate, name=label)
-            if np.asarray(r).shape[0] == 1 or max(p.width_db) < MONO_SIDE_DB:
-                warnings.append(f"{label} is mono: its stereo width is not matched")
-                p.width_db = (math.nan, math.nan, math.nan)
+            p, notes = reference_profile_of(*item, label=f"reference {i + 1}")
+            warnings += notes
             profiles.append(p)
         ref = combine_profiles(profiles, options.reference_weights)
     mix = analyze_profile(x, sample_rate, name=name)
@@ -551,8 +565,15 @@ def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any 
         raise SettingsError(f"{len(opts.reference_weights)} reference weights given for {len(ref_paths)} references")
     bar = _progress_bar(progress, total=6, desc=mix_path.name)
     try:
-        samples, rate = _load(mix_path)
-        refs = [_load(p) for p in ref_paths]
+        # the references are read and measured on a second thread while the mix is read
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(lambda: [_load_reference(p, f"reference {i + 1}") for i, p in enumerate(ref_paths)])
+            samples, rate = _load(mix_path)
+            measured = pending.result()
+        refs = [p for p, _ in measured]
+        ref_warnings = [w for _, notes in measured for w in notes]
         reload = None
         if samples.shape[-1] > LONG_FILE_FRAMES:  # long: master in place, no second whole-file array
             samples = _stereo(samples)
@@ -560,6 +581,7 @@ def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any 
         result = master_audio(samples, rate, refs, opts, name=mix_path.name,
                               progress=(lambda s: _advance(bar, s)), reload=reload)
         samples = None
+        result.warnings = ref_warnings + result.warnings
         result.input_path = mix_path
         for i, p in enumerate(ref_paths):
             result.warnings = [w.replace(f"reference {i + 1}", p.name) for w in result.warnings]
