@@ -49,6 +49,10 @@ def test_block_fir_render_equals_one_convolution(long_song, monkeypatch):
     s = fftconvolve(0.5 * (x[0] - x[1]), firs[1])[half: half + x.shape[-1]]
     assert y.dtype == np.float32
     assert np.max(np.abs(y - np.stack([m + s, m - s]))) < 1e-4
+    # in place the stretches run in order on one thread; the copy above ran in two halves at once
+    inplace = long_song.copy()
+    assert render_chain(inplace, SR, settings, in_place=True) is not None
+    assert np.max(np.abs(inplace - y)) < 1e-6
 
 
 def test_block_compressor_equals_one_piece(long_song):

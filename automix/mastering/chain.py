@@ -155,6 +155,8 @@ def _mid_side_fir(x: np.ndarray, firs: np.ndarray, fft_size: int | None = None,
     """
     from scipy import fft as sfft
 
+    from automix.audio import usable_cpus
+
     frames = x.shape[-1]
     taps = firs.shape[-1]
     half = taps // 2
@@ -163,27 +165,42 @@ def _mid_side_fir(x: np.ndarray, firs: np.ndarray, fft_size: int | None = None,
     spectra = sfft.rfft(firs.astype(np.float32), n=n_fft, axis=-1)
     out = np.empty((2, frames), dtype=np.float32) if out is None else out
     same = np.shares_memory(out, x)
-    behind = np.zeros((2, 0), np.float32)  # in place: the input x[:, start - half: start] before it was overwritten
-    seg = np.empty((2, n_fft), dtype=np.float32)
-    for start in range(0, frames, hop):
-        stop = min(frames, start + hop)
-        lo, hi = start - half, start - half + n_fft  # input read for outputs start .. start + hop - 1
-        a, b = max(0, lo), min(frames, hi)
-        seg[:] = 0.0
-        if same and a < start:
-            src = np.concatenate([behind[:, behind.shape[1] - (start - a):], x[:, start:b]], axis=1)
-        else:
-            src = x[:, a:b]
-        np.add(src[0], src[1], out=seg[0, a - lo: b - lo])
-        np.subtract(src[0], src[1], out=seg[1, a - lo: b - lo])
-        seg *= np.float32(0.5)
-        if same:
-            behind = np.array(x[:, max(0, stop - half): stop])
-        spec = sfft.rfft(seg, axis=-1)
-        spec *= spectra
-        lr = np.stack([spec[0] + spec[1], spec[0] - spec[1]])
-        y = sfft.irfft(lr, n=n_fft, axis=-1)
-        out[:, start:stop] = y[:, taps - 1: taps - 1 + stop - start]
+
+    def run(first: int, last: int) -> None:
+        """Outputs ``first .. last - 1`` (``first`` a multiple of ``hop``)."""
+        behind = np.zeros((2, 0), np.float32)  # in place: the input x[:, start - half: start] before it was overwritten
+        seg = np.empty((2, n_fft), dtype=np.float32)
+        for start in range(first, last, hop):
+            stop = min(last, start + hop)
+            lo, hi = start - half, start - half + n_fft  # input read for outputs start .. start + hop - 1
+            a, b = max(0, lo), min(frames, hi)
+            seg[:] = 0.0
+            if same and a < start:
+                src = np.concatenate([behind[:, behind.shape[1] - (start - a):], x[:, start:b]], axis=1)
+            else:
+                src = x[:, a:b]
+            np.add(src[0], src[1], out=seg[0, a - lo: b - lo])
+            np.subtract(src[0], src[1], out=seg[1, a - lo: b - lo])
+            seg *= np.float32(0.5)
+            if same:
+                behind = np.array(x[:, max(0, stop - half): stop])
+            spec = sfft.rfft(seg, axis=-1)
+            spec *= spectra
+            lr = np.stack([spec[0] + spec[1], spec[0] - spec[1]])
+            y = sfft.irfft(lr, n=n_fft, axis=-1)
+            out[:, start:stop] = y[:, taps - 1: taps - 1 + stop - start]
+
+    steps = -(-frames // hop)
+    if same or steps < 8 or usable_cpus() < 2:  # in place the stretches must run in order
+        run(0, frames)
+    else:  # separate output ranges, read-only input: two threads (the FFTs release the GIL)
+        from concurrent.futures import ThreadPoolExecutor
+
+        middle = min(frames, (steps // 2) * hop)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            later = pool.submit(run, middle, frames)
+            run(0, middle)
+            later.result()
     return out
 
 
