@@ -133,9 +133,8 @@ class LevelModel:
         self.peaks = None  # the former envelope is freed first
         self.peaks = np.empty(frames, np.float32) if frames <= PEAK_CACHE_FRAMES else None
         step = max(d, (profile.BLOCK_FRAMES // d) * d)  # whole model blocks per range
-        for start in range(0, frames, step):
-            stop = min(frames, start + step)
-            env = detect_peaks(x, self.threshold, start=start, stop=stop)
+        ranges = [(start, min(frames, start + step)) for start in range(0, frames, step)]
+        for start, stop, env in _envelopes(x, self.threshold, ranges):
             if self.peaks is not None:
                 self.peaks[start:stop] = env
             tail = (-env.size) % d
@@ -157,6 +156,29 @@ class LevelModel:
         _hop_sums(self.energies, np.ones(1, np.float32) if gain is None else gain, gain is not None, per_hop, hops)
         hops *= 10.0 ** (drive_db / 10.0)
         return gated_integrated(hops, self.hop) + self.bias
+
+
+def _envelopes(x: np.ndarray, threshold: float, ranges: list[tuple[int, int]]):
+    """``(start, stop, detect_peaks(x, threshold, start, stop))`` for each range, in order.
+
+    Two ranges at a time run on two threads (the detector releases the GIL); only those two
+    envelopes exist at once, whatever the length of ``x``.
+    """
+    from automix.audio import usable_cpus
+
+    if len(ranges) < 2 or usable_cpus() < 2:
+        for start, stop in ranges:
+            yield start, stop, detect_peaks(x, threshold, start=start, stop=stop)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for i in range(0, len(ranges), 2):
+            pair = ranges[i: i + 2]
+            later = pool.submit(detect_peaks, x, threshold, *pair[-1]) if len(pair) == 2 else None
+            yield pair[0][0], pair[0][1], detect_peaks(x, threshold, start=pair[0][0], stop=pair[0][1])
+            if later is not None:
+                yield pair[1][0], pair[1][1], later.result()
 
 
 @njit(cache=True)

@@ -74,7 +74,7 @@ def _detector_phases() -> tuple[np.ndarray, float]:
     return phases, float(np.abs(phases.astype(np.float64)).sum(axis=1).max()) * 1.001
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def _peak_envelope(x, phases, threshold, gain_bound, start, stop):  # pragma: no cover - compiled
     """Linked true-peak envelope of ``x`` for the samples ``start .. stop - 1`` (the rest of ``x`` is
     read as context, zero beyond its ends), so a range gives the same values as the whole signal."""
