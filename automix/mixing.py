@@ -101,6 +101,19 @@ class Stems:
         return [ROLES[r] for r in self.roles]
 
 
+def peak_dbfs(audio: torch.Tensor) -> torch.Tensor:
+    """Sample peak of each item of ``audio`` ``[S, C, T]`` in dBFS, ``[S]``.
+
+    From the largest and smallest sample (two reductions): no whole-signal ``abs`` copy, which
+    for 8 stems of 3.5 minutes would be 0.6 GB of fresh memory.
+    """
+    flat = audio.reshape(audio.shape[0], -1)
+    if flat.shape[-1] == 0:
+        return torch.full((audio.shape[0],), -240.0)
+    peak = torch.maximum(flat.amax(dim=-1), -flat.amin(dim=-1))
+    return 20 * torch.log10(peak.clamp_min(1e-12))
+
+
 def find_stem_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     """Stem files from a folder (audio files inside it, sorted) and/or a list of files.
 
@@ -221,7 +234,7 @@ def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
     audio = torch.zeros(len(arrays), 2, total)
     for i, a in enumerate(arrays):
         audio[i, :, : a.shape[-1]] = torch.from_numpy(a)
-    peak_db = 20 * torch.log10(audio.abs().amax(dim=(-1, -2)).clamp_min(1e-12))
+    peak_db = peak_dbfs(audio)
     silent = [bool(p < SILENCE_PEAK_DBFS) for p in peak_db]
     files = [n for n, *_ in loaded]
     for name, s in zip(files, silent):
@@ -291,7 +304,8 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
     if not active:
         return values
     target = analysis_rate if stems.sample_rate < FEATURE_RATE_HZ else None
-    x, rate = analysis_audio(stems.audio[active], stems.sample_rate, target)
+    audio = stems.audio if len(active) == stems.num_stems else stems.audio[active]  # no copy when all play
+    x, rate = analysis_audio(audio, stems.sample_rate, target)
     ref = None
     if reference is not None:
         ref, _ = analysis_audio(reference, stems.sample_rate, target)
@@ -301,7 +315,7 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
     with torch.no_grad():
         feats = model.analyse(x[None], rate, None, ref)
         pred = model.predict(feats, roles)[0]
-    peak_db = 20 * torch.log10(stems.audio[active].abs().amax(dim=(-1, -2)).clamp_min(1e-12))
+    peak_db = peak_dbfs(stems.audio)[active]
     values[active] = tidy_settings(STRIP.clamp(pred.float()), peak_db)
     return values
 
@@ -607,7 +621,7 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
             bar.close()
 
     notes = list(stems.notes)
-    peak = float(mix_audio.abs().max())
+    peak = 10.0 ** (float(peak_dbfs(mix_audio[None])[0]) / 20.0)
     if settings is None and peak > 10.0 ** (MIX_PEAK_CEILING_DBFS / 20.0):
         trim_db = _headroom_trim(chosen, MIX_PEAK_CEILING_DBFS - 20.0 * math.log10(peak))
         if trim_db < 0:
@@ -701,9 +715,10 @@ def plot_settings(path: str | Path, settings: MixSettings, sample_rate: int, *, 
 
 
 def _loudness(audio: torch.Tensor, sample_rate: int) -> float:
-    from automix.model.features import loudness_lufs
+    """Integrated loudness of the mix ``[2, T]`` (BS.1770-4, gated), LUFS."""
+    from automix.loudness import integrated_loudness
 
-    return float(loudness_lufs(audio, sample_rate))
+    return float(integrated_loudness(audio.numpy(), sample_rate))
 
 
 def _master(mix_audio: torch.Tensor, sample_rate: int, mix_path: Path, options: dict, overwrite: bool,
