@@ -8,10 +8,9 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 import torch
+from mix_models import opinionated_model_checkpoint
 import yaml
 
-from automix.model.checkpoint import save_checkpoint
-from automix.model.mixnet import MixModel, MixModelConfig
 
 SR = 22050
 
@@ -52,11 +51,7 @@ def song(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    torch.manual_seed(1)
-    model = MixModel(MixModelConfig(d_model=32, n_heads=2, n_layers=1))
-    with torch.no_grad():
-        model.head[-1].weight.normal_(0, 0.5)
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", model, {"sample_rate": 16000})
+    return opinionated_model_checkpoint(tmp_path_factory.mktemp("model"), seed=1)
 
 
 def test_suggest_edit_render_loop(tmp_path, song, model_path, capsys):

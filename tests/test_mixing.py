@@ -6,12 +6,11 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 import torch
+from mix_models import opinionated_model_checkpoint
 
 from automix.dsp.params import STRIP
 from automix.errors import AudioError, ModelError, OutputExistsError, SettingsError
 from automix.mixing import apply_amount_and_trims, load_stems, mix, render, suggest
-from automix.model.checkpoint import save_checkpoint
-from automix.model.mixnet import MixModel, MixModelConfig
 from automix.model.roles import ROLES
 from automix.settings_io import load_settings, save_settings
 
@@ -43,11 +42,7 @@ def _write_song(folder, names=("kick.wav", "bass.wav", "vocals.wav"), seconds=1.
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    model = MixModel(MixModelConfig(d_model=32, n_heads=2, n_layers=1))
-    with torch.no_grad():  # an opinionated (random) model, so the settings are far from neutral
-        model.head[-1].weight.normal_(0, 0.5)
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", model, {"sample_rate": 16000})
+    return opinionated_model_checkpoint(tmp_path_factory.mktemp("model"), seed=0)
 
 
 def _read(path):

@@ -13,11 +13,10 @@ import pytest
 import scipy.signal
 import soundfile as sf
 import torch
+from mix_models import opinionated_model_checkpoint
 
 from automix.daw_session import SessionTrack, write_reaper_session
 from automix.errors import OutputExistsError, SettingsError
-from automix.model.checkpoint import save_checkpoint
-from automix.model.mixnet import MixModel, MixModelConfig
 from automix.settings_io import MixSettings, StemSettings
 
 SR = 22050
@@ -59,11 +58,7 @@ def song(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    torch.manual_seed(2)
-    model = MixModel(MixModelConfig(d_model=32, n_heads=2, n_layers=1))
-    with torch.no_grad():
-        model.head[-1].weight.normal_(0, 0.5)  # settings far from neutral: faders and pans vary
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", model, {"sample_rate": 16000})
+    return opinionated_model_checkpoint(tmp_path_factory.mktemp("model"), seed=2)
 
 
 def main(*args) -> int:
