@@ -137,8 +137,11 @@ def usable_cpus() -> int:
     return max(1, len(affinity(0)) if affinity is not None else (os.cpu_count() or 1))
 
 
-def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
+def _read_planar(path: Path, into: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
     """Decode ``path`` to ``float32`` ``(channels, samples)``, plus its peak (NaN if not finite).
+
+    With ``into`` (float32 ``(>= channels, N)``) a file of at most ``N`` frames is decoded
+    straight into ``into[:channels, :frames]`` and that view is returned (no copy).
 
     Frames are read block by block into a small interleaved buffer, and one compiled
     pass per block (:mod:`automix.audio_kernels`) writes them into the planar array and
@@ -158,7 +161,9 @@ def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
         dtype, scale = INTEGER_READS.get(f.subtype, ("float32", 1.0))
         raw = _pcm_wav_layout(path, f)
         parts = min(usable_cpus(), frames // _SPLIT_MIN_FRAMES) if f.format in _SPLITTABLE_FORMATS else 1
-        out = np.empty((channels, frames), dtype=np.float32)
+        fits = into is not None and into.dtype == np.float32 and into.shape[0] >= channels \
+            and into.shape[1] >= frames
+        out = into[:channels, :frames] if fits else np.empty((channels, frames), dtype=np.float32)
         if parts <= 1 and raw is None:
             out, pos, extremes = _read_part(_SoundfileBlocks(f, dtype), out, 0, None)
     if parts <= 1 and raw is not None:
@@ -198,7 +203,9 @@ def _read_planar(path: Path) -> tuple[np.ndarray, int, float]:
     else:
         hi, lo = float(extremes[:, 0].max()), float(extremes[:, 1].min())
         peak = max(hi, -lo) if (hi == hi and lo == lo) else math.nan
-    return (out if pos == out.shape[1] else np.ascontiguousarray(out[:, :pos])), rate, peak
+    if pos == out.shape[1]:
+        return out, rate, peak
+    return (out[:, :pos] if fits and np.shares_memory(out, into) else np.ascontiguousarray(out[:, :pos])), rate, peak
 
 
 @dataclass(frozen=True)
@@ -352,6 +359,7 @@ def load_audio(
     sample_rate: int | None = None,
     mono_to_stereo: bool = True,
     downmix: bool = False,
+    into: np.ndarray | None = None,
 ) -> Audio:
     """Read an audio file into ``float32`` ``(channels, samples)``.
 
@@ -366,6 +374,13 @@ def load_audio(
     downmix : bool
         Fold files with more than two channels to stereo (:func:`downmix_to_stereo`);
         without it such files raise :class:`AudioError`.
+    into : np.ndarray, optional
+        A ``float32`` ``(2, N)`` array (e.g. one stem's row of a ``(stems, 2, N)`` array)
+        to decode straight into, without a copy: used when no ``sample_rate`` is asked for and
+        the file has one or two channels and at most ``N`` frames (a mono file fills both rows
+        with ``mono_to_stereo``).
+        ``Audio.samples`` is then a view of it (check with ``np.shares_memory``); otherwise
+        ``into`` is left alone and the samples are a new array.
 
     Returns
     -------
@@ -383,7 +398,7 @@ def load_audio(
     path = Path(path)
     _check_input_file(path)
     try:
-        samples, rate, peak = _read_planar(path)
+        samples, rate, peak = _read_planar(path, into if sample_rate is None else None)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
         detail = str(exc).split(":")[-1].strip() or type(exc).__name__
         raise AudioError(f"{_name(path)}: cannot be read - corrupt or not an audio file ({detail})") from exc
@@ -400,7 +415,11 @@ def load_audio(
         samples = downmix_to_stereo(samples)
         peak = None  # the fold-down has its own peak
     if samples.shape[0] == 1 and mono_to_stereo:
-        samples = np.repeat(samples, 2, axis=0)
+        if into is not None and np.shares_memory(samples, into):
+            into[1, : samples.shape[1]] = samples[0]
+            samples = into[:, : samples.shape[1]]
+        else:
+            samples = np.repeat(samples, 2, axis=0)
     if sample_rate is not None and int(sample_rate) != int(rate):
         samples = resample(samples, int(rate), int(sample_rate))
         rate = int(sample_rate)

@@ -32,14 +32,14 @@ from torch import Tensor
 @lru_cache(maxsize=32)
 def k_weighting_power_response(n_fft: int, sample_rate: int) -> np.ndarray:
     """|H(f)|^2 of the BS.1770 K-weighting (:func:`automix.loudness.k_weighting_sos`) at the
-    ``n_fft // 2 + 1`` rfft bins."""
-    from scipy.signal import sosfreqz
-
+    ``n_fft // 2 + 1`` rfft bins (float64; :func:`automix.dsp.biquad.sos_response`, which the
+    tests check against ``scipy.signal.sosfreqz``)."""
+    from automix.dsp.biquad import sos_response
     from automix.loudness import k_weighting_sos
 
-    _, h = sosfreqz(k_weighting_sos(sample_rate), worN=np.fft.rfftfreq(n_fft, 1.0 / sample_rate),
-                    fs=sample_rate)
-    return (np.abs(h) ** 2).astype(np.float64)
+    h = sos_response(torch.from_numpy(k_weighting_sos(sample_rate)), np.fft.rfftfreq(n_fft, 1.0 / sample_rate),
+                     sample_rate)
+    return (h.real.square() + h.imag.square()).numpy()
 
 
 def kweighted_loudness_db(x: Tensor, sample_rate: int, eps: float = 1e-10) -> Tensor:

@@ -195,46 +195,66 @@ def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
 
     paths = find_stem_files(inputs)
     names = _unique_names(paths)
-    loaded: list[tuple[str, Path, np.ndarray, int]] = []
+    headers = [_probe(p) for p in paths]
+    known = [h for h in headers if h is not None]
+    rate = int(sample_rate) if sample_rate else (_common_rate([r for r, _ in known]) if known else 0)
+    # Stems at the working rate are decoded straight into one (stems, 2, T) array: no second
+    # copy of the audio (np.zeros hands out untouched pages, so padding costs nothing).
+    width = max([n for r, n in known if r == rate], default=0)
+    gathered = np.zeros((len(paths), 2, width), dtype=np.float32)
+    rows: list[np.ndarray] = []  # each kept stem's (2, n) samples: a view of ``gathered`` or its own array
+    loaded: list[tuple[str, Path, int]] = []
     skipped: list[tuple[str, str]] = []
     notes: list[str] = []
-    for name, path in zip(names, paths):
+    peaks: list[float | None] = []
+    for name, path, header in zip(names, paths, headers):
         if progress:
             progress(f"reading {name}")
+        row = gathered[len(rows)]
         try:
-            audio = load_audio(path, sample_rate=None, mono_to_stereo=True, downmix=True)
+            audio = load_audio(path, sample_rate=None, mono_to_stereo=True, downmix=True,
+                               into=row if header is not None and header[0] == rate else None)
         except AudioError as exc:
+            row[:] = 0.0  # a file that failed half-way may have written into the row
             skipped.append((str(path), str(exc)))
             notes.append(f"skipped {name}: {exc}")
             continue
-        samples = np.asarray(audio.samples, dtype=np.float32)
-        loaded.append((name, path, samples, int(audio.sample_rate)))
-    if not loaded:
-        detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped)
-        raise AudioError(f"none of the {len(paths)} stems could be read ({detail})")
-    rate = int(sample_rate) if sample_rate else _common_rate([r for *_, r in loaded])
-    arrays, lengths = [], []
-    for name, path, samples, sr in loaded:
+        samples, sr, peak = audio.samples, int(audio.sample_rate), audio.peak
         if sr != rate:
             samples = np.asarray(resample(samples, sr, rate), dtype=np.float32)
             notes.append(f"{name} resampled from {sr} Hz to {rate} Hz")
+            peak = None
         offset = dc_offset(samples)
         if offset > WARN_DC_OFFSET:  # -60 dBFS, where analyze warns
-            samples = remove_dc(samples, rate)
+            samples = remove_dc(samples, rate, out=samples if np.shares_memory(samples, row) else None)
             notes.append(f"{name} had a DC offset of {100 * offset:.2f}% of full scale: removed "
                          f"({DC_CUTOFF_HZ:g} Hz high-pass)")
-        arrays.append(samples)
-        lengths.append(samples.shape[-1])
+            peak = None
+        if not np.shares_memory(samples, gathered) and samples.shape[-1] <= width:
+            row[:, : samples.shape[-1]] = samples
+            samples = row[:, : samples.shape[-1]]
+        rows.append(samples)
+        peaks.append(peak)
+        loaded.append((name, path, sr))
+    if not loaded:
+        detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped)
+        raise AudioError(f"none of the {len(paths)} stems could be read ({detail})")
+    lengths = [r.shape[-1] for r in rows]
     total = max(lengths)
     median = float(np.median(lengths))
     for (name, *_), n in zip(loaded, lengths):
         if n > 2 * median and n - median > rate:
             notes.append(f"{name} is much longer than the other stems ({n / rate:.1f} s vs about "
                          f"{median / rate:.1f} s): the mix is {total / rate:.1f} s long, the others are padded with silence")
-    audio = torch.zeros(len(arrays), 2, total)
-    for i, a in enumerate(arrays):
-        audio[i, :, : a.shape[-1]] = torch.from_numpy(a)
-    peak_db = peak_dbfs(audio)
+    if total == width and all(np.shares_memory(r, gathered) for r in rows):
+        audio = torch.from_numpy(gathered[: len(rows)])  # rows of skipped files were never used
+    else:  # a resampled stem is the longest, or a file held more than its header said
+        audio = torch.zeros(len(rows), 2, total)
+        for i, r in enumerate(rows):
+            audio[i, :, : r.shape[-1]] = torch.from_numpy(np.ascontiguousarray(r))
+    del gathered, rows
+    peak_db = [20 * math.log10(max(p, 1e-12)) if p is not None else float(peak_dbfs(audio[i: i + 1])[0])
+               for i, p in enumerate(peaks)]
     silent = [bool(p < SILENCE_PEAK_DBFS) for p in peak_db]
     files = [n for n, *_ in loaded]
     for name, s in zip(files, silent):
@@ -242,6 +262,18 @@ def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
             notes.append(f"{name} is silent: left untouched")
     roles = [role_from_name(n) for n in files]
     return Stems(files, [p for _, p, *_ in loaded], audio, rate, roles, silent, lengths, notes, skipped)
+
+
+def _probe(path: Path) -> tuple[int, int] | None:
+    """(sample rate in Hz, frames) from a file's header, or None when it cannot be read
+    (:func:`automix.audio.load_audio` then says why)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - any unreadable header: load_audio reports it properly
+        return None
+    return int(info.samplerate), max(int(info.frames), 0)
 
 
 # ============================================================================ analysis / prediction
@@ -490,7 +522,8 @@ def render(stems: Stems, values: torch.Tensor, *, keep_stems: bool = False,
     STRIP.validate(values)
     if values.shape[0] != stems.num_stems:
         raise SettingsError(f"{values.shape[0]} sets of settings for {stems.num_stems} stems")
-    renderer = BlockRenderer(values[None].float(), stems.sample_rate, n_channels=stems.audio.shape[1])
+    renderer = BlockRenderer(values[None].float(), stems.sample_rate, n_channels=stems.audio.shape[1],
+                             reuse_buffers=True)  # each block's result is copied out below
     total = stems.num_samples
     block = max(1, int(block_seconds * stems.sample_rate))
     mix = torch.zeros(2, total)

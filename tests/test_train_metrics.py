@@ -8,8 +8,9 @@ import scipy.signal as ss
 import torch
 
 from automix.dsp.params import STRIP
-from automix.evaluation import (balance_error_lu, equal_loudness_baseline, kweighted_loudness_db,
-                                log_spectral_distance_db, stem_balance_lu)
+from automix.evaluation import (balance_error_lu, equal_loudness_baseline, k_weighting_power_response,
+                                kweighted_loudness_db, log_spectral_distance_db, stem_balance_lu)
+from automix.loudness import k_weighting_sos
 from automix.losses import (CompositeLoss, LoudnessLoss, MixPrediction, MultiResolutionSTFTLoss,
                             ParameterRegularization, SumDifferenceSTFTLoss)
 
@@ -27,6 +28,13 @@ def test_kweighted_loudness_matches_bs1770_filters_at_48k():
     y = ss.lfilter([1, -2, 1], [1, -1.99004745483398, 0.99007225036621], y)
     expected = -0.691 + 10 * np.log10((y ** 2).mean(-1).sum())
     assert float(kweighted_loudness_db(torch.tensor(x), 48000)) == pytest.approx(expected, abs=0.06)
+
+
+@pytest.mark.parametrize("sr", [22050, 44100, 96000])
+def test_k_weighting_power_response_matches_scipy_sosfreqz(sr):
+    for n_fft in (1024, 2049):
+        _, h = ss.sosfreqz(k_weighting_sos(sr), worN=np.fft.rfftfreq(n_fft, 1.0 / sr), fs=sr)
+        np.testing.assert_allclose(k_weighting_power_response(n_fft, sr), np.abs(h) ** 2, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("sr", [22050, 24000, 44100])

@@ -16,7 +16,7 @@ block by block with filter and compressor state carried across blocks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -134,10 +134,15 @@ class BlockRenderer:
     master : Tensor (B, P_master) or None (no master processing).
     stem_mask : Tensor (B, S) bool/0-1 or None.
     n_channels : channels per stem (1 or 2).
+    reuse_buffers : bool
+        Keep the input copy and the processed-stems buffer of one block for the next one
+        (no fresh memory per block: on long songs that is over a GB of page faults saved).
+        The ``stems`` of a returned :class:`MixResult` are then overwritten by the next
+        :meth:`process` call: copy what you keep. ``mix`` is always a new tensor.
     """
 
     def __init__(self, strip: torch.Tensor, sample_rate: float, master: torch.Tensor | None = None,
-                 stem_mask: torch.Tensor | None = None, n_channels: int = 2):
+                 stem_mask: torch.Tensor | None = None, n_channels: int = 2, reuse_buffers: bool = False):
         if n_channels not in (1, 2):
             raise AudioError(f"stems must have 1 or 2 channels, not {n_channels}")
         STRIP.validate(strip)
@@ -146,6 +151,8 @@ class BlockRenderer:
         self.batch, self.n_stems = strip.shape[:2]
         self.n_channels = n_channels
         self.sample_rate = float(sample_rate)
+        self.reuse_buffers = reuse_buffers
+        self._buffers: dict[str, torch.Tensor] = {}
         flat = strip.reshape(-1, STRIP.size)
         self._strip = kernel_arguments(flat, STRIP, sample_rate, n_channels)
         n = flat.shape[0]
@@ -168,9 +175,11 @@ class BlockRenderer:
         # buffers come from torch, not numpy: numpy asks for transparent huge pages on large
         # arrays, and on a busy machine the kernel's compaction for them can cost more than
         # the whole render
-        x = block.detach().cpu().contiguous()
+        x = block.detach().cpu()
+        if not x.is_contiguous():
+            x = self._buffer("in", x.shape, x.dtype).copy_(x)
         x = x.numpy().reshape(-1, self.n_channels, block.shape[-1])
-        stems = torch.empty((self.batch, self.n_stems, 2, block.shape[-1]), dtype=dtype)
+        stems = self._buffer("stems", (self.batch, self.n_stems, 2, block.shape[-1]), dtype)
         with slp_vectorisation():
             channel_strip(x, *self._strip, *self._strip_state, stems.numpy().reshape(-1, 2, block.shape[-1]))
         if self._mask is not None:
@@ -182,6 +191,17 @@ class BlockRenderer:
                 channel_strip(mix.numpy(), *self._master, *self._master_state, m_out.numpy())
             mix = m_out
         return MixResult(mix=mix.to(device, dtype), stems=stems.to(device, dtype))
+
+    def _buffer(self, name: str, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised tensor of ``shape``: the previous block's when reusing buffers and it fits."""
+        shape = tuple(shape)
+        held = self._buffers.get(name)
+        if held is not None and tuple(held.shape) == shape and held.dtype == dtype:
+            return held
+        fresh = torch.empty(shape, dtype=dtype)
+        if self.reuse_buffers:
+            self._buffers[name] = fresh
+        return fresh
 
     def process_all(self, blocks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         """Yield the mix block (B, 2, Tb) for each stems block (B, S, C, Tb)."""

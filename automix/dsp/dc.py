@@ -43,15 +43,27 @@ def remove_dc(x: np.ndarray, sample_rate: int, cutoff_hz: float = DC_CUTOFF_HZ, 
     -------
     np.ndarray ``(channels, T)`` float32
     """
-    from scipy.signal import butter
-
-    sos = butter(2, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
-    coef = np.ascontiguousarray((sos[:, [0, 1, 2, 4, 5]] / sos[:, 3:4])[0], dtype=np.float64)
+    coef = dc_blocker_coefficients(sample_rate, cutoff_hz)
     state = np.zeros((x.shape[0], 2))
     y = np.empty(x.shape, dtype=np.float32) if out is None else out
     for start in range(0, x.shape[-1], block):
         _biquad_block(x[:, start:start + block], coef, state, y[:, start:start + block])
     return y
+
+
+def dc_blocker_coefficients(sample_rate: int, cutoff_hz: float = DC_CUTOFF_HZ) -> np.ndarray:
+    """``(b0, b1, b2, a1, a2)`` (float64, ``a0 = 1``) of the 2nd-order Butterworth high-pass at ``cutoff_hz`` (Hz).
+
+    The console's RBJ high-pass at ``q = 1/sqrt(2)`` (:func:`automix.dsp.biquad.design_highpass`)
+    is the bilinear-transformed Butterworth, pre-warped at the corner: scipy's ``butter``
+    design (the tests compare them).
+    """
+    import torch
+
+    from automix.dsp.biquad import design_highpass
+
+    b, a = design_highpass(torch.tensor(float(cutoff_hz), dtype=torch.float64), 1.0 / np.sqrt(2.0), sample_rate)
+    return np.concatenate([b.numpy(), a.numpy()[1:]]).astype(np.float64)
 
 
 @njit(cache=True, nogil=True)

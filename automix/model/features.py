@@ -156,6 +156,12 @@ def _loudness_and_blocks(x: torch.Tensor, sample_rate: int) -> tuple[torch.Tenso
     return lufs, block_lufs, gate, spec, power
 
 
+#: Signals longer than this many samples (all channels) are analysed one at a time: the
+#: spectrogram temporaries of one 30-s stereo stem (tens of MB) are reused from the heap
+#: instead of fresh pages for a batch (hundreds of MB).
+_ONE_AT_A_TIME_SAMPLES = 1 << 20
+
+
 def audio_features(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Feature vector (:data:`FEATURE_NAMES`, normalised) of ``x[..., C, T]``.
 
@@ -172,6 +178,14 @@ def audio_features(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
         ``[..., N_FEATURES]`` float32, finite for any input including silence.
     """
     x = x.float()
+    if x.dim() > 2 and x.shape[:-2].numel() > 1 and x.shape[-1] * x.shape[-2] > _ONE_AT_A_TIME_SAMPLES:
+        items = x.reshape(-1, *x.shape[-2:])
+        return torch.stack([_features(item, sample_rate) for item in items]).reshape(*x.shape[:-2], N_FEATURES)
+    return _features(x, sample_rate)
+
+
+def _features(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """:func:`audio_features` of float32 ``x[..., C, T]`` in one batch."""
     lufs, block_lufs, gate, spec, power = _loudness_and_blocks(x, sample_rate)
     active = gate.sum(-1)
     n_blocks = gate.shape[-1]
