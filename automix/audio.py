@@ -123,7 +123,7 @@ def _check_finite(samples: np.ndarray, what: str) -> None:
         raise AudioError(f"{what}: contains {bad} NaN or infinite sample values (damaged file or broken export)")
 
 
-_READ_BLOCK = 65536  # frames per read: the interleaved buffer stays in cache (256-512 KiB for stereo)
+_READ_BLOCK = 1 << 20  # frames per read: few GIL hand-overs per file (decoding overlaps torch loading)
 #: Containers whose frame count and seeking libsndfile gets exactly right (PCM and FLAC):
 #: long ones are decoded in parallel parts.
 _SPLITTABLE_FORMATS: frozenset[str] = frozenset({"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF"})
@@ -563,7 +563,16 @@ def interleaved_codes(samples: np.ndarray, bits: int, dither: bool,
 
     x = samples if samples.dtype in (np.float32, np.float64) else samples.astype(np.float64)
     codes = np.empty((x.shape[-1], x.shape[0]), dtype=np.int32)
-    return codes, int(quantize_interleaved(x, int(bits), codes))
+    frames = x.shape[-1]
+    parts = min(usable_cpus(), frames // _SPLIT_MIN_FRAMES)
+    if parts <= 1:
+        return codes, int(quantize_interleaved(x, int(bits), codes, 0, frames))
+    from concurrent.futures import ThreadPoolExecutor  # the kernel runs without the GIL
+
+    bounds = [frames * k // parts for k in range(parts + 1)]
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        clipped = pool.map(lambda k: quantize_interleaved(x, int(bits), codes, bounds[k], bounds[k + 1]), range(parts))
+        return codes, int(sum(clipped))
 
 
 def _as_numpy(samples: Any) -> np.ndarray:

@@ -114,7 +114,7 @@ def pcm24_block_to_planar(raw, channels, frames, out, pos, extremes, scale):  # 
 
 
 @njit(cache=True, nogil=True)
-def quantize_interleaved(x, bits, out):  # pragma: no cover - compiled
+def quantize_interleaved(x, bits, out, start, stop):  # pragma: no cover - compiled
     """Round planar float samples to ``bits``-bit codes, interleaved for libsndfile, in one pass.
 
     The same codes as :func:`automix.audio.quantize` without dither (round half to even,
@@ -124,19 +124,20 @@ def quantize_interleaved(x, bits, out):  # pragma: no cover - compiled
     ----------
     x : (channels, frames) float32 or float64, full scale +-1.0
     bits : int, 16 or 24
-    out : (frames, channels) int32, written
+    out : (frames, channels) int32, written for frames ``start`` to ``stop``
+    start, stop : int, the frames to do (separate ranges can run on separate threads)
 
     Returns
     -------
-    int : how many samples were beyond full scale (clipped)
+    int : how many samples of the range were beyond full scale (clipped)
     """
     scale = 2.0 ** (bits - 1)
     top, bottom = scale - 1.0, -scale
     shift = 32 - bits
     clipped = 0
-    channels, frames = x.shape
+    channels = x.shape[0]
     for c in range(channels):
-        for i in range(frames):
+        for i in range(start, stop):
             v = np.rint(np.float64(x[c, i]) * scale)
             if v > top:
                 v = top

@@ -18,7 +18,6 @@ Everything raises :mod:`automix.errors` types with messages a musician understan
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,11 +30,9 @@ from automix.errors import AudioError, OutputExistsError, SettingsError
 from automix.model.mixnet import MAX_STEMS, MixModel
 from automix.model.roles import GROUPS, ROLES, group_of_role, role_from_name
 from automix.settings_io import MixSettings, save_settings
+from automix.stems_reader import (AUDIO_EXTENSIONS, SILENCE_PEAK_DBFS, StemAudio, find_stem_files,  # noqa: F401
+                                  read_stems)
 
-#: File extensions treated as stems when a folder is given.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".oga", ".opus", ".mp3")
-#: A stem whose peak is below this level counts as silent (left untouched and reported).
-SILENCE_PEAK_DBFS = -90.0
 #: Features are read from at most this much audio per stem (evenly spaced excerpts).
 ANALYSIS_SECONDS = 30.0
 #: Length of each analysis excerpt.
@@ -48,8 +45,6 @@ BLOCK_SECONDS = 30.0
 #: Highest sample peak (dBFS) of a mix whose settings the model chose: above it every fader
 #: comes down by the same amount (the balance is unchanged), leaving room for mastering.
 MIX_PEAK_CEILING_DBFS = -1.0
-#: Files whose names say they are already a mix are not stems.
-_MIX_NAMES = {"mix", "mixture", "master", "full_mix"}
 
 
 # ============================================================================ stems
@@ -114,57 +109,6 @@ def peak_dbfs(audio: torch.Tensor) -> torch.Tensor:
     return 20 * torch.log10(peak.clamp_min(1e-12))
 
 
-def find_stem_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Stem files from a folder (audio files inside it, sorted) and/or a list of files.
-
-    Raises
-    ------
-    AudioError
-        Nothing to mix (empty folder, missing path).
-    """
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    if not items:
-        raise AudioError("no stems given: pass a folder of stems or the stem files")
-    files: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
-            found = [p for p in found if p.stem.lower() not in _MIX_NAMES]
-            if not found:
-                raise AudioError(
-                    f"no audio files in folder {path} (looked for {', '.join(AUDIO_EXTENSIONS)})")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise AudioError(f"stem {path} does not exist")
-    unique = list(dict.fromkeys(p.resolve() for p in files))
-    if len(unique) > MAX_STEMS:
-        raise AudioError(
-            f"{len(unique)} stems given, but automix mixes at most {MAX_STEMS}; "
-            "bounce related stems to groups (e.g. all drum mics to one drum stem) first")
-    return [Path(p) for p in unique]
-
-
-def _unique_names(paths: Sequence[Path]) -> list[str]:
-    names: list[str] = []
-    counts = Counter(p.name for p in paths)
-    for p in paths:
-        name = p.name if counts[p.name] == 1 else f"{p.parent.name}_{p.name}"
-        while name in names:
-            name = "_" + name
-        names.append(name)
-    return names
-
-
-def _common_rate(rates: Sequence[int]) -> int:
-    """Most common rate; ties go to the highest."""
-    counts = Counter(rates)
-    return max(counts, key=lambda r: (counts[r], r))
-
-
 def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | None = None,
                progress: Callable[[str], None] | None = None) -> Stems:
     """Load stems of any supported format, sample rate, channel count and length.
@@ -189,91 +133,15 @@ def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
     AudioError
         No stems, more than :data:`MAX_STEMS`, or no readable stem at all.
     """
-    from automix.audio import load_audio, resample
-    from automix.dsp.dc import DC_CUTOFF_HZ, dc_offset, remove_dc
-    from automix.loudness import WARN_DC_OFFSET
-
-    paths = find_stem_files(inputs)
-    names = _unique_names(paths)
-    headers = [_probe(p) for p in paths]
-    known = [h for h in headers if h is not None]
-    rate = int(sample_rate) if sample_rate else (_common_rate([r for r, _ in known]) if known else 0)
-    # Stems at the working rate are decoded straight into one (stems, 2, T) array: no second
-    # copy of the audio (np.zeros hands out untouched pages, so padding costs nothing).
-    width = max([n for r, n in known if r == rate], default=0)
-    gathered = np.zeros((len(paths), 2, width), dtype=np.float32)
-    rows: list[np.ndarray] = []  # each kept stem's (2, n) samples: a view of ``gathered`` or its own array
-    loaded: list[tuple[str, Path, int]] = []
-    skipped: list[tuple[str, str]] = []
-    notes: list[str] = []
-    peaks: list[float | None] = []
-    for name, path, header in zip(names, paths, headers):
-        if progress:
-            progress(f"reading {name}")
-        row = gathered[len(rows)]
-        try:
-            audio = load_audio(path, sample_rate=None, mono_to_stereo=True, downmix=True,
-                               into=row if header is not None and header[0] == rate else None)
-        except AudioError as exc:
-            row[:] = 0.0  # a file that failed half-way may have written into the row
-            skipped.append((str(path), str(exc)))
-            notes.append(f"skipped {name}: {exc}")
-            continue
-        samples, sr, peak = audio.samples, int(audio.sample_rate), audio.peak
-        if sr != rate:
-            samples = np.asarray(resample(samples, sr, rate), dtype=np.float32)
-            notes.append(f"{name} resampled from {sr} Hz to {rate} Hz")
-            peak = None
-        offset = dc_offset(samples)
-        if offset > WARN_DC_OFFSET:  # -60 dBFS, where analyze warns
-            samples = remove_dc(samples, rate, out=samples if np.shares_memory(samples, row) else None)
-            notes.append(f"{name} had a DC offset of {100 * offset:.2f}% of full scale: removed "
-                         f"({DC_CUTOFF_HZ:g} Hz high-pass)")
-            peak = None
-        if not np.shares_memory(samples, gathered) and samples.shape[-1] <= width:
-            row[:, : samples.shape[-1]] = samples
-            samples = row[:, : samples.shape[-1]]
-        rows.append(samples)
-        peaks.append(peak)
-        loaded.append((name, path, sr))
-    if not loaded:
-        detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped)
-        raise AudioError(f"none of the {len(paths)} stems could be read ({detail})")
-    lengths = [r.shape[-1] for r in rows]
-    total = max(lengths)
-    median = float(np.median(lengths))
-    for (name, *_), n in zip(loaded, lengths):
-        if n > 2 * median and n - median > rate:
-            notes.append(f"{name} is much longer than the other stems ({n / rate:.1f} s vs about "
-                         f"{median / rate:.1f} s): the mix is {total / rate:.1f} s long, the others are padded with silence")
-    if total == width and all(np.shares_memory(r, gathered) for r in rows):
-        audio = torch.from_numpy(gathered[: len(rows)])  # rows of skipped files were never used
-    else:  # a resampled stem is the longest, or a file held more than its header said
-        audio = torch.zeros(len(rows), 2, total)
-        for i, r in enumerate(rows):
-            audio[i, :, : r.shape[-1]] = torch.from_numpy(np.ascontiguousarray(r))
-    del gathered, rows
-    peak_db = [20 * math.log10(max(p, 1e-12)) if p is not None else float(peak_dbfs(audio[i: i + 1])[0])
-               for i, p in enumerate(peaks)]
-    silent = [bool(p < SILENCE_PEAK_DBFS) for p in peak_db]
-    files = [n for n, *_ in loaded]
-    for name, s in zip(files, silent):
-        if s:
-            notes.append(f"{name} is silent: left untouched")
-    roles = [role_from_name(n) for n in files]
-    return Stems(files, [p for _, p, *_ in loaded], audio, rate, roles, silent, lengths, notes, skipped)
+    return stems_from_audio(read_stems(inputs, sample_rate, progress))
 
 
-def _probe(path: Path) -> tuple[int, int] | None:
-    """(sample rate in Hz, frames) from a file's header, or None when it cannot be read
-    (:func:`automix.audio.load_audio` then says why)."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except Exception:  # noqa: BLE001 - any unreadable header: load_audio reports it properly
-        return None
-    return int(info.samplerate), max(int(info.frames), 0)
+def stems_from_audio(read: StemAudio) -> Stems:
+    """:class:`Stems` (torch, with roles from the file names) from stems read by
+    :func:`automix.stems_reader.read_stems` (no copy of the audio)."""
+    roles = [role_from_name(n) for n in read.files]
+    return Stems(read.files, read.paths, torch.from_numpy(read.audio), read.sample_rate, roles, read.silent,
+                 read.lengths, read.notes, read.skipped)
 
 
 # ============================================================================ analysis / prediction

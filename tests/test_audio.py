@@ -368,3 +368,8 @@ def test_interleaved_codes_equal_numpy_quantisation():
         assert np.array_equal(codes, ref.T) and n == clipped > 0
     dithered, _ = interleaved_codes(x, 16, dither=True, rng=np.random.default_rng(0))
     assert np.array_equal(dithered, quantize(x, 16, dither=True, rng=np.random.default_rng(0))[0].T)
+    # long enough to be done in parts on several threads: same codes, clip counts summed
+    long = np.tile(x, (1, 45))
+    ref, clipped = quantize(long, 24, dither=False)
+    codes, n = interleaved_codes(long, 24, dither=False)
+    assert np.array_equal(codes, ref.T) and n == clipped

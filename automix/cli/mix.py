@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from automix.cli.mix_options import (SUBTYPES, add_model, add_outputs, add_stems, group_trims, master_options,
-                                     print_report)
+                                     print_report, read_stems_while_importing)
 
 EPILOG = """\
 examples:
@@ -44,13 +44,12 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from automix.mixing import mix
-
-    report = mix(args.stems, args.output, model=args.model, amount_percent=args.amount,
-                 group_trims_db=group_trims(args), reference=args.reference, stems_out=args.stems_out,
-                 settings_out=args.settings_out, sample_rate=args.sample_rate, subtype=SUBTYPES[args.bit_depth],
-                 overwrite=args.overwrite, master=master_options(args), session_out=args.session,
-                 plot_out=args.plot,
-                 progress=not args.quiet and sys.stderr.isatty())
+    mixing, stems = read_stems_while_importing(args.stems, args.sample_rate)
+    report = mixing.mix(stems, args.output, model=args.model, amount_percent=args.amount,
+                        group_trims_db=group_trims(args), reference=args.reference, stems_out=args.stems_out,
+                        settings_out=args.settings_out, sample_rate=args.sample_rate,
+                        subtype=SUBTYPES[args.bit_depth], overwrite=args.overwrite, master=master_options(args),
+                        session_out=args.session, plot_out=args.plot,
+                        progress=not args.quiet and sys.stderr.isatty())
     print_report(report, args.quiet)
     return 0

@@ -36,6 +36,36 @@ def add_model(parser: argparse.ArgumentParser) -> None:
                         help="a finished mix whose balance and tone to follow (also the mastering reference with --master)")
 
 
+def read_stems_while_importing(stems, sample_rate: int | None):
+    """Read the stems (numpy: :func:`automix.stems_reader.read_stems`) while torch and the
+    mixer load on another thread; returns ``(automix.mixing, Stems)``.
+
+    Loading torch takes a couple of seconds of mostly Python work; the stems' file reads and
+    compiled decoders run without the GIL, so the two overlap.
+    """
+    import importlib
+    import threading
+
+    from automix.stems_reader import read_stems
+
+    box: dict = {}
+
+    def load() -> None:
+        try:
+            box["module"] = importlib.import_module("automix.mixing")
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    loader = threading.Thread(target=load, name="import automix.mixing", daemon=True)
+    loader.start()
+    read = read_stems(stems, sample_rate)
+    loader.join()
+    if "error" in box:
+        raise box["error"]
+    mixing = box["module"]
+    return mixing, mixing.stems_from_audio(read)
+
+
 def group_trims(args: argparse.Namespace) -> dict[str, float]:
     return {g: float(getattr(args, g)) for g in GROUP_HELP}
 

@@ -23,9 +23,8 @@ from torch import nn
 from automix.dsp.params import STRIP
 from automix.model.features import N_FEATURES, audio_features, stem_features
 from automix.model.roles import ROLES
+from automix.stems_reader import MAX_STEMS  # noqa: F401 - declared where stems are read
 
-#: Most stems one mix may have.
-MAX_STEMS = 64
 #: Unit-interval positions of the initial outputs are kept this far from 0 and 1, so the
 #: sigmoid still has gradient where a neutral setting sits at the edge of its range.
 UNIT_MARGIN = 0.01
