@@ -101,3 +101,23 @@ def test_validation_songs_come_from_every_folder():
     assert chosen == fit_inverse.choose_valid_songs(list(reversed(names)), 0.13, seed=0)
     assert sum(c.startswith("midi/") for c in chosen) == 8 and sum(c.startswith("lmms/") for c in chosen) == 2
     assert fit_inverse.choose_valid_songs(["a/x"], 0.5) == []
+
+
+def test_fit_on_every_song_keeps_the_last_averaged_weights(tmp_path):
+    """``valid_fraction=0`` fits on all examples (no validation) and returns the last step's
+    weights; with ``ema`` those are the moving average, which still undoes the perturbation."""
+    songs = _songs(4)
+    fit_inverse.make_examples(songs, tmp_path, 64, excerpt_seconds=1.0, batch=8, segments=2, log=lambda s: None)
+    examples = fit_inverse.load_examples(tmp_path)
+    config = fit_inverse.MixModelConfig(d_model=32, n_heads=2, n_layers=1)
+    model, result = fit_inverse.fit(examples, config=config, steps=150, batch=32, valid_fraction=0.0, ema=0.9,
+                                    log=lambda s: None)
+    assert result["step"] == 150 and "nothing_balance_lu" not in result
+    mask, sr = examples["mask"], int(examples["sample_rate"])
+    feats = fit_inverse.MixFeatures(examples["stems"], examples["mix"], None)
+    with torch.no_grad():
+        pred = model.predict(feats, examples["roles"], mask)
+    fitted = fit_inverse.inverse_loss(pred, examples["perturbation"], mask, sr, examples["bands_db"])[1]
+    nothing = fit_inverse.inverse_loss(STRIP.neutral.expand_as(pred), examples["perturbation"], mask, sr,
+                                       examples["bands_db"])[1]
+    assert fitted["balance_lu"] < 0.5 * nothing["balance_lu"], (fitted, nothing)

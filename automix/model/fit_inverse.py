@@ -312,7 +312,7 @@ def inverse_loss(pred: torch.Tensor, perturbation: torch.Tensor, mask: torch.Ten
 def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = None, steps: int = 3000,
         batch: int = 64, learning_rate: float = 2e-3, valid_fraction: float = 0.1, seed: int = 0,
         weight_decay: float = 1e-2, feature_noise: float = 0.02, valid_songs: list[str] | None = None,
-        tone_weight: float = 1.0, log=print) -> tuple[MixModel, dict[str, float]]:
+        tone_weight: float = 1.0, ema: float = 0.0, select_by_song: bool = False, log=print) -> tuple[MixModel, dict[str, float]]:
     """Fit a fresh :class:`MixModel` to the stored examples.
 
     Returns the weights with the lowest validation loss (checked every 100 steps) and that
@@ -326,6 +326,15 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
     (see :func:`inverse_loss`); the returned parts then also hold ``nothing_balance_lu``
     (the validation balance error of leaving the perturbed stems as they are) and
     ``songs``: per validation song, ``{"examples", "balance_lu", "nothing_balance_lu"}``.
+
+    ``valid_fraction=0`` without ``valid_songs`` fits on every example and returns the
+    weights after the last step (for a final fit on all songs at a step count chosen by an
+    earlier validated run). ``ema`` > 0 keeps an exponential moving average of the weights
+    (decay per step); validation then scores, and the result is, the averaged weights.
+    With validation songs the log also shows the balance error averaged per song
+    (``song_mean_balance_lu``, as the benchmark averages songs); ``select_by_song`` keeps the
+    weights that minimise it instead of the mean over excerpts (where songs with many
+    excerpts weigh more).
     """
     torch.manual_seed(seed)
     model = MixModel(config or MixModelConfig())
@@ -340,13 +349,15 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
         is_valid = torch.isin(examples["song"], wanted)
         if (examples["song"] < 0).any():
             raise ValueError("some example chunks do not name their songs: cannot hold out songs")
+    elif valid_fraction <= 0:
+        is_valid = torch.zeros(len(examples["group"]), dtype=torch.bool)  # fit on everything
     else:
         # Whole groups (the same excerpts never appear on both sides).
         groups = examples["group"].unique()
         every = max(2, round(1 / max(valid_fraction, 1e-3)))
         is_valid = torch.isin(examples["group"], groups[::every])
     valid, train = is_valid.nonzero().squeeze(-1), (~is_valid).nonzero().squeeze(-1)
-    if len(valid) == 0 or len(train) == 0:
+    if len(train) == 0 or (len(valid) == 0 and (valid_songs or valid_fraction > 0)):
         raise ValueError("the validation split left no training or no validation examples")
 
     def features(idx: torch.Tensor) -> MixFeatures:
@@ -375,6 +386,8 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
                             None if bands is None else bands[idx], tone_weight=tone_weight)
 
     def score(parts: dict[str, float]) -> float:
+        if select_by_song and "song_mean_balance_lu" in parts:
+            return parts["song_mean_balance_lu"] + tone_weight * parts["tone_db2"]
         if "balance_lu" in parts:
             return parts["balance_lu"] + tone_weight * parts["tone_db2"]
         return parts["balance_db2"] + parts["tone_db2"]
@@ -384,8 +397,11 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
     gen = torch.Generator().manual_seed(seed + 1)
     t0 = time.perf_counter()
     best: tuple[float, dict, dict] | None = None
+    averaged = {k: v.detach().clone() for k, v in model.state_dict().items()} if ema > 0 else None
     for step in range(1, steps + 1):
         model.train()
+        if averaged is not None and step > 1:
+            model.load_state_dict(current)
         idx = train[torch.randint(len(train), (batch,), generator=gen)]
         loss, parts = loss_of(predict(idx, feature_noise), idx)
         opt.zero_grad()
@@ -393,21 +409,46 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        if averaged is not None:
+            current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            with torch.no_grad():
+                for k, v in current.items():
+                    if v.is_floating_point():
+                        averaged[k].mul_(ema).add_(v, alpha=1 - ema)
+                    else:
+                        averaged[k].copy_(v)
+            model.load_state_dict(averaged)  # validation (and the result) use the averaged weights
+        if len(valid) == 0:
+            if step % 100 == 0 or step == steps:
+                log(f"step {step}: train {float(loss.detach()):.2f} (no validation) ({time.perf_counter() - t0:.0f} s)")
+            if step == steps:
+                best = (float("nan"), {k: v.clone() for k, v in model.state_dict().items()}, parts | {"step": step})
+            continue
         if step % 100 == 0 or step == steps:
             model.eval()
             with torch.no_grad():
-                _, vparts = loss_of(predict(valid), valid)
+                vpred = predict(valid)
+                _, vparts = loss_of(vpred, valid)
+                if valid_songs and "balance_lu" in vparts:  # the benchmark averages songs, not excerpts
+                    per_song = []
+                    for name in valid_songs:
+                        sel = (examples["song"][valid] == examples["song_names"].index(name)).nonzero().squeeze(-1)
+                        if len(sel):
+                            per_song.append(loss_of(vpred[sel], valid[sel])[1]["balance_lu"])
+                    vparts["song_mean_balance_lu"] = float(np.mean(per_song))
             vloss = score(vparts)
             if best is None or vloss < best[0]:
                 best = (vloss, {k: v.clone() for k, v in model.state_dict().items()}, vparts | {"step": step})
             shown = (f"balance {vparts['balance_lu']:.2f} LU" if "balance_lu" in vparts
                      else f"balance rms {math.sqrt(vparts['balance_db2']):.2f} dB")
+            if "song_mean_balance_lu" in vparts:
+                shown += f" (song mean {vparts['song_mean_balance_lu']:.2f} LU)"
             log(f"step {step}: train {float(loss.detach()):.2f} | valid {shown}, "
                 f"tone rms {math.sqrt(vparts['tone_db2']):.2f} dB ({time.perf_counter() - t0:.0f} s)")
     model.load_state_dict(best[1])
     model.eval()
     result = dict(best[2])
-    if bands is not None:
+    if bands is not None and len(valid):
         with torch.no_grad():
             pred = predict(valid)
             nothing = STRIP.neutral.expand_as(pred)
@@ -462,6 +503,15 @@ def main(argv: list[str] | None = None) -> int:
                       help="share of each example folder's songs held out for model selection (0: hold out "
                            "excerpt groups instead, for examples that do not name their songs)")
     fitp.add_argument("--valid-seed", type=int, default=0, help="seed of the choice of validation songs")
+    fitp.add_argument("--select-by-song", action="store_true",
+                      help="keep the weights with the lowest validation balance averaged per song "
+                           "(default: averaged over excerpts)")
+    fitp.add_argument("--all-songs", action="store_true",
+                      help="no validation: fit on every song and keep the last step's weights (use the step "
+                           "count a validated run chose)")
+    fitp.add_argument("--ema", type=float, default=0.0,
+                      help="keep an exponential moving average of the weights with this decay per step "
+                           "(e.g. 0.99; 0: off); validation and the result use the averaged weights")
     fitp.add_argument("--json", default=None, help="also write the validation results here")
     val = sub.add_parser("validate", help="score a checkpoint on whole songs with the benchmark's protocol")
     val.add_argument("--model", required=True)
@@ -500,22 +550,25 @@ def main(argv: list[str] | None = None) -> int:
 
     examples = load_examples(*args.examples)
     valid_songs = (choose_valid_songs(examples["song_names"], args.valid_songs, args.valid_seed)
-                   if args.valid_songs > 0 else None)
+                   if args.valid_songs > 0 and not args.all_songs else None)
     if valid_songs:
         print(f"validation songs ({len(valid_songs)}): {', '.join(valid_songs)}", flush=True)
     config = MixModelConfig(d_model=args.d_model, n_heads=args.heads, n_layers=args.layers,
                             role_dim=args.role_dim, dropout=args.dropout)
     model, valid = fit(examples, config=config, steps=args.steps, batch=args.batch, learning_rate=args.lr,
                        seed=args.seed, weight_decay=args.weight_decay, feature_noise=args.feature_noise,
-                       valid_songs=valid_songs, tone_weight=args.tone_weight, log=lambda s: print(s, flush=True))
+                       valid_songs=valid_songs, tone_weight=args.tone_weight, ema=args.ema,
+                       select_by_song=args.select_by_song, valid_fraction=0.0 if args.all_songs else 0.1, log=lambda s: print(s, flush=True))
     info = {"sample_rate": int(examples["sample_rate"]), "objective": "fit_inverse", "steps": args.steps,
-            "best_step": int(valid["step"]),
+            "best_step": int(valid["step"]), "ema": args.ema, "seed": args.seed,
             "examples": int(examples["stems"].shape[0]), "examples_dirs": [str(e) for e in args.examples],
-            "valid_songs": list(valid_songs or []),
-            "valid_balance_rms_db": math.sqrt(valid["balance_db2"]), "valid_tone_rms_db": math.sqrt(valid["tone_db2"])}
-    for key in ("balance_lu", "nothing_balance_lu"):
-        if key in valid:
-            info[f"valid_{key}"] = float(valid[key])
+            "songs": len(examples["song_names"]), "valid_songs": list(valid_songs or [])}
+    if not args.all_songs:
+        info |= {"valid_balance_rms_db": math.sqrt(valid["balance_db2"]),
+                 "valid_tone_rms_db": math.sqrt(valid["tone_db2"])}
+        for key in ("balance_lu", "nothing_balance_lu"):
+            if key in valid:
+                info[f"valid_{key}"] = float(valid[key])
     save_checkpoint(args.out, model, info)
     print(json.dumps({k: v for k, v in valid.items()}, indent=1), flush=True)
     if args.json:
