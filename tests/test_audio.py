@@ -373,3 +373,25 @@ def test_interleaved_codes_equal_numpy_quantisation():
     ref, clipped = quantize(long, 24, dither=False)
     codes, n = interleaved_codes(long, 24, dither=False)
     assert np.array_equal(codes, ref.T) and n == clipped
+
+
+@pytest.mark.parametrize("ext,subtype", [("wav", "PCM_24"), ("flac", "PCM_16"), ("wav", "FLOAT")])
+def test_load_into_a_row_of_a_larger_array_decodes_in_place(tmp_path, ext, subtype):
+    """``into``: the samples land in the given (2, N) row (a view, no copy), equal to a plain read
+    (libsndfile's own decoding); mono fills both rows; a file longer than the row is read normally."""
+    x = _test_signal(0.7)
+    stereo = write_audio(tmp_path / f"s.{ext}", x, SR, subtype=subtype, dither=False)
+    mono = write_audio(tmp_path / f"m.{ext}", x[:1], SR, subtype=subtype, dither=False)
+    rows = np.full((3, 2, x.shape[1] + 100), 7.0, dtype=np.float32)
+    got = load_audio(stereo, into=rows[0])
+    assert np.shares_memory(got.samples, rows) and got.samples.shape == x.shape
+    expected, _ = sf.read(str(stereo), dtype="float32", always_2d=True)
+    assert np.array_equal(rows[0, :, : x.shape[1]], expected.T)
+    assert np.all(rows[0, :, x.shape[1]:] == 7.0)  # past the file: untouched
+    got = load_audio(mono, into=rows[1])
+    assert np.shares_memory(got.samples, rows) and got.samples.shape == x.shape
+    expected, _ = sf.read(str(mono), dtype="float32", always_2d=True)
+    assert np.array_equal(rows[1, 0, : x.shape[1]], expected[:, 0]) and np.array_equal(rows[1, 0], rows[1, 1][:])
+    short = np.zeros((2, 1000), dtype=np.float32)
+    got = load_audio(stereo, into=short)
+    assert not np.shares_memory(got.samples, short) and np.all(short == 0) and got.samples.shape == x.shape

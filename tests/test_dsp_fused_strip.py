@@ -65,6 +65,23 @@ def test_fused_render_equals_the_differentiable_path(channels, n_stems):
     assert torch.max(torch.abs(fused32.mix.double() - diff.mix.detach())) < 1e-5 * max(1.0, scale)
 
 
+def test_fused_render_with_compressor_and_saturator_off_equals_the_differentiable_path():
+    """What the mix model usually asks for: EQ, fader and pan only. The fused path then skips the
+    compressor's smoothing and gain (exactly unity) and must still equal the reference."""
+    x = _song_like(1, 3, 2, 2 * 1024 + 5, seed=8)
+    strip, _ = _active_settings(1, 3, seed=8)
+    neutral = STRIP.neutral_like(1, 3)
+    for name in ("comp.ratio", "comp.makeup_db", "sat.mix"):
+        strip[..., STRIP.index(name)] = neutral[..., STRIP.index(name)]
+    strip[0, 2, STRIP.index("comp.makeup_db")] = 3.0  # make-up gain alone still applies
+    with torch.no_grad():
+        fused = render_mix(x, strip, SR)
+    diff = render_mix(x, strip.clone().requires_grad_(), SR)
+    scale = float(diff.mix.detach().abs().max())
+    assert scale > 0.05
+    assert torch.max(torch.abs(fused.stems - diff.stems.detach())) < 1e-9 * max(1.0, scale)
+
+
 def test_compressor_and_saturator_are_really_active_in_the_comparison():
     x = _song_like(1, 2, 2, 4096, seed=3)
     strip, master = _active_settings(1, 2, seed=3)

@@ -454,24 +454,36 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
     eq_out = np.empty((LANES, CHUNK))
     silent = np.zeros(CHUNK)  # the second channel of a mono stem
     gain = np.empty((LANES, CHUNK))
+    at_rest = np.zeros(LANES, dtype=np.bool_)
+    busy = np.empty(LANES, dtype=np.int64)
     g = comp_state[first_stem:first_stem + n_group_stems].copy()
     for start in range(0, n_samples, CHUNK):
         n = min(CHUNK, n_samples - start)
         st = _eq4_chunk(rows, lane_rows, lane_stems, coef, start, n, st, eq_out)
+        # a compressor that is off (ratio 1) with its gain at rest (0 dB) stays there: its
+        # target is 0 dB throughout, so smoothing is skipped and the gain is exactly unity
+        n_busy = 0
         for i in range(n_group_stems):
-            w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
-            _stem_gain_target(eq_out[i * n_ch], w, n, n_ch, comp[first_stem + i], gain[i])
-        i = 0
-        while i + 1 < n_group_stems:  # two smoothers interleaved: their latencies overlap
-            c1, c2 = comp[first_stem + i], comp[first_stem + i + 1]
-            g[i], g[i + 1] = _smooth_pair(gain[i], gain[i + 1], n, c1[4], c1[5], g[i], c2[4], c2[5], g[i + 1])
-            i += 2
-        if i < n_group_stems:
+            at_rest[i] = comp[first_stem + i, 1] == 1.0 and g[i] == 0.0
+            if not at_rest[i]:
+                w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
+                _stem_gain_target(eq_out[i * n_ch], w, n, n_ch, comp[first_stem + i], gain[i])
+                busy[n_busy] = i
+                n_busy += 1
+        k = 0
+        while k + 1 < n_busy:  # two smoothers interleaved: their latencies overlap
+            i, j = busy[k], busy[k + 1]
+            c1, c2 = comp[first_stem + i], comp[first_stem + j]
+            g[i], g[j] = _smooth_pair(gain[i], gain[j], n, c1[4], c1[5], g[i], c2[4], c2[5], g[j])
+            k += 2
+        if k < n_busy:
+            i = busy[k]
             g[i] = _smooth_chunk(gain[i], n, comp[first_stem + i, 4], comp[first_stem + i, 5], g[i])
         for i in range(n_group_stems):
             s = first_stem + i
             w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
-            _stem_output(eq_out[i * n_ch], w, n, n_ch, gain[i], comp[s, 3], sat[s], out_gain[s], y[s], start)
+            _stem_output(eq_out[i * n_ch], w, n, n_ch, gain[i], comp[s, 3], sat[s], out_gain[s], y[s], start,
+                         at_rest[i])
     for lane in range(min(LANES, n_rows - first_row)):
         for k in range(6):
             states[first_row + lane, k, 0] = st[2 * k][lane]
@@ -506,17 +518,22 @@ def _stem_gain_target(u, w, n, n_ch, comp, gain):  # pragma: no cover - compiled
 
 
 @njit(**_VEC)
-def _stem_output(u, w, n, n_ch, gain, makeup_db, sat, m, y, start):  # pragma: no cover - compiled
+def _stem_output(u, w, n, n_ch, gain, makeup_db, sat, m, y, start, at_rest):  # pragma: no cover - compiled
     """Apply the smoothed gain (dB) plus make-up, the saturator and the output matrix to one stem.
 
-    Writes ``y[:, start:start + n]``; ``u`` and ``w`` are overwritten.
+    Writes ``y[:, start:start + n]``; ``u`` and ``w`` are overwritten. ``at_rest``: the
+    compressor's gain is 0 dB throughout (``gain`` is not read).
     """
     drive, compensation, mix = sat[0], sat[1], sat[2]
     dry = 1.0 - mix
     wet = mix * compensation
+    if at_rest:
+        gain[:n] = 0.0
     # two loops (signal in place, then the output matrix): few enough pointers per loop for
     # the compiler to prove they do not overlap and vectorise
-    if mix == 0.0:
+    if mix == 0.0 and at_rest and makeup_db == 0.0:
+        pass  # unity gain, no saturation: straight to the output matrix
+    elif mix == 0.0:
         for t in range(n):
             lin = _exp(_NEPER_PER_DB_AMPLITUDE * (gain[t] + makeup_db))
             u[t] *= lin
