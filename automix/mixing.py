@@ -187,7 +187,7 @@ def load_reference(path: str | Path, sample_rate: int) -> torch.Tensor:
 
 
 def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = None,
-                  reference: torch.Tensor | None = None) -> torch.Tensor:
+                  reference: torch.Tensor | None = None, match_reference: bool = True) -> torch.Tensor:
     """The model's settings ``[S, P]`` for the non-silent stems; silent stems get neutral settings.
 
     Parameters
@@ -198,6 +198,11 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
         Rate the model was trained at; stems below 22.05 kHz are analysed at this rate
         (from 22.05 kHz up the features do not depend on the rate, so nothing is resampled).
     reference : Tensor ``[2, T]`` at ``stems.sample_rate``, optional
+        A mix to follow: the model reads its features, then (``match_reference``) the faders
+        are fitted so the stems' summed spectrum takes the reference's shape
+        (:func:`automix.reference_balance.match_reference_balance`).
+    match_reference : bool
+        Fit the faders to the reference (default); False leaves it to the model alone.
     """
     values = STRIP.neutral.repeat(stems.num_stems, 1)
     active = [i for i, s in enumerate(stems.silent) if not s]
@@ -216,7 +221,12 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
         feats = model.analyse(x[None], rate, None, ref)
         pred = model.predict(feats, roles)[0]
     peak_db = peak_dbfs(stems.audio)[active]
-    values[active] = tidy_settings(STRIP.clamp(pred.float()), peak_db)
+    chosen = tidy_settings(STRIP.clamp(pred.float()), peak_db)
+    if ref is not None and match_reference:
+        from automix.reference_balance import match_reference_balance
+
+        chosen = match_reference_balance(chosen, x, ref[0], rate)
+    values[active] = chosen
     return values
 
 
@@ -306,7 +316,8 @@ def _load_model(model: MixModel | str | Path | None) -> tuple[MixModel, dict, st
 
 def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model: MixModel | str | Path | None = None,
             amount_percent: float = 100.0, group_trims_db: dict[str, float] | None = None,
-            reference: str | Path | torch.Tensor | None = None, sample_rate: int | None = None) -> tuple[MixSettings, Stems]:
+            reference: str | Path | torch.Tensor | None = None, sample_rate: int | None = None,
+            match_reference: bool = True) -> tuple[MixSettings, Stems]:
     """Predict per-stem settings.
 
     Parameters
@@ -321,6 +332,8 @@ def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model: MixModel
         A mix whose balance and tone to follow.
     sample_rate : int, optional
         Working rate when loading (default: the stems' most common rate).
+    match_reference : bool
+        With a reference, also fit the faders to its spectrum (see :func:`predict_strip`).
 
     Returns
     -------
@@ -331,7 +344,7 @@ def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model: MixModel
     net, info, model_name = _load_model(model)
     analysis_rate = info.get("sample_rate")
     ref = load_reference(reference, stems.sample_rate) if isinstance(reference, (str, Path)) else reference
-    values = predict_strip(net, stems, int(analysis_rate) if analysis_rate else None, ref)
+    values = predict_strip(net, stems, int(analysis_rate) if analysis_rate else None, ref, match_reference)
     values = apply_amount_and_trims(values, stems.roles, amount_percent, group_trims_db, stems.silent)
     trims = {g: float((group_trims_db or {}).get(g, 0.0)) for g in GROUPS}
     settings = MixSettings.from_values(stems.files, stems.role_names, values, silent=stems.silent,
@@ -441,7 +454,7 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
         settings_out: str | Path | None = None, sample_rate: int | None = None,
         subtype: str = "PCM_24", overwrite: bool = False, master: dict | None = None,
         session_out: str | Path | None = None, plot_out: str | Path | None = None,
-        progress: bool = False) -> MixReport:
+        progress: bool = False, match_reference: bool = True) -> MixReport:
     """Mix stems into ``output`` (and optionally per-stem outputs, settings, a master).
 
     Parameters
@@ -471,6 +484,8 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
         A plot of the settings (EQ curves, faders, pans).
     progress : bool
         Show a progress bar on stderr.
+    match_reference : bool
+        With a reference, also fit the faders to its spectrum (see :func:`predict_strip`).
     """
     from automix.audio import write_audio
     from automix.settings_io import load_settings
@@ -495,7 +510,8 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
 
     if settings is None:
         chosen, stems = suggest(stems, model=model, amount_percent=amount_percent,
-                                group_trims_db=group_trims_db, reference=reference)
+                                group_trims_db=group_trims_db, reference=reference,
+                                match_reference=match_reference)
         values = chosen.strip_values()
     else:
         chosen = settings if isinstance(settings, MixSettings) else load_settings(settings)

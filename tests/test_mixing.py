@@ -244,6 +244,23 @@ def test_reference_mix_conditions_the_settings(tmp_path, model_path):
     assert not torch.allclose(with_ref.strip_values(), plain.strip_values())
 
 
+def test_reference_mix_moves_the_faders_toward_its_balance(tmp_path, model_path):
+    """A reference of the same stems with the vocals 12 dB down: fitting the faders to it
+    (the default) lowers the vocals against kick and bass compared with the model alone."""
+    song = _write_song(tmp_path / "song", seconds=2.0)
+    parts = {n: _signal(n, 2.0, seed=i) for i, n in enumerate(("kick", "bass", "vocals"))}
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, parts["kick"] + parts["bass"] + 10 ** (-12 / 20) * parts["vocals"], SR, subtype="FLOAT")
+    fitted, _ = suggest(song, model=model_path, reference=ref)
+    model_only, _ = suggest(song, model=model_path, reference=ref, match_reference=False)
+
+    def vocals_vs_rest(settings):
+        gains = {st.file: st.strip["gain_db"] for st in settings.stems}
+        return gains["vocals.wav"] - 0.5 * (gains["kick.wav"] + gains["bass.wav"])
+
+    assert vocals_vs_rest(fitted) < vocals_vs_rest(model_only) - 2.0
+
+
 def test_roles_come_from_names(tmp_path):
     stems = load_stems(_write_song(tmp_path / "song"))
     assert [ROLES[r] for r in stems.roles] == ["bass", "kick", "vocals"]
