@@ -121,3 +121,29 @@ def test_fit_on_every_song_keeps_the_last_averaged_weights(tmp_path):
     nothing = fit_inverse.inverse_loss(STRIP.neutral.expand_as(pred), examples["perturbation"], mask, sr,
                                        examples["bands_db"])[1]
     assert fitted["balance_lu"] < 0.5 * nothing["balance_lu"], (fitted, nothing)
+
+
+def test_mix_tone_error_is_the_loudness_matched_spectrum_error_of_the_mix():
+    """``mix_tone_error_db`` against a numpy computation: bin-weighted RMS over frequency of the
+    mix's band-power change minus its loudness change; a common gain costs nothing."""
+    freqs = fit_inverse.TONE_FREQS_HZ.double().numpy()
+    rng = np.random.default_rng(1)
+    bands = torch.from_numpy(rng.uniform(-60, -20, (1, 3, len(freqs)))).float()
+    change = torch.zeros(1, 3, len(freqs))
+    change[0, 1, freqs > 1000] = 6.0  # one stem's highs up 6 dB
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    got = float(fit_inverse.mix_tone_error_db(bands, change, mask, SR, n_fft=1024)[0])
+    p = 10 ** (bands[0].double().numpy() / 10)
+    before = p.sum(0)
+    after = (p * 10 ** (change[0].double().numpy() / 10)).sum(0)
+    error = 10 * np.log10(after / before) - 10 * np.log10(after.sum() / before.sum())
+    bins = np.fft.rfftfreq(1024, 1 / SR)
+    nearest = np.abs(np.log2(np.maximum(bins, 1.0))[:, None] - np.log2(freqs)[None, :]).argmin(1)
+    weight = np.bincount(nearest, minlength=len(freqs)) / len(bins)
+    assert abs(got - np.sqrt((weight * error ** 2).sum())) < 1e-3
+    assert got > 0.5
+    # The same level change for every stem in every band: loudness matching removes it.
+    assert float(fit_inverse.mix_tone_error_db(bands, torch.full_like(change, 4.0), mask, SR)[0]) < 0.01
+    # A padded (masked) stem does not count, whatever its change.
+    mask3 = torch.tensor([[True, False, True]])
+    assert float(fit_inverse.mix_tone_error_db(bands, change, mask3, SR)[0]) < 0.01

@@ -258,9 +258,33 @@ def _eq_db(values: torch.Tensor, sample_rate: int) -> torch.Tensor:
     return (20 * torch.log10(h.abs().clamp_min(1e-6))).float()
 
 
+def mix_tone_error_db(bands_db: torch.Tensor, change_db: torch.Tensor, mask: torch.Tensor,
+                      sample_rate: int, n_fft: int = 4096) -> torch.Tensor:
+    """RMS error (dB) of the mix's long-term spectrum after loudness matching, per example (B,).
+
+    A static stand-in for the benchmark's log-spectral distance: the mix's power in every
+    band of :data:`TONE_FREQS_HZ` before and after each stem's change ``change_db`` (B, S, F)
+    (stems uncorrelated: band powers ``bands_db`` (B, S, F) add), minus the change of its
+    K-weighted loudness (the distance matches loudness first), RMS over frequency with every
+    band weighted by the number of ``n_fft`` bins it holds (the distance averages linear-
+    frequency bins, so high bands weigh most).
+    """
+    from automix.model.balance_loss import band_index
+
+    k = math.log(10.0) / 10.0
+    hidden = torch.where(mask, 0.0, -math.inf).to(bands_db.dtype)[..., None]
+    before = torch.logsumexp(bands_db * k + hidden, 1)  # (B, F) mix band powers, natural log
+    after = torch.logsumexp((bands_db + change_db) * k + hidden, 1)
+    level = (torch.logsumexp(after, -1) - torch.logsumexp(before, -1))[:, None]
+    error = (after - before - level) / k  # dB
+    counts = torch.bincount(band_index(n_fft, sample_rate, TONE_FREQS_HZ), minlength=len(TONE_FREQS_HZ))
+    weight = (counts / counts.sum()).to(error)
+    return ((error.square() * weight).sum(-1) + 1e-6).sqrt()
+
+
 def inverse_loss(pred: torch.Tensor, perturbation: torch.Tensor, mask: torch.Tensor,
                  sample_rate: int, bands_db: torch.Tensor | None = None, tone_weight: float = 1.0,
-                 huber_lu: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
+                 huber_lu: float = 0.5, mix_tone_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """How far ``pred`` (B, S, P) is from undoing ``perturbation`` (B, S, P); see module docstring.
 
     With ``bands_db`` (B, S, F: the original stems' K-weighted band powers at
@@ -269,6 +293,8 @@ def inverse_loss(pred: torch.Tensor, perturbation: torch.Tensor, mask: torch.Ten
     (:func:`automix.model.balance_loss.balance_change_lu`; smoothed below ``huber_lu``), and
     ``balance_lu`` (mean over examples of the per-example mean, as the benchmark averages)
     is reported. Without, it is the squared per-stem gain error (``balance_db2``).
+    With band powers, ``mix_tone_db`` (:func:`mix_tone_error_db`, mean over examples) is
+    reported too and added to the loss with ``mix_tone_weight``.
     """
     m = mask.float()
     n = m.sum(1).clamp_min(1)
@@ -305,6 +331,10 @@ def inverse_loss(pred: torch.Tensor, perturbation: torch.Tensor, mask: torch.Ten
         balance = (smooth * v).sum() / v.sum().clamp_min(1)
         per_example = (error.abs() * v).sum(1) / v.sum(1).clamp_min(1)
         parts["balance_lu"] = float(per_example[v.sum(1) > 0].mean().detach())
+        mix_tone = mix_tone_error_db(bands_db, change, mask, sample_rate).mean()
+        parts["mix_tone_db"] = float(mix_tone.detach())
+        if mix_tone_weight:
+            balance = balance + mix_tone_weight * mix_tone
     loss = balance + tone_weight * tone + 0.05 * offset + 10.0 * regular + corner
     return loss, parts
 
@@ -312,7 +342,8 @@ def inverse_loss(pred: torch.Tensor, perturbation: torch.Tensor, mask: torch.Ten
 def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = None, steps: int = 3000,
         batch: int = 64, learning_rate: float = 2e-3, valid_fraction: float = 0.1, seed: int = 0,
         weight_decay: float = 1e-2, feature_noise: float = 0.02, valid_songs: list[str] | None = None,
-        tone_weight: float = 1.0, ema: float = 0.0, select_by_song: bool = False, log=print) -> tuple[MixModel, dict[str, float]]:
+        tone_weight: float = 1.0, ema: float = 0.0, select_by_song: bool = False, mix_tone_weight: float = 0.0,
+        log=print) -> tuple[MixModel, dict[str, float]]:
     """Fit a fresh :class:`MixModel` to the stored examples.
 
     Returns the weights with the lowest validation loss (checked every 100 steps) and that
@@ -383,7 +414,8 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
 
     def loss_of(pred: torch.Tensor, idx: torch.Tensor):
         return inverse_loss(pred, examples["perturbation"][idx], examples["mask"][idx], sr,
-                            None if bands is None else bands[idx], tone_weight=tone_weight)
+                            None if bands is None else bands[idx], tone_weight=tone_weight,
+                            mix_tone_weight=mix_tone_weight)
 
     def score(parts: dict[str, float]) -> float:
         if select_by_song and "song_mean_balance_lu" in parts:
@@ -443,6 +475,8 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
                      else f"balance rms {math.sqrt(vparts['balance_db2']):.2f} dB")
             if "song_mean_balance_lu" in vparts:
                 shown += f" (song mean {vparts['song_mean_balance_lu']:.2f} LU)"
+            if "mix_tone_db" in vparts:
+                shown += f", mix tone {vparts['mix_tone_db']:.2f} dB"
             log(f"step {step}: train {float(loss.detach()):.2f} | valid {shown}, "
                 f"tone rms {math.sqrt(vparts['tone_db2']):.2f} dB ({time.perf_counter() - t0:.0f} s)")
     model.load_state_dict(best[1])
@@ -503,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="share of each example folder's songs held out for model selection (0: hold out "
                            "excerpt groups instead, for examples that do not name their songs)")
     fitp.add_argument("--valid-seed", type=int, default=0, help="seed of the choice of validation songs")
+    fitp.add_argument("--mix-tone-weight", type=float, default=0.0,
+                      help="weight of the mix's long-term spectrum error (dB; a stand-in for the benchmark's "
+                           "log-spectral distance)")
     fitp.add_argument("--select-by-song", action="store_true",
                       help="keep the weights with the lowest validation balance averaged per song "
                            "(default: averaged over excerpts)")
@@ -558,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     model, valid = fit(examples, config=config, steps=args.steps, batch=args.batch, learning_rate=args.lr,
                        seed=args.seed, weight_decay=args.weight_decay, feature_noise=args.feature_noise,
                        valid_songs=valid_songs, tone_weight=args.tone_weight, ema=args.ema,
-                       select_by_song=args.select_by_song, valid_fraction=0.0 if args.all_songs else 0.1, log=lambda s: print(s, flush=True))
+                       select_by_song=args.select_by_song, mix_tone_weight=args.mix_tone_weight,
+                       valid_fraction=0.0 if args.all_songs else 0.1, log=lambda s: print(s, flush=True))
     info = {"sample_rate": int(examples["sample_rate"]), "objective": "fit_inverse", "steps": args.steps,
             "best_step": int(valid["step"]), "ema": args.ema, "seed": args.seed,
             "examples": int(examples["stems"].shape[0]), "examples_dirs": [str(e) for e in args.examples],
