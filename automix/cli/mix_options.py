@@ -33,7 +33,8 @@ def add_model(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{group}", type=float, default=0.0, metavar="DB",
                             help=f"trim for {what}, dB added to their faders (default 0)")
     parser.add_argument("--reference", default=None, metavar="REF",
-                        help="a finished mix whose balance and tone to follow (also the mastering reference with --master)")
+                        help="a mix whose balance and tone to follow, best one of this song (a rough mix, another "
+                             "section): the faders are fitted to its spectrum (also the mastering reference with --master)")
 
 
 def read_stems_while_importing(stems, sample_rate: int | None):
