@@ -147,3 +147,11 @@ def quantize_interleaved(x, bits, out, start, stop):  # pragma: no cover - compi
                 clipped += 1
             out[i, c] = np.int32(v) << shift
     return clipped
+
+
+def warm_up() -> None:
+    """Load a decoder from numba's on-disk cache now (numba's start-up, about half a second
+    of Python work in a fresh process, happens here rather than mid-read)."""
+    out = np.zeros((2, 1), dtype=np.float32)
+    extremes = np.zeros((2, 2), dtype=np.int64)
+    pcm24_block_to_planar(np.zeros(6, dtype=np.uint8), 2, 1, out, 0, extremes, 2.0**-31)

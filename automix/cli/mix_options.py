@@ -42,12 +42,16 @@ def read_stems_while_importing(stems, sample_rate: int | None):
     mixer load on another thread; returns ``(automix.mixing, Stems)``.
 
     Loading torch takes a couple of seconds of mostly Python work; the stems' file reads and
-    compiled decoders run without the GIL, so the two overlap.
+    compiled decoders run without the GIL, so the two overlap. Numba's own start-up (Python
+    work too) is done first, so that it does not fight torch's loading for the GIL.
     """
     import importlib
     import threading
 
+    from automix.audio_kernels import warm_up
     from automix.stems_reader import read_stems
+
+    warm_up()
 
     box: dict = {}
 
