@@ -119,3 +119,17 @@ def test_help_teaches_with_examples(capsys):
     for command in ("mix", "suggest", "render"):
         out = run_main(capsys, command, "--help")
         assert out.returncode == 0 and "examples:" in out.stdout and f"automix {command}" in out.stdout
+
+
+def test_mix_refuses_an_existing_output_before_reading_the_stems(tmp_path, capsys, monkeypatch):
+    existing = tmp_path / "mix.wav"
+    existing.write_bytes(b"keep me")
+    import automix.stems_reader
+
+    def fail(*_, **__):
+        raise AssertionError("stems were read although the output exists")
+
+    monkeypatch.setattr(automix.stems_reader, "read_stems", fail)
+    result = run_main(capsys, "mix", tmp_path, "-o", existing)
+    assert result.returncode == 2 and "already exists" in result.stderr and "--overwrite" in result.stderr
+    assert result.stderr.count("\n") == 1 and existing.read_bytes() == b"keep me"
