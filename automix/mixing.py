@@ -111,27 +111,10 @@ def peak_dbfs(audio: torch.Tensor) -> torch.Tensor:
 
 def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | None = None,
                progress: Callable[[str], None] | None = None) -> Stems:
-    """Load stems of any supported format, sample rate, channel count and length.
+    """Load stems of any supported format, sample rate, channel count and length, as :class:`Stems`.
 
-    Parameters
-    ----------
-    inputs : folder, file, or list of files
-    sample_rate : int, optional
-        Rate to work at; default the most common rate among the stems.
-    progress : callable, optional
-        Called with a short message per file.
-
-    Returns
-    -------
-    Stems
-        Files that cannot be read are skipped and listed in ``skipped`` and ``notes``
-        (the others are kept); silent stems are marked in ``silent``; a stem's DC offset
-        above -60 dBFS is removed (:func:`automix.dsp.dc.remove_dc`) and reported.
-
-    Raises
-    ------
-    AudioError
-        No stems, more than :data:`MAX_STEMS`, or no readable stem at all.
+    :func:`automix.stems_reader.read_stems` (its parameters, skipping of unreadable files,
+    silence and DC handling, and errors) plus roles from the file names.
     """
     return stems_from_audio(read_stems(inputs, sample_rate, progress))
 

@@ -64,40 +64,57 @@ def load_song(song, max_seconds: float | None) -> tuple[list[str], torch.Tensor,
     return names, stems, int(rate)
 
 
-def evaluate_song(song, model: str | None, max_seconds: float | None, seed: int, workdir: Path) -> dict:
-    names, stems, sr = load_song(song, max_seconds)
-    target = stems.sum(0)
-    generator = torch.Generator().manual_seed(song_seed(song.name, seed))
+def perturb_to_folder(song_name: str, names: list[str], stems: torch.Tensor, sr: int, seed: int,
+                      folder: Path) -> torch.Tensor:
+    """The song's seeded BENCHMARK perturbation of ``stems`` ``[S, 2, T]``, written to ``folder``."""
+    generator = torch.Generator().manual_seed(song_seed(song_name, seed))
     mask = torch.ones(1, stems.shape[0], dtype=torch.bool)
-    perturbed, _ = BENCHMARK.apply(stems[None], sr, generator, stem_mask=mask, mode="exact")
-    perturbed = perturbed[0]
-    folder = workdir / song.name / "perturbed"
+    perturbed = BENCHMARK.apply(stems[None], sr, generator, stem_mask=mask, mode="exact")[0][0]
     folder.mkdir(parents=True)
     for name, audio in zip(names, perturbed):
         write_audio(folder / f"{Path(name).stem}.wav", audio.numpy(), sr, subtype="FLOAT")
+    return perturbed
 
-    t0 = time.perf_counter()
-    out_dir = workdir / song.name / "stems_out"
-    report = mix(folder, workdir / song.name / "mix.wav", model=model, stems_out=out_dir, subtype="FLOAT")
-    mix_seconds = time.perf_counter() - t0
+
+def mix_with_stems_out(folder: Path, out: Path, names: list[str], **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """``automix mix FOLDER -o OUT.wav --stems-out OUT/`` (API) -> (processed stems ``[S, 2, T]``, mix ``[2, T]``) as written."""
+    report = mix(folder, out.with_suffix(".wav"), stems_out=out, subtype="FLOAT", **options)
     processed = torch.stack([torch.from_numpy(np.asarray(
-        load_audio(out_dir / f"{Path(n).stem}.wav", mono_to_stereo=True).samples, dtype=np.float32))
-        for n in names])
-    model_mix = torch.from_numpy(np.asarray(load_audio(report.mix_path).samples, dtype=np.float32))
+        load_audio(out / f"{Path(n).stem}.wav", mono_to_stereo=True).samples, dtype=np.float32)) for n in names])
+    return processed, torch.from_numpy(np.asarray(load_audio(report.mix_path).samples, dtype=np.float32))
 
-    systems = {
-        "model": (processed, model_mix),
-        "sum": (sum_baseline(perturbed), perturbed.sum(0)),
-    }
-    eq = equal_loudness_baseline(perturbed[None], sr, mask)[0]
-    systems["equal_loudness"] = (eq, eq.sum(0))
-    result = {"song": song.name, "stems": len(names), "seconds": stems.shape[-1] / sr, "mix_wall_s": mix_seconds}
+
+def score_systems(systems: dict, stems: torch.Tensor, sr: int) -> dict:
+    """LSD (dB) and balance error (LU) of every system's ``(stems, mix)`` against the original ``stems``."""
+    target = stems.sum(0)
+    mask = torch.ones(1, stems.shape[0], dtype=torch.bool)
+    scores = {}
     for system, (est_stems, est_mix) in systems.items():
         n = min(est_mix.shape[-1], target.shape[-1])
         lsd = float(log_spectral_distance_db(est_mix[None, :, :n], target[None, :, :n], sr)[0])
         bal = float(balance_error_lu(est_stems[None, ..., :n], est_mix[None, :, :n], stems[None, ..., :n],
                                      target[None, :, :n], sr, mask)[0])
-        result[system] = {"spectral_distance_db": lsd, "balance_error_lu": bal}
+        scores[system] = {"spectral_distance_db": lsd, "balance_error_lu": bal}
+    return scores
+
+
+def baselines(perturbed: torch.Tensor, sr: int) -> dict:
+    """The two baselines' ``(stems, mix)``: the perturbed sum and equal loudness."""
+    mask = torch.ones(1, perturbed.shape[0], dtype=torch.bool)
+    eq = equal_loudness_baseline(perturbed[None], sr, mask)[0]
+    return {"sum": (sum_baseline(perturbed), perturbed.sum(0)), "equal_loudness": (eq, eq.sum(0))}
+
+
+def evaluate_song(song, model: str | None, max_seconds: float | None, seed: int, workdir: Path) -> dict:
+    names, stems, sr = load_song(song, max_seconds)
+    perturbed = perturb_to_folder(song.name, names, stems, sr, seed, workdir / song.name / "perturbed")
+    t0 = time.perf_counter()
+    systems = {"model": mix_with_stems_out(workdir / song.name / "perturbed", workdir / song.name / "stems_out",
+                                           names, model=model)}
+    mix_seconds = time.perf_counter() - t0
+    systems.update(baselines(perturbed, sr))
+    result = {"song": song.name, "stems": len(names), "seconds": stems.shape[-1] / sr, "mix_wall_s": mix_seconds}
+    result.update(score_systems(systems, stems, sr))
     return result
 
 

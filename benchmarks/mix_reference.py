@@ -36,14 +36,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mix_quality import DEFAULT_DATA, load_song  # noqa: E402
+from mix_quality import (DEFAULT_DATA, baselines, load_song, mix_with_stems_out, perturb_to_folder,  # noqa: E402
+                         score_systems)
 
-from automix.audio import load_audio, write_audio  # noqa: E402
+from automix.audio import write_audio  # noqa: E402
 from automix.data.layout import scan_folder  # noqa: E402
-from automix.evaluation import (balance_error_lu, equal_loudness_baseline, log_spectral_distance_db,  # noqa: E402
-                                song_seed, sum_baseline)
-from automix.mixing import mix  # noqa: E402
-from automix.perturb import BENCHMARK  # noqa: E402
 
 SYSTEMS = ("model", "model+ref (net)", "model+ref", "sum", "equal_loudness")
 
@@ -55,35 +52,17 @@ def evaluate_song(song, model: str | None, seconds: float, ref_seconds: float, m
     if full.shape[-1] - n < min_ref_seconds * sr:
         return None
     stems, reference = full[..., :n], full[..., n:].sum(0)
-    target = stems.sum(0)
-    generator = torch.Generator().manual_seed(song_seed(song.name, seed))  # the main benchmark's seeds
-    mask = torch.ones(1, stems.shape[0], dtype=torch.bool)
-    perturbed = BENCHMARK.apply(stems[None], sr, generator, stem_mask=mask, mode="exact")[0][0]
     folder = workdir / song.name / "perturbed"
-    folder.mkdir(parents=True)
-    for name, audio in zip(names, perturbed):
-        write_audio(folder / f"{Path(name).stem}.wav", audio.numpy(), sr, subtype="FLOAT")
+    perturbed = perturb_to_folder(song.name, names, stems, sr, seed, folder)  # the main benchmark's seeds
     ref_path = write_audio(workdir / song.name / "reference.wav", reference.numpy(), sr, subtype="FLOAT")
-
     systems = {}
-    for system, ref, fit in (("model", None, True), ("model+ref (net)", ref_path, False), ("model+ref", ref_path, True)):
-        out = workdir / song.name / system.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "_")
-        report = mix(folder, out.with_suffix(".wav"), model=model, stems_out=out, subtype="FLOAT", reference=ref,
-                     match_reference=fit)
-        processed = torch.stack([torch.from_numpy(np.asarray(
-            load_audio(out / f"{Path(nm).stem}.wav", mono_to_stereo=True).samples, dtype=np.float32)) for nm in names])
-        mixed = torch.from_numpy(np.asarray(load_audio(report.mix_path).samples, dtype=np.float32))
-        systems[system] = (processed, mixed)
-    systems["sum"] = (sum_baseline(perturbed), perturbed.sum(0))
-    eq = equal_loudness_baseline(perturbed[None], sr, mask)[0]
-    systems["equal_loudness"] = (eq, eq.sum(0))
+    for k, (system, ref, fit) in enumerate((("model", None, True), ("model+ref (net)", ref_path, False),
+                                            ("model+ref", ref_path, True))):
+        systems[system] = mix_with_stems_out(folder, workdir / song.name / f"system{k}", names, model=model,
+                                             reference=ref, match_reference=fit)
+    systems.update(baselines(perturbed, sr))
     result = {"song": song.name, "stems": len(names), "seconds": n / sr, "reference_seconds": reference.shape[-1] / sr}
-    for system, (est_stems, est_mix) in systems.items():
-        k = min(est_mix.shape[-1], target.shape[-1])
-        lsd = float(log_spectral_distance_db(est_mix[None, :, :k], target[None, :, :k], sr)[0])
-        bal = float(balance_error_lu(est_stems[None, ..., :k], est_mix[None, :, :k], stems[None, ..., :k],
-                                     target[None, :, :k], sr, mask)[0])
-        result[system] = {"spectral_distance_db": lsd, "balance_error_lu": bal}
+    result.update(score_systems(systems, stems, sr))
     return result
 
 
