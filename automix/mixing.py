@@ -50,27 +50,9 @@ MIX_PEAK_CEILING_DBFS = -1.0
 # ============================================================================ stems
 @dataclass
 class Stems:
-    """Stems ready for the model and the console.
-
-    Attributes
-    ----------
-    files : list of str
-        File names (unique), in load order.
-    paths : list of Path
-    audio : Tensor ``[S, 2, T]`` float32
-        Stereo audio at ``sample_rate``, aligned at the start and zero-padded to the longest.
-    sample_rate : int
-        Hz.
-    roles : list of int
-        Indices into :data:`automix.model.roles.ROLES`.
-    silent : list of bool
-        Stems with no signal (left untouched).
-    lengths : list of int
-        Each stem's own length in samples (before padding).
-    notes : list of str
-        What was adjusted or skipped, for the report.
-    skipped : list of (str, str)
-        Files that could not be read: (path, reason).
+    """Stems ready for the model and the console: :class:`automix.stems_reader.StemAudio`
+    (same fields and meaning) with the audio as a torch ``[S, 2, T]`` float32 tensor (sharing
+    the reader's memory) and ``roles``, indices into :data:`automix.model.roles.ROLES`.
     """
 
     files: list[str]
