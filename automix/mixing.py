@@ -64,6 +64,7 @@ class Stems:
     lengths: list[int]
     notes: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    peaks_dbfs: list[float] = field(default_factory=list)
 
     @property
     def num_stems(self) -> int:
@@ -106,7 +107,7 @@ def stems_from_audio(read: StemAudio) -> Stems:
     :func:`automix.stems_reader.read_stems` (no copy of the audio)."""
     roles = [role_from_name(n) for n in read.files]
     return Stems(read.files, read.paths, torch.from_numpy(read.audio), read.sample_rate, roles, read.silent,
-                 read.lengths, read.notes, read.skipped)
+                 read.lengths, read.notes, read.skipped, read.peaks_dbfs)
 
 
 # ============================================================================ analysis / prediction
@@ -185,7 +186,9 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
     with torch.no_grad():
         feats = model.analyse(x[None], rate, None, ref)
         pred = model.predict(feats, roles)[0]
-    peak_db = peak_dbfs(stems.audio)[active]
+    # the peaks measured while reading (else one pass over every stem)
+    peak_db = (torch.tensor(stems.peaks_dbfs) if len(stems.peaks_dbfs) == stems.num_stems
+               else peak_dbfs(stems.audio))[active]
     chosen = tidy_settings(STRIP.clamp(pred.float()), peak_db)
     if ref is not None and match_reference:
         from automix.reference_balance import match_reference_balance

@@ -50,6 +50,8 @@ class StemAudio:
         What was adjusted or skipped, for the report.
     skipped : list of (str, str)
         Files that could not be read: (path, reason).
+    peaks_dbfs : list of float
+        Each stem's sample peak (dBFS), as loaded (measured while decoding where possible).
     """
 
     files: list[str]
@@ -60,6 +62,7 @@ class StemAudio:
     lengths: list[int]
     notes: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    peaks_dbfs: list[float] = field(default_factory=list)
 
 
 def find_stem_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -225,4 +228,4 @@ def read_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
     for name, s in zip(files, silent):
         if s:
             notes.append(f"{name} is silent: left untouched")
-    return StemAudio(files, [p for _, p in kept], audio, rate, silent, lengths, notes, skipped)
+    return StemAudio(files, [p for _, p in kept], audio, rate, silent, lengths, notes, skipped, peak_db)

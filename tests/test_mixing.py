@@ -139,6 +139,18 @@ def test_one_stem(tmp_path, model_path):
     assert mixed.shape[-1] == int(1.5 * SR) and np.abs(mixed).max() > 1e-3
 
 
+def test_peaks_measured_while_reading_are_the_loaded_audio_peaks(tmp_path):
+    """The reader's peaks (from the decoders, or re-measured after resampling / DC removal)
+    equal the peaks of the audio handed to the model, which tidy_settings relies on."""
+    song = _write_song(tmp_path / "song", names=("kick.wav", "bass.wav"))
+    sf.write(song / "pad.wav", _signal("noise", 1.0, 44100) + 0.05, 44100, subtype="PCM_24")  # resampled, DC
+    sf.write(song / "keys.wav", _signal("vocals", 1.5), SR, subtype="PCM_16")
+    stems = load_stems(song)
+    measured = 20 * np.log10(stems.audio.abs().amax(dim=(1, 2)).numpy())
+    assert len(stems.peaks_dbfs) == stems.num_stems == 4
+    np.testing.assert_allclose(stems.peaks_dbfs, measured, atol=1e-4)
+
+
 def test_different_sample_rates_are_resampled(tmp_path, model_path):
     song = tmp_path / "song"
     song.mkdir()
