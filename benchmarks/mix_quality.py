@@ -118,14 +118,19 @@ def evaluate_song(song, model: str | None, max_seconds: float | None, seed: int,
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The held-out protocol's options (shared with ``mix_reference.py``)."""
     parser.add_argument("--data", nargs="+", default=list(DEFAULT_DATA), help="held-out dataset folders")
     parser.add_argument("--model", default=None, help="checkpoint (default models/mixer.pt)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="evaluate the first N seconds of each song")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="also write the results here")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_protocol_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 

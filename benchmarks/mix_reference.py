@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mix_quality import (DEFAULT_DATA, baselines, load_song, mix_with_stems_out, perturb_to_folder,  # noqa: E402
-                         score_systems)
+from mix_quality import (add_protocol_arguments, baselines, load_song, mix_with_stems_out,  # noqa: E402
+                         perturb_to_folder, score_systems)
 
 from automix.audio import write_audio  # noqa: E402
 from automix.data.layout import scan_folder  # noqa: E402
@@ -68,14 +68,9 @@ def evaluate_song(song, model: str | None, seconds: float, ref_seconds: float, m
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", nargs="+", default=list(DEFAULT_DATA), help="held-out dataset folders")
-    parser.add_argument("--model", default=None, help="checkpoint (default models/mixer.pt)")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="evaluate the first N seconds of each song")
+    add_protocol_arguments(parser)
     parser.add_argument("--reference-seconds", type=float, default=60.0, help="reference: up to N seconds after that")
     parser.add_argument("--min-reference-seconds", type=float, default=10.0, help="skip songs with less left")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
