@@ -1,5 +1,3 @@
-import sys
+from automix.cli import console_main
 
-from automix.cli import main
-
-sys.exit(main())
+console_main()
