@@ -43,3 +43,16 @@ def test_fast_exit_flushes_piped_output_and_keeps_the_status(tmp_path):
     bad = run_cli("analyze", str(tmp_path / "missing.wav"), env=env)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "missing.wav" in bad.stderr
+
+
+def test_command_process_asks_numpy_for_ordinary_pages():
+    """console_main turns off numpy's huge-page requests (compaction stalls on a busy machine)."""
+    code = ("import sys, numpy\n"
+            "from automix.cli import use_small_pages\n"
+            "try:\n    from numpy._core.multiarray import _set_madvise_hugepage\n"
+            "except ImportError:\n    from numpy.core.multiarray import _set_madvise_hugepage\n"
+            "_set_madvise_hugepage(True)\n"
+            "assert use_small_pages() is True\n"
+            "assert _set_madvise_hugepage(False) is False\n")  # still off after the call
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
