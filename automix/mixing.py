@@ -27,7 +27,7 @@ import torch
 
 from automix.dsp.params import STRIP
 from automix.errors import AudioError, OutputExistsError, SettingsError
-from automix.model.mixnet import MAX_STEMS, MixModel
+from automix.model.mixnet import MAX_STEMS, MixEnsemble, MixModel
 from automix.model.roles import GROUPS, ROLES, group_of_role, role_from_name
 from automix.settings_io import MixSettings, save_settings
 from automix.stems_reader import (AUDIO_EXTENSIONS, SILENCE_PEAK_DBFS, StemAudio, find_stem_files,  # noqa: F401
@@ -272,10 +272,10 @@ def apply_amount_and_trims(values: torch.Tensor, roles: Sequence[int], amount_pe
     return STRIP.clamp(out).float()
 
 
-def _load_model(model: MixModel | str | Path | None) -> tuple[MixModel, dict, str]:
+def _load_model(model: MixModel | MixEnsemble | str | Path | None) -> tuple[MixModel | MixEnsemble, dict, str]:
     from automix.model.checkpoint import DEFAULT_MODEL_PATH, load_model
 
-    if isinstance(model, MixModel):
+    if isinstance(model, (MixModel, MixEnsemble)):
         return model, {}, "(in memory)"
     path = Path(model) if model is not None else DEFAULT_MODEL_PATH
     loaded, info = load_model(path)

@@ -185,3 +185,58 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"format": "automix-mixer", "x": np.random.default_rng(0)}, tmp_path / "code.pt")
     with pytest.raises(ModelError, match="cannot read"):
         read_checkpoint(tmp_path / "code.pt")
+
+
+def test_ensemble_averages_members_in_each_parameters_own_scale(tmp_path):
+    from automix.model.mixnet import MixEnsemble
+
+    a, b = _model(1), _model(2)
+    _randomise_heads(a)
+    _randomise_heads(b)
+    ensemble = MixEnsemble([a, b]).eval()
+    stems = _stems(1, 4, seed=3)
+    roles = torch.tensor([[role_from_name("kick.wav"), role_from_name("bass.wav"), 6, 16]])
+    pa, pb, pe = a(stems, SR, roles), b(stems, SR, roles), ensemble(stems, SR, roles)
+    assert not torch.allclose(pa, pb, atol=1e-3)  # the members really disagree
+    gain, freq = STRIP.index("gain_db"), STRIP.index("eq.low_shelf.freq_hz")
+    # A linear parameter (dB) averages arithmetically, a log-scaled one (Hz) geometrically.
+    torch.testing.assert_close(pe[..., gain], (pa[..., gain] + pb[..., gain]) / 2, atol=1e-4, rtol=0)
+    torch.testing.assert_close(pe[..., freq], (pa[..., freq] * pb[..., freq]).sqrt(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(STRIP.clamp(pe), pe)  # inside the declared ranges
+    # Saved and loaded as an ensemble; readers of one model (resuming training) get member 0.
+    path = save_checkpoint(tmp_path / "ens.pt", ensemble, info={"members": 2})
+    loaded, info = load_model(path)
+    assert isinstance(loaded, MixEnsemble) and len(loaded.members) == 2 and info == {"members": 2}
+    torch.testing.assert_close(loaded(stems, SR, roles), pe)
+    payload = torch.load(path, weights_only=True)
+    assert all(torch.equal(payload["state_dict"][k], v) for k, v in a.state_dict().items())
+    with pytest.raises(ValueError, match="same architecture"):
+        MixEnsemble([a, _model(0, d_model=16)])
+
+
+def test_mix_with_an_ensemble_checkpoint(tmp_path):
+    """`automix mix --model ENSEMBLE.pt` on rendered tones: the faders are the members' mean."""
+    import soundfile as sf
+
+    from automix import mixing
+    from automix.model.mixnet import MixEnsemble
+
+    sr = 22050
+    t = np.arange(int(1.5 * sr)) / sr
+    folder = tmp_path / "song"
+    folder.mkdir()
+    for name, f0, level in (("bass.wav", 55.0, 0.5), ("keys.wav", 262.0, 0.1), ("lead.wav", 880.0, 0.05)):
+        tone = level * np.sin(2 * np.pi * f0 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
+        sf.write(folder / name, np.stack([tone, tone], 1).astype(np.float32), sr)
+    a, b = _model(4), _model(5)
+    _randomise_heads(a)
+    _randomise_heads(b)
+    path = save_checkpoint(tmp_path / "ens.pt", MixEnsemble([a, b]), info={"sample_rate": sr})
+    stems = mixing.load_stems(folder)
+    together, _ = mixing.suggest(stems, model=path)
+    alone = [mixing.suggest(stems, model=m)[0] for m in (a, b)]
+    gains = [[s.strip["gain_db"] for s in x.stems] for x in (together, *alone)]
+    assert np.allclose(gains[0], np.mean(gains[1:], axis=0), atol=0.05)
+    report = mixing.mix(stems, tmp_path / "mix.wav", model=path)
+    audio, rate = sf.read(report.mix_path)
+    assert rate == sr and np.isfinite(audio).all() and np.abs(audio).max() > 0.01

@@ -147,3 +147,31 @@ def test_mix_tone_error_is_the_loudness_matched_spectrum_error_of_the_mix():
     # A padded (masked) stem does not count, whatever its change.
     mask3 = torch.tensor([[True, False, True]])
     assert float(fit_inverse.mix_tone_error_db(bands, change, mask3, SR)[0]) < 0.01
+
+
+def test_fit_command_saves_an_ensemble_and_scores_it_on_the_held_out_songs(tmp_path, capsys):
+    import json
+
+    from automix.model.checkpoint import load_model
+    from automix.model.mixnet import MixEnsemble
+
+    examples_dir = tmp_path / "ex"
+    fit_inverse.make_examples(_songs(4), examples_dir, 64, excerpt_seconds=1.0, batch=8, segments=2,
+                              log=lambda s: None)
+    out, report = tmp_path / "ens.pt", tmp_path / "fit.json"
+    assert fit_inverse.main(["fit", "--examples", str(examples_dir), "--out", str(out), "--steps", "60",
+                             "--batch", "16", "--d-model", "16", "--heads", "2", "--layers", "1",
+                             "--valid-songs", "0.3", "--members", "2", "--json", str(report)]) == 0
+    model, info = load_model(out)
+    assert isinstance(model, MixEnsemble) and len(model.members) == 2 and info["members"] == 2
+    assert len(info["member_valid_song_mean_balance_lu"]) == 2
+    # song_balance of one member reproduces fit's own validation of that member ...
+    examples = fit_inverse.load_examples(examples_dir)
+    valid = json.loads(report.read_text())["valid"]
+    first = fit_inverse.song_balance(model.members[0], examples, info["valid_songs"])
+    for song, scores in valid["songs"].items():
+        assert abs(first[song] - scores["balance_lu"]) < 1e-4
+    # ... and the ensemble's score is the mean over the held-out songs of its own predictions.
+    together = fit_inverse.song_balance(model, examples, info["valid_songs"])
+    assert abs(together["mean"] - info["valid_song_mean_balance_lu"]) < 1e-6
+    assert "ensemble" in capsys.readouterr().out

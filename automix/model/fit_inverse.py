@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from automix.dsp.params import STRIP
-from automix.model.mixnet import MixFeatures, MixModel, MixModelConfig
+from automix.model.mixnet import MixEnsemble, MixFeatures, MixModel, MixModelConfig
 
 #: Frequencies (Hz) at which the combined EQ response must be flat.
 TONE_FREQS_HZ = torch.logspace(math.log10(30.0), math.log10(11000.0), 48)
@@ -500,6 +500,34 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
     return model, result
 
 
+def song_balance(model: MixModel | MixEnsemble, examples: dict[str, torch.Tensor],
+                 songs: list[str]) -> dict[str, float]:
+    """Balance error (LU, :func:`inverse_loss`'s ``balance_lu``) of ``model`` on every example of
+    each of ``songs`` (``"FOLDER/SONG"`` names of :func:`load_examples`), and their mean as ``"mean"``.
+
+    Scores any model, an ensemble included, on the examples :func:`fit` held out for validation.
+    """
+    sr = int(examples["sample_rate"])
+    scores: dict[str, float] = {}
+    model.eval()
+    with torch.no_grad():
+        for name in songs:
+            idx = (examples["song"] == examples["song_names"].index(name)).nonzero().squeeze(-1)
+            if not len(idx):
+                continue
+            has = examples["has_reference"][idx]
+            pred = torch.empty(len(idx), examples["mask"].shape[1], STRIP.size)
+            for sel, ref in ((~has, None), (has, examples["reference"])):
+                if sel.any():
+                    i = idx[sel]
+                    feats = MixFeatures(examples["stems"][i], examples["mix"][i], None if ref is None else ref[i])
+                    pred[sel] = model.predict(feats, examples["roles"][i], examples["mask"][i])
+            scores[name] = inverse_loss(pred, examples["perturbation"][idx], examples["mask"][idx], sr,
+                                        examples["bands_db"][idx])[1]["balance_lu"]
+    scores["mean"] = float(np.mean(list(scores.values()))) if scores else float("nan")
+    return scores
+
+
 # ============================================================================ command line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m automix.model.fit_inverse", description=__doc__,
@@ -549,6 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     fitp.add_argument("--ema", type=float, default=0.0,
                       help="keep an exponential moving average of the weights with this decay per step "
                            "(e.g. 0.99; 0: off); validation and the result use the averaged weights")
+    fitp.add_argument("--members", type=int, default=1,
+                      help="fit this many models (seeds SEED, SEED+1, ...) and save them as one ensemble whose "
+                           "predictions are averaged (MixEnsemble)")
     fitp.add_argument("--json", default=None, help="also write the validation results here")
     val = sub.add_parser("validate", help="score a checkpoint on whole songs with the benchmark's protocol")
     val.add_argument("--model", required=True)
@@ -592,13 +623,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validation songs ({len(valid_songs)}): {', '.join(valid_songs)}", flush=True)
     config = MixModelConfig(d_model=args.d_model, n_heads=args.heads, n_layers=args.layers,
                             role_dim=args.role_dim, dropout=args.dropout)
-    model, valid = fit(examples, config=config, steps=args.steps, batch=args.batch, learning_rate=args.lr,
-                       seed=args.seed, weight_decay=args.weight_decay, feature_noise=args.feature_noise,
-                       valid_songs=valid_songs, tone_weight=args.tone_weight, ema=args.ema,
-                       select_by_song=args.select_by_song, mix_tone_weight=args.mix_tone_weight,
-                       valid_fraction=0.0 if args.all_songs else 0.1, log=lambda s: print(s, flush=True))
+    if args.members < 1:
+        parser.error("--members must be at least 1")
+    fitted = []
+    for member in range(args.members):
+        if args.members > 1:
+            print(f"member {member + 1}/{args.members} (seed {args.seed + member})", flush=True)
+        fitted.append(fit(examples, config=config, steps=args.steps, batch=args.batch, learning_rate=args.lr,
+                          seed=args.seed + member, weight_decay=args.weight_decay,
+                          feature_noise=args.feature_noise, valid_songs=valid_songs, tone_weight=args.tone_weight,
+                          ema=args.ema, select_by_song=args.select_by_song, mix_tone_weight=args.mix_tone_weight,
+                          valid_fraction=0.0 if args.all_songs else 0.1, log=lambda s: print(s, flush=True)))
+    model = fitted[0][0] if args.members == 1 else MixEnsemble([m for m, _ in fitted])
+    valid = fitted[0][1]
     info = {"sample_rate": int(examples["sample_rate"]), "objective": "fit_inverse", "steps": args.steps,
-            "best_step": int(valid["step"]), "ema": args.ema, "seed": args.seed,
+            "best_step": int(valid["step"]), "ema": args.ema, "seed": args.seed, "members": args.members,
             "examples": int(examples["stems"].shape[0]), "examples_dirs": [str(e) for e in args.examples],
             "songs": len(examples["song_names"]), "valid_songs": list(valid_songs or [])}
     if not args.all_songs:
@@ -607,6 +646,14 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("balance_lu", "nothing_balance_lu"):
             if key in valid:
                 info[f"valid_{key}"] = float(valid[key])
+        if args.members > 1 and valid_songs and "bands_db" in examples:
+            members = [song_balance(m, examples, valid_songs)["mean"] for m, _ in fitted]
+            together = song_balance(model, examples, valid_songs)
+            info["member_valid_song_mean_balance_lu"] = members
+            info["valid_song_mean_balance_lu"] = together["mean"]
+            valid = dict(valid, ensemble_songs={k: v for k, v in together.items() if k != "mean"})
+            print(f"validation balance, mean over songs: members {', '.join(f'{m:.3f}' for m in members)}; "
+                  f"ensemble {together['mean']:.3f} LU", flush=True)
     save_checkpoint(args.out, model, info)
     print(json.dumps({k: v for k, v in valid.items()}, indent=1), flush=True)
     if args.json:

@@ -200,3 +200,46 @@ class MixModel(nn.Module):
     def num_parameters(self) -> int:
         """Number of trainable weights."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class MixEnsemble(nn.Module):
+    """Several :class:`MixModel` fits of the same architecture whose predictions are averaged.
+
+    Fits that differ only in their random seed disagree by a few tenths of an LU per song
+    (the training songs are few); averaging their outputs removes part of that noise. The
+    average is taken on the models' [0, 1] output scale (:meth:`MixModel.predict_unit`):
+    linear parameters such as gains average in their own units, log-scaled ones such as
+    frequencies geometrically. Features are the same for every member (they have no
+    weights), so they are computed once.
+
+    Parameters
+    ----------
+    members : sequence of MixModel
+        At least one; all with the same :class:`MixModelConfig`.
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        if any(m.config != members[0].config for m in members):
+            raise ValueError("every member of an ensemble must have the same architecture")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def config(self) -> MixModelConfig:
+        return self.members[0].config
+
+    def analyse(self, stems: torch.Tensor, sample_rate: int, mask: torch.Tensor | None = None,
+                reference: torch.Tensor | None = None) -> MixFeatures:
+        """:meth:`MixModel.analyse` (the same for every member)."""
+        return self.members[0].analyse(stems, sample_rate, mask, reference)
+
+    def predict_unit(self, features: MixFeatures, roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean of the members' [0, 1] outputs ``[B, S, P]``."""
+        return torch.stack([m.predict_unit(features, roles, mask) for m in self.members]).mean(0)
+
+    predict = MixModel.predict
+    forward = MixModel.forward
+    num_parameters = MixModel.num_parameters
