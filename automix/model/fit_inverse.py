@@ -339,6 +339,26 @@ def inverse_loss(pred: torch.Tensor, perturbation: torch.Tensor, mask: torch.Ten
     return loss, parts
 
 
+def predict_examples(model: MixModel | MixEnsemble, examples: dict[str, torch.Tensor], idx: torch.Tensor,
+                     feature_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Strip values ``[len(idx), S, P]`` that ``model`` predicts for the examples ``idx``.
+
+    Examples stored with a reference are predicted with it, the others without. With
+    ``feature_noise`` every feature gets Gaussian noise of that size (training augmentation).
+    """
+    stems, mix, ref = examples["stems"][idx], examples["mix"][idx], examples["reference"][idx]
+    if feature_noise:
+        stems, mix, ref = (t + feature_noise * torch.randn(t.shape, generator=generator) for t in (stems, mix, ref))
+    has = examples["has_reference"][idx]
+    mask, roles = examples["mask"][idx], examples["roles"][idx]
+    out = torch.empty(len(idx), mask.shape[1], STRIP.size)
+    if (~has).any():
+        out[~has] = model.predict(MixFeatures(stems[~has], mix[~has], None), roles[~has], mask[~has])
+    if has.any():
+        out[has] = model.predict(MixFeatures(stems[has], mix[has], ref[has]), roles[has], mask[has])
+    return out
+
+
 def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = None, steps: int = 3000,
         batch: int = 64, learning_rate: float = 2e-3, valid_fraction: float = 0.1, seed: int = 0,
         weight_decay: float = 1e-2, feature_noise: float = 0.02, valid_songs: list[str] | None = None,
@@ -391,26 +411,8 @@ def fit(examples: dict[str, torch.Tensor], *, config: MixModelConfig | None = No
     if len(train) == 0 or (len(valid) == 0 and (valid_songs or valid_fraction > 0)):
         raise ValueError("the validation split left no training or no validation examples")
 
-    def features(idx: torch.Tensor) -> MixFeatures:
-        ref = examples["reference"][idx]
-        has = examples["has_reference"][idx]
-        return MixFeatures(examples["stems"][idx], examples["mix"][idx], ref), has
-
     def predict(idx: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
-        feats, has = features(idx)
-        if noise:
-            jitter = lambda t: t + noise * torch.randn(t.shape, generator=gen)  # noqa: E731
-            feats = MixFeatures(jitter(feats.stems), jitter(feats.mix), jitter(feats.reference))
-        mask = examples["mask"][idx]
-        roles = examples["roles"][idx]
-        out = torch.empty(len(idx), mask.shape[1], STRIP.size)
-        if (~has).any():
-            f = MixFeatures(feats.stems[~has], feats.mix[~has], None)
-            out[~has] = model.predict(f, roles[~has], mask[~has])
-        if has.any():
-            f = MixFeatures(feats.stems[has], feats.mix[has], feats.reference[has])
-            out[has] = model.predict(f, roles[has], mask[has])
-        return out
+        return predict_examples(model, examples, idx, noise, gen)
 
     def loss_of(pred: torch.Tensor, idx: torch.Tensor):
         return inverse_loss(pred, examples["perturbation"][idx], examples["mask"][idx], sr,
@@ -515,13 +517,7 @@ def song_balance(model: MixModel | MixEnsemble, examples: dict[str, torch.Tensor
             idx = (examples["song"] == examples["song_names"].index(name)).nonzero().squeeze(-1)
             if not len(idx):
                 continue
-            has = examples["has_reference"][idx]
-            pred = torch.empty(len(idx), examples["mask"].shape[1], STRIP.size)
-            for sel, ref in ((~has, None), (has, examples["reference"])):
-                if sel.any():
-                    i = idx[sel]
-                    feats = MixFeatures(examples["stems"][i], examples["mix"][i], None if ref is None else ref[i])
-                    pred[sel] = model.predict(feats, examples["roles"][i], examples["mask"][i])
+            pred = predict_examples(model, examples, idx)
             scores[name] = inverse_loss(pred, examples["perturbation"][idx], examples["mask"][idx], sr,
                                         examples["bands_db"][idx])[1]["balance_lu"]
     scores["mean"] = float(np.mean(list(scores.values()))) if scores else float("nan")
