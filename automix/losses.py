@@ -7,12 +7,20 @@ settings, and what it should have been) and returns a scalar tensor:
   (mid, L+R) and difference (side, L-R) of the mix; tone and balance as heard.
 * :class:`LoudnessLoss` -- K-weighted loudness error (LU) of the mix and of every stem
   (when the target stems are known, i.e. in the self-supervised "un-mixing" task).
+* :class:`StereoBalanceLoss` -- every stem's left/right balance (dB) against where it sits
+  in the target; mirror-invariant per example (a mix flipped left for right is as good).
+* :class:`StereoImageLoss` -- the mix's side/mid ratio per octave band (dB): how wide each
+  register is.
+* :class:`DynamicsLoss` -- the mix's short-term loudness spread (LU) and every stem's crest
+  factor (dB): how much the levels move and how peaky each stem is.
 * :class:`ParameterRegularization` -- pulls processing parameters toward neutral so that
   the model only EQs/compresses/saturates when it pays off.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 import torch
@@ -135,24 +143,216 @@ class LoudnessLoss(nn.Module):
         Weights of the mix term and of the mean per-stem term.
     silence_lufs : float
         Target stems quieter than this (LUFS) are ignored (nothing to balance).
+    relative : bool
+        Compare every stem's loudness relative to its own mix (the balance, as
+        :func:`automix.evaluation.balance_error_lu` scores it) instead of its absolute level.
     """
 
-    def __init__(self, mix_weight: float = 1.0, stem_weight: float = 1.0, silence_lufs: float = -70.0):
+    def __init__(self, mix_weight: float = 1.0, stem_weight: float = 1.0, silence_lufs: float = -70.0,
+                 relative: bool = False):
         super().__init__()
         self.mix_weight = float(mix_weight)
         self.stem_weight = float(stem_weight)
         self.silence_lufs = float(silence_lufs)
+        self.relative = bool(relative)
 
     def forward(self, pred: MixPrediction) -> Tensor:
         sr = pred.sample_rate
         ref_mix = kweighted_loudness_db(pred.target_mix, sr)
-        loss = self.mix_weight * (kweighted_loudness_db(pred.mix, sr) - ref_mix).abs().mean()
+        est_mix = kweighted_loudness_db(pred.mix, sr)
+        loss = self.mix_weight * (est_mix - ref_mix).abs().mean()
         if self.stem_weight and pred.target_stems is not None:
             ref = kweighted_loudness_db(pred.target_stems, sr)
             est = kweighted_loudness_db(pred.stems, sr)
             valid = pred.mask & (ref > self.silence_lufs)
+            if self.relative:
+                ref, est = ref - ref_mix[:, None], est - est_mix[:, None]
             if bool(valid.any()):
                 loss = loss + self.stem_weight * (est - ref).abs()[valid].mean()
+        return loss
+
+
+# ----------------------------------------------------------------------------- stereo
+def channel_balance_db(x: Tensor, limit_db: float = 24.0, eps: float = 1e-8) -> Tensor:
+    """Left/right balance of signals (..., 2, T) in dB: ``10 log10(E_left / E_right)``.
+
+    Positive = louder on the left. Clamped (smoothly, by ``tanh``) to +/-``limit_db`` so a
+    hard-panned or silent channel gives a finite value and gradient.
+    """
+    energy = x.float().square().mean(-1) + eps
+    ratio = 10.0 * (torch.log10(energy[..., 0]) - torch.log10(energy[..., 1]))
+    return limit_db * torch.tanh(ratio / limit_db)
+
+
+class StereoBalanceLoss(nn.Module):
+    """Mean absolute error (dB) of every stem's left/right balance against the target stems.
+
+    Nothing in a stem tells which side a mix engineer put it on, only that two parts of one
+    role go to opposite sides; a mix mirrored left for right is as good a mix. The loss is
+    therefore the smaller of the error of the rendered balance and of its mirror image, per
+    example (all stems of an example flip together).
+
+    Parameters
+    ----------
+    limit_db : float
+        Balances are soft-clamped to +/-``limit_db`` (see :func:`channel_balance_db`).
+    silence_lufs : float
+        Target stems quieter than this (LUFS) are ignored.
+    mirror_invariant : bool
+        Take the better of the balance and its mirror per example (default True).
+    """
+
+    def __init__(self, limit_db: float = 24.0, silence_lufs: float = -70.0, mirror_invariant: bool = True):
+        super().__init__()
+        self.limit_db = float(limit_db)
+        self.silence_lufs = float(silence_lufs)
+        self.mirror_invariant = bool(mirror_invariant)
+
+    def forward(self, pred: MixPrediction) -> Tensor:
+        if pred.target_stems is None or pred.stems.shape[2] != 2:
+            return pred.mix.new_zeros(())
+        ref = channel_balance_db(pred.target_stems, self.limit_db)
+        est = channel_balance_db(pred.stems, self.limit_db)
+        valid = (pred.mask & (kweighted_loudness_db(pred.target_stems, pred.sample_rate) > self.silence_lufs)).float()
+        count = valid.sum(-1).clamp_min(1)
+        error = ((est - ref).abs() * valid).sum(-1) / count
+        if self.mirror_invariant:
+            mirrored = ((est + ref).abs() * valid).sum(-1) / count
+            error = torch.minimum(error, mirrored)
+        return error.mean()
+
+
+def octave_band_edges_hz(sample_rate: int, lowest_hz: float = 62.5) -> list[float]:
+    """Octave band edges from ``lowest_hz`` up to the Nyquist frequency (Hz)."""
+    edges = [lowest_hz / math.sqrt(2.0)]
+    while edges[-1] * 2.0 < sample_rate / 2.0:
+        edges.append(edges[-1] * 2.0)
+    edges.append(sample_rate / 2.0)
+    return edges
+
+
+def side_mid_ratio_db(x: Tensor, sample_rate: int, n_fft: int = 2048, floor_db: float = -40.0,
+                      eps: float = 1e-10) -> Tensor:
+    """Side/mid energy ratio per octave band (dB) of stereo signals (..., 2, T) -> (..., bands).
+
+    Mid = (L + R) / 2, side = (L - R) / 2; energies summed over an STFT (Hann, hop 1/4)
+    within each octave band (:func:`octave_band_edges_hz`); the ratio is soft-floored at
+    ``floor_db`` (a mono band reads about ``floor_db``, not minus infinity).
+    """
+    x = x.float()
+    mid, side = 0.5 * (x[..., 0, :] + x[..., 1, :]), 0.5 * (x[..., 0, :] - x[..., 1, :])
+    window = torch.hann_window(n_fft, device=x.device)
+    lead = mid.shape[:-1]
+
+    def band_energy(signal: Tensor) -> Tensor:
+        spec = torch.stft(signal.reshape(-1, signal.shape[-1]), n_fft, n_fft // 4, window=window,
+                          return_complex=True)
+        power = (spec.real.square() + spec.imag.square()).sum(-1)  # (N, F)
+        return power @ _band_matrix(n_fft, sample_rate, x.device)
+
+    m, s = band_energy(mid), band_energy(side)
+    floor = 10.0 ** (floor_db / 10.0)
+    ratio = 10.0 * torch.log10((s + floor * m + eps) / (m + eps))
+    return ratio.reshape(*lead, -1)
+
+
+def _band_matrix(n_fft: int, sample_rate: int, device: torch.device) -> Tensor:
+    """(F, bands) 0/1 matrix assigning every rfft bin to its octave band."""
+    return _band_matrix_cpu(n_fft, sample_rate).to(device)
+
+
+@lru_cache(maxsize=16)
+def _band_matrix_cpu(n_fft: int, sample_rate: int) -> Tensor:
+    edges = octave_band_edges_hz(sample_rate)
+    freqs = torch.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    cols = [((freqs >= lo) & (freqs < hi)).float() for lo, hi in zip(edges[:-1], edges[1:])]
+    cols[-1] = cols[-1] + (freqs >= edges[-1]).float()
+    return torch.stack(cols, -1)
+
+
+class StereoImageLoss(nn.Module):
+    """Mean absolute difference (dB) of the mix's side/mid ratio per octave band.
+
+    Parameters
+    ----------
+    n_fft : int
+        STFT size (samples).
+    floor_db : float
+        Soft floor of the ratio (see :func:`side_mid_ratio_db`).
+    """
+
+    def __init__(self, n_fft: int = 2048, floor_db: float = -40.0):
+        super().__init__()
+        self.n_fft = int(n_fft)
+        self.floor_db = float(floor_db)
+
+    def forward(self, pred: MixPrediction) -> Tensor:
+        if pred.mix.shape[-2] != 2:
+            return pred.mix.new_zeros(())
+        est = side_mid_ratio_db(pred.mix, pred.sample_rate, self.n_fft, self.floor_db)
+        ref = side_mid_ratio_db(pred.target_mix, pred.sample_rate, self.n_fft, self.floor_db)
+        return (est - ref).abs().mean()
+
+
+# ----------------------------------------------------------------------------- dynamics
+def short_term_levels_db(x: Tensor, sample_rate: int, window_ms: float = 400.0, hop_ms: float = 100.0,
+                         eps: float = 1e-10) -> Tensor:
+    """Mean-square level (dB) of (..., C, T) in sliding windows, channels summed -> (..., frames)."""
+    win = max(1, int(round(window_ms * 1e-3 * sample_rate)))
+    hop = max(1, int(round(hop_ms * 1e-3 * sample_rate)))
+    power = x.float().square().sum(-2)
+    if power.shape[-1] < win:
+        return 10.0 * torch.log10(power.mean(-1, keepdim=True) + eps)
+    frames = power.unfold(-1, win, hop).mean(-1)
+    return 10.0 * torch.log10(frames + eps)
+
+
+def loudness_spread_db(x: Tensor, sample_rate: int, gate_db: float = -30.0) -> Tensor:
+    """Standard deviation (dB ~ LU) of the short-term levels of (..., C, T) -> (...).
+
+    Frames more than ``gate_db`` below the loudest frame are left out (silence and fades
+    say nothing about dynamics).
+    """
+    levels = short_term_levels_db(x, sample_rate)
+    keep = (levels > levels.amax(-1, keepdim=True) + gate_db).float()
+    n = keep.sum(-1).clamp_min(1)
+    mean = (levels * keep).sum(-1) / n
+    var = ((levels - mean[..., None]).square() * keep).sum(-1) / n
+    return (var + 1e-6).sqrt()
+
+
+def crest_factor_db(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Peak-to-RMS ratio (dB) of (..., C, T), over all channels -> (...)."""
+    flat = x.float().flatten(-2)
+    peak = flat.abs().amax(-1)
+    rms = flat.square().mean(-1).sqrt()
+    return 20.0 * (torch.log10(peak + eps) - torch.log10(rms + eps))
+
+
+class DynamicsLoss(nn.Module):
+    """Dynamics against the target: the mix's short-term loudness spread and every stem's crest factor.
+
+    Parameters
+    ----------
+    spread_weight, crest_weight : float
+        Weights of the mix spread error (LU) and of the mean per-stem crest-factor error (dB).
+    silence_lufs : float
+        Target stems quieter than this (LUFS) are ignored.
+    """
+
+    def __init__(self, spread_weight: float = 1.0, crest_weight: float = 1.0, silence_lufs: float = -70.0):
+        super().__init__()
+        self.spread_weight = float(spread_weight)
+        self.crest_weight = float(crest_weight)
+        self.silence_lufs = float(silence_lufs)
+
+    def forward(self, pred: MixPrediction) -> Tensor:
+        sr = pred.sample_rate
+        loss = self.spread_weight * (loudness_spread_db(pred.mix, sr) - loudness_spread_db(pred.target_mix, sr)).abs().mean()
+        if self.crest_weight and pred.target_stems is not None:
+            valid = (pred.mask & (kweighted_loudness_db(pred.target_stems, sr) > self.silence_lufs)).float()
+            error = (crest_factor_db(pred.stems) - crest_factor_db(pred.target_stems)).abs()
+            loss = loss + self.crest_weight * (error * valid).sum() / valid.sum().clamp_min(1)
         return loss
 
 

@@ -45,7 +45,7 @@ def validate(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], *, lo
         loss, parts = loss_fn(pred)
         n = float(inputs.shape[0])
         values = {"loss": float(loss), **{f"loss.{k}": v for k, v in parts.items()}}
-        reference_stems = batch["stems"]
+        reference_stems = batch.get("target_stems", batch["stems"])
         systems = {"model": pred.stems, "sum": inputs,
                    "equal_loudness": equal_loudness_baseline(inputs, sample_rate, pred.mask)}
         for name, stems in systems.items():

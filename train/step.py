@@ -30,7 +30,9 @@ def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_ra
     Returns
     -------
     prediction : MixPrediction
-        ``target_stems`` are the original stems when the target is their sum, else None.
+        ``target_stems`` are the batch's ``target_stems`` when it has them (raw-like data:
+        the original stems as they sit in the real mix), else the original stems when the
+        target is their sum, else None.
     perturbed : Tensor (B, S, 2, T)
         The model's input.
     """
@@ -52,6 +54,7 @@ def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_ra
     strip = strip.float()
     result = render(inputs, strip, sample_rate, stem_mask=mask)
     prediction = MixPrediction(mix=result.mix, stems=result.stems, target_mix=batch["target_mix"],
-                               target_stems=stems if target_is_sum else None, mask=mask, strip=strip,
+                               target_stems=batch.get("target_stems", stems if target_is_sum else None),
+                               mask=mask, strip=strip,
                                sample_rate=sample_rate)
     return prediction, inputs

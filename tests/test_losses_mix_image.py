@@ -1,0 +1,126 @@
+"""The stereo, image and dynamics loss terms against independent numpy/scipy measurements."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import signal
+
+from automix.dsp.console import render_mix
+from automix.dsp.params import STRIP
+from automix.losses import (DynamicsLoss, LoudnessLoss, MixPrediction, StereoBalanceLoss, StereoImageLoss,
+                            channel_balance_db, crest_factor_db, loudness_spread_db, octave_band_edges_hz,
+                            side_mid_ratio_db)
+
+SR = 24000
+
+
+def _noise(seconds: float, seed: int, band: tuple[float, float] | None = None) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal(int(seconds * SR))
+    if band is not None:
+        sos = signal.butter(6, band, btype="bandpass", fs=SR, output="sos")
+        x = signal.sosfilt(sos, x)
+    return (0.1 * x / np.std(x)).astype(np.float32)
+
+
+def _pred(stems: torch.Tensor, target_stems: torch.Tensor) -> MixPrediction:
+    b, s = stems.shape[:2]
+    return MixPrediction(mix=stems.sum(1), stems=stems, target_mix=target_stems.sum(1), target_stems=target_stems,
+                         mask=torch.ones(b, s, dtype=torch.bool), strip=STRIP.neutral_like(b, s), sample_rate=SR)
+
+
+def test_channel_balance_reads_a_pan_law_gain_ratio():
+    x = _noise(1.0, 0)
+    for gl, gr in [(1.0, 0.5), (0.3, 0.9), (1.0, 1.0)]:
+        stereo = torch.from_numpy(np.stack([gl * x, gr * x]))
+        expected = 20 * math.log10(gl / gr)
+        assert float(channel_balance_db(stereo, limit_db=1e4)) == pytest.approx(expected, abs=1e-3)
+    # a hard-panned stem stays finite
+    hard = torch.from_numpy(np.stack([x, 0 * x]))
+    assert math.isfinite(float(channel_balance_db(hard)))
+
+
+def test_stereo_balance_loss_is_mirror_invariant_and_counts_the_error_in_db():
+    x, y = _noise(1.0, 1), _noise(1.0, 2)
+    target = torch.from_numpy(np.stack([np.stack([x, 0.5 * x]), np.stack([0.5 * y, y])]))[None]  # +6 / -6 dB
+    mirrored = target.flip(2)
+    centred = torch.from_numpy(np.stack([np.stack([x, x]), np.stack([y, y])]))[None]
+    loss = StereoBalanceLoss(limit_db=1e4)
+    assert float(loss(_pred(mirrored, target))) == pytest.approx(0.0, abs=1e-4)
+    assert float(loss(_pred(centred, target))) == pytest.approx(20 * math.log10(2), abs=1e-3)
+    assert float(StereoBalanceLoss(limit_db=1e4, mirror_invariant=False)(_pred(mirrored, target))) == \
+        pytest.approx(2 * 20 * math.log10(2), abs=1e-3)
+
+
+def test_side_mid_ratio_per_octave_matches_scipy_band_energies():
+    mid = _noise(2.0, 3)
+    side = _noise(2.0, 4, band=(900.0, 3500.0)) * 0.5
+    stereo = np.stack([mid + side, mid - side])
+    ours = side_mid_ratio_db(torch.from_numpy(stereo), SR, floor_db=-120.0).numpy()
+    f, _, zm = signal.stft(mid, SR, window="hann", nperseg=2048, noverlap=1536, boundary="even", padded=False)
+    _, _, zs = signal.stft(side, SR, window="hann", nperseg=2048, noverlap=1536, boundary="even", padded=False)
+    pm, ps = (np.abs(zm) ** 2).sum(-1), (np.abs(zs) ** 2).sum(-1)
+    edges = octave_band_edges_hz(SR)
+    assert len(ours) == len(edges) - 1
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        sel = (f >= lo) & (f < hi)
+        expected = 10 * np.log10(ps[sel].sum() / pm[sel].sum() + 1e-12)
+        if expected > -60:  # the bands where the side signal lives
+            assert ours[k] == pytest.approx(expected, abs=0.5), (k, lo, hi)
+    # a mono mix reads the floor in every band, and the image loss sees the difference
+    mono = torch.from_numpy(np.stack([mid, mid]))
+    assert side_mid_ratio_db(mono, SR).max() < -39.0
+    loss = StereoImageLoss()(_pred(mono[None, None], torch.from_numpy(stereo)[None, None]))
+    assert float(loss) > 3.0
+
+
+def test_loudness_spread_and_crest_factor_against_numpy():
+    t = np.arange(4 * SR) / SR
+    sine = np.sin(2 * np.pi * 440 * t)
+    assert float(crest_factor_db(torch.from_numpy(np.stack([sine, sine])).float())) == pytest.approx(3.01, abs=0.02)
+    square = np.sign(sine)
+    assert float(crest_factor_db(torch.from_numpy(np.stack([square, square])).float())) == pytest.approx(0.0, abs=0.05)
+    # a tone alternating between two levels 12 dB apart every second: spread close to 6 dB
+    gain = np.where((t // 1.0) % 2 == 0, 1.0, 10 ** (-12 / 20))
+    x = np.stack([sine * gain] * 2).astype(np.float32)
+    spread = float(loudness_spread_db(torch.from_numpy(x), SR))
+    win, hop = int(0.4 * SR), int(0.1 * SR)
+    power = (x ** 2).sum(0)
+    levels = np.array([10 * np.log10(power[i:i + win].mean()) for i in range(0, len(power) - win + 1, hop)])
+    levels = levels[levels > levels.max() - 30]
+    assert spread == pytest.approx(levels.std(), abs=0.05)
+    assert 5.0 < spread < 7.0
+
+
+def test_dynamics_loss_gradient_reaches_the_compressor_settings():
+    drums = _noise(3.0, 5) * np.repeat(np.exp(-np.arange(12) % 3), SR // 4)[: 3 * SR].astype(np.float32)
+    stems = torch.from_numpy(np.stack([drums, drums]))[None, None]
+    target = render_mix(stems, STRIP.from_dict({"comp.threshold_db": -30, "comp.ratio": 6,
+                                                "comp.attack_ms": 5, "comp.release_ms": 80})[None, None],
+                        SR).stems
+    strip = STRIP.from_dict({"comp.threshold_db": -20.0, "comp.ratio": 2.0})[None, None].clone().requires_grad_(True)
+    out = render_mix(stems, strip, SR)
+    pred = MixPrediction(mix=out.mix, stems=out.stems, target_mix=target.sum(1), target_stems=target,
+                         mask=torch.ones(1, 1, dtype=torch.bool), strip=strip, sample_rate=SR)
+    loss = DynamicsLoss()(pred)
+    loss.backward()
+    g = strip.grad[0, 0]
+    assert torch.isfinite(g).all()
+    assert float(g[STRIP.index("comp.threshold_db")].abs()) > 0 and float(g[STRIP.index("comp.ratio")].abs()) > 0
+    # compression changed the dynamics (the crest factor moved by more than 1 dB), and the loss
+    # is zero only at the target's own settings
+    assert abs(float(crest_factor_db(target[0, 0])) - float(crest_factor_db(stems[0, 0]))) > 1.0
+    assert float(loss.detach()) > 0.5
+    same = MixPrediction(mix=target.sum(1), stems=target, target_mix=target.sum(1), target_stems=target,
+                         mask=torch.ones(1, 1, dtype=torch.bool), strip=strip, sample_rate=SR)
+    assert float(DynamicsLoss()(same)) < 1e-4
+
+
+def test_relative_loudness_ignores_the_overall_level():
+    x, y = _noise(1.0, 6), _noise(1.0, 7)
+    target = torch.from_numpy(np.stack([np.stack([x, x]), np.stack([0.5 * y, 0.5 * y])]))[None]
+    louder = 2.0 * target
+    assert float(LoudnessLoss(mix_weight=0.0, relative=True)(_pred(louder, target))) == pytest.approx(0.0, abs=1e-3)
+    assert float(LoudnessLoss(mix_weight=0.0)(_pred(louder, target))) == pytest.approx(6.02, abs=0.01)
