@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "master",
     "analyze",
     "evaluate",
+    "studio",
 )
 
 

@@ -369,6 +369,15 @@ MASTERING = MASTER.extended([
 """Mastering chain: the master bus (EQ -> compressor -> output gain, ``output_gain_db`` being the
 level into the limiter) plus mid/side width and the true-peak limiter (used by automix.mastering)."""
 
+MIX_CONTROLS = ParamTable("mix", [
+    ParamSpec("amount_percent", "%", 0.0, 100.0, 100.0, "linear",
+              "how far from the untouched stems (0) toward the model's settings (100)", neutral=0.0),
+    ParamSpec("group_trim_db", "dB", -24.0, 24.0, 0.0, "linear",
+              "level added to the fader of every stem in a group (vocals, bass, drums, music, fx)"),
+])
+"""Whole-mix controls applied on top of the per-stem settings (``--amount`` and the group trims;
+used by the studio's controls)."""
+
 
 # --------------------------------------------------------------------- settings dataclasses
 class SettingsBase:
