@@ -325,8 +325,8 @@ def crest_factor_db(x: Tensor, eps: float = 1e-8) -> Tensor:
     """Peak-to-RMS ratio (dB) of (..., C, T), over all channels -> (...)."""
     flat = x.float().flatten(-2)
     peak = flat.abs().amax(-1)
-    rms = flat.square().mean(-1).sqrt()
-    return 20.0 * (torch.log10(peak + eps) - torch.log10(rms + eps))
+    mean_square = flat.square().mean(-1)  # no sqrt: its gradient is infinite for a silent stem
+    return 20.0 * torch.log10(peak + eps) - 10.0 * torch.log10(mean_square + eps * eps)
 
 
 class DynamicsLoss(nn.Module):

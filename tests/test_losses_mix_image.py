@@ -124,3 +124,24 @@ def test_relative_loudness_ignores_the_overall_level():
     louder = 2.0 * target
     assert float(LoudnessLoss(mix_weight=0.0, relative=True)(_pred(louder, target))) == pytest.approx(0.0, abs=1e-3)
     assert float(LoudnessLoss(mix_weight=0.0)(_pred(louder, target))) == pytest.approx(6.02, abs=0.01)
+
+
+def test_every_term_has_finite_gradients_with_a_silent_padding_stem():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from pathlib import Path
+
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
+        loss_fn = instantiate(compose("train", overrides=["data.root=unused"]).loss)
+    x = torch.from_numpy(np.stack([_noise(1.0, 8)] * 2))
+    stems = torch.stack([x, torch.zeros_like(x)])[None]  # the second stem is padding
+    mask = torch.tensor([[True, False]])
+    strip = STRIP.neutral_like(1, 2).clone().requires_grad_(True)
+    out = render_mix(stems, strip, SR, mode="fast", stem_mask=mask)
+    target = stems * torch.tensor([0.5, 0.0])[None, :, None, None]
+    pred = MixPrediction(mix=out.mix, stems=out.stems, target_mix=target.sum(1), target_stems=target, mask=mask,
+                         strip=strip, sample_rate=SR)
+    total, parts = loss_fn(pred)
+    total.backward()
+    assert set(parts) >= {"stft", "loudness", "stereo_balance", "stereo_image", "dynamics", "params"}
+    assert torch.isfinite(total) and torch.isfinite(strip.grad).all()

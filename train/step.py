@@ -18,7 +18,8 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_rate: int, render: Callable,
                   perturbation: Perturbation | None, generator: torch.Generator, target_is_sum: bool,
-                  amp_dtype: torch.dtype | None = None, reference_probability: float = 0.0
+                  amp_dtype: torch.dtype | None = None, reference_probability: float = 0.0,
+                  scramble: Perturbation | None = None, scramble_probability: float = 0.0
                   ) -> tuple[MixPrediction, torch.Tensor]:
     """Run the un-mixing task on a collated batch (already on the model's device).
 
@@ -26,6 +27,13 @@ def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_ra
     perturbed stems (under autocast when ``amp_dtype`` is given), and the console renders
     them in float32. With probability ``reference_probability`` (drawn from ``generator``)
     the batch's ``reference`` mixes are given to the model too.
+
+    Raw-like batches (with ``target_stems``, the original stems as they sit in the real mix)
+    can also train the old un-mixing task: with probability ``scramble_probability`` (drawn
+    from ``generator``, one draw per batch) the model's input is the original stems knocked
+    about by ``scramble`` instead of the raw-like stems perturbed by ``perturbation``. One
+    model then serves stems that arrive normalised (nothing to trust in their levels and
+    placement) and stems that arrive roughly balanced (their levels carry the mix).
 
     Returns
     -------
@@ -37,6 +45,9 @@ def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_ra
         The model's input.
     """
     stems, mask, roles = batch["stems"], batch["mask"], batch["roles"]
+    if scramble is not None and scramble_probability > 0 and "target_stems" in batch:
+        if float(torch.rand((), generator=generator)) < scramble_probability:
+            stems, perturbation = batch["target_stems"], scramble
     if perturbation is not None:
         inputs, _ = perturbation.apply(stems, sample_rate, generator, stem_mask=mask, render=render)
     else:
