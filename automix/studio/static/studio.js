@@ -463,7 +463,9 @@ const BANDS = [
 ];
 const EQ_DB = 18;
 function eqGeometry(s) {
-  const c = s.canvas, w = c.width = c.clientWidth || 280, h = c.height = c.clientHeight || 96;
+  const c = s.canvas, w = c.clientWidth || 280, h = c.clientHeight || 96;
+  if (c.width !== w) c.width = w;
+  if (c.height !== h) c.height = h;
   const fx = (f) => w * Math.log(f / 20) / Math.log(1000), xf = (x) => 20 * Math.pow(1000, x / w);
   const dy = (db) => h / 2 - db / EQ_DB * (h / 2 - 4), yd = (y) => (h / 2 - y) / (h / 2 - 4) * EQ_DB;
   return { c, w, h, fx, xf, dy, yd };
@@ -486,6 +488,12 @@ function drawEq(s) {
     g.beginPath(); g.arc(x, y, 4, 0, 2 * Math.PI); g.fill();
   });
 }
+// Where a band's handle is on the screen (client pixels), e.g. for tests that drag it.
+studio.handlePosition = (file, band) => {
+  const s = strips[file], G = eqGeometry(s), b = s.canvas.getBoundingClientRect(), bd = BANDS[band], st = s.stem.strip;
+  const y = bd.g ? G.dy(st[bd.g]) : G.h - 8;
+  return { x: b.left + G.fx(st[bd.f]) * b.width / G.w, y: b.top + y * b.height / G.h };
+};
 function eqDrag(s) {
   const c = s.canvas; let band = null, timer = null, pending = {};
   const flush = () => { const v = pending; pending = {}; if (Object.keys(v).length) sendStrip(s, v); };
