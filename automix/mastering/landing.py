@@ -30,7 +30,8 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
-from automix.mastering.limiter import detect_peaks, gain_from_peaks, limit_blocks
+from automix.mastering.limiter import (detect_peaks, detected_true_peak_dbtp, gain_from_peaks, limit_blocks,
+                                       verified_peak_dbtp)
 
 PEAK_CACHE_FRAMES = 1 << 24
 """Signals up to this many frames keep their full-rate peak envelope between the passes
@@ -55,7 +56,8 @@ class Landing:
     integrated_lufs : float
         Measured loudness of ``samples``.
     true_peak_dbtp : float
-        Measured true peak of ``samples``.
+        True peak of ``samples`` read by the limiter's 8x detector
+        (:func:`~automix.mastering.limiter.detected_true_peak_dbtp`; at or above an 8x polyphase meter).
     max_gain_reduction_db : float
         Largest limiter gain reduction (dB).
     iterations : int
@@ -269,7 +271,7 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     -------
     Landing
     """
-    from automix.loudness import integrated_loudness, true_peak_dbtp
+    from automix.loudness import integrated_loudness
 
     x = np.asarray(x, dtype=np.float32)
     if in_place and not (x.flags.c_contiguous and x.flags.writeable):
@@ -284,7 +286,7 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     if not limiter:
         out = x if in_place else x.copy()
         _scale_blocks(out, _db_gain(drive))
-        return Landing(out, drive, integrated_loudness(out, sample_rate), true_peak_dbtp(out, sample_rate), 0.0, 1, True)
+        return Landing(out, drive, integrated_loudness(out, sample_rate), detected_true_peak_dbtp(out), 0.0, 1, True)
 
     # interpolated peaks matter only where they can reach the ceiling: detect for drives up to
     # ``covered`` dB, and detect again (lower threshold) if the iteration needs more drive
@@ -336,21 +338,21 @@ def _render(x: np.ndarray, out: np.ndarray, sample_rate: int, drive_db: float, m
     The first pass uses the model's detector; if the measured true peak is still above the
     ceiling (the gain's own modulation), further passes run on the output, then a plain trim.
     """
-    from automix.loudness import integrated_loudness, true_peak_dbtp
+    from automix.loudness import integrated_loudness
 
     smallest = limit_blocks(x, out, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, level=_db_gain(drive_db),
                             threshold=model.threshold, peaks=model.peaks)
     reduction_db = -20.0 * math.log10(max(smallest, 1e-30))
-    tp = true_peak_dbtp(out, sample_rate)
+    tp = verified_peak_dbtp(out, ceiling_dbtp)
     passes = 1
     while tp > ceiling_dbtp and passes < max_passes:
         smallest = limit_blocks(out, out, sample_rate, ceiling_dbtp - 0.02 * passes, lookahead_ms, release_ms)
         reduction_db += -20.0 * math.log10(max(smallest, 1e-30))
         passes += 1
-        tp = true_peak_dbtp(out, sample_rate)
+        tp = verified_peak_dbtp(out, ceiling_dbtp)
     while tp > ceiling_dbtp:  # safety stage: a plain level trim
         step = (tp - ceiling_dbtp) + 0.01
         _scale_blocks(out, _db_gain(-step))
         reduction_db += step
-        tp = true_peak_dbtp(out, sample_rate)
+        tp = verified_peak_dbtp(out, ceiling_dbtp)
     return integrated_loudness(out, sample_rate), tp, max(0.0, reduction_db)
