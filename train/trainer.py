@@ -344,7 +344,7 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
-        target_is_sum = self.data.target == "sum"
+        target_is_sum = self.data.target_is_sum
         sample_rate = int(self.data.sample_rate)
         wait_total = step_total = 0.0
         window: dict[str, float] = {}

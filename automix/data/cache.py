@@ -3,11 +3,13 @@
 A song's stems are resampled to the training rate, made stereo, zero-padded to the
 same length and stored as one ``.npy`` array (S, 2, T) (float16 by default: half the
 disk and page cache, 66 dB below full scale for the rounding); the reference mix, if
-any, is stored next to it as (2, T). Arrays are opened with ``np.load(mmap_mode="r")``
+any, is stored next to it as (2, T). With raw-like settings (:mod:`automix.raw_like`) the
+stored stems are the raw-like ones, ``mix.npy`` is the sum of the original stems (the
+song's real mix: the training target) and ``target_stems.npy`` keeps the originals. Arrays are opened with ``np.load(mmap_mode="r")``
 so an excerpt is a slice that reads only its pages, in the main process or in
 DataLoader workers alike. A cache entry is keyed by the files' paths, sizes and
 modification times and by the decoding settings, so editing a stem re-decodes only
-that song. Entries are written atomically (temp file + ``os.replace``).
+that song, and plain and raw-like entries of one song live side by side. Entries are written atomically (temp file + ``os.replace``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from automix.data.layout import Song
 from automix.errors import DatasetError
+from automix.raw_like import RawLike
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,8 @@ class CachedSong:
     name : str
     directory : Path
         Folder holding ``stems.npy`` (S, 2, T), ``mix.npy`` (2, T, optional),
-        ``activity.npy`` (RMS dBFS of the stem sum per :data:`ACTIVITY_BLOCK_SECONDS`)
-        and ``meta.json``.
+        ``activity.npy`` (RMS dBFS of the stem sum per :data:`ACTIVITY_BLOCK_SECONDS`),
+        ``target_stems.npy`` (S, 2, T, raw-like entries only) and ``meta.json``.
     stem_names : tuple of str
     roles : tuple of int
     num_samples : int
@@ -52,6 +55,9 @@ class CachedSong:
     sample_rate : int
         Hz.
     has_mix : bool
+    has_target_stems : bool
+        Raw-like entry: ``stems`` are raw-like, ``target_stems`` the originals and ``mix``
+        their sum.
     """
 
     name: str
@@ -61,14 +67,16 @@ class CachedSong:
     num_samples: int
     sample_rate: int
     has_mix: bool
+    has_target_stems: bool = False
 
     def __post_init__(self) -> None:
         self._stems: np.ndarray | None = None
         self._mix: np.ndarray | None = None
+        self._target_stems: np.ndarray | None = None
 
     def __getstate__(self) -> dict:  # memmaps are reopened in each worker process
         state = dict(self.__dict__)
-        state["_stems"] = state["_mix"] = None
+        state["_stems"] = state["_mix"] = state["_target_stems"] = None
         return state
 
     @property
@@ -90,6 +98,15 @@ class CachedSong:
         if self._mix is None:
             self._mix = np.load(self.directory / "mix.npy", mmap_mode="r")
         return self._mix
+
+    @property
+    def target_stems(self) -> np.ndarray | None:
+        """Memory-mapped original stems (S, 2, T) of a raw-like entry, or None."""
+        if not self.has_target_stems:
+            return None
+        if self._target_stems is None:
+            self._target_stems = np.load(self.directory / "target_stems.npy", mmap_mode="r")
+        return self._target_stems
 
     def activity_db(self) -> np.ndarray:
         """RMS level (dBFS) of the sum of the stems per block of :data:`ACTIVITY_BLOCK_SECONDS`."""
@@ -127,10 +144,14 @@ class AudioCache:
         into one ``"others"`` stem (so that the stems still sum to the mix).
     with_mix : bool
         Also decode each song's mix file (only needed when training against it).
+    raw_like : RawLike or None
+        Store raw-like stems (:func:`automix.raw_like.make_raw_like`, applied to the stems
+        at ``sample_rate`` after the ``max_stems`` merge), their originals and the originals'
+        sum as the mix (a song's own mix file is then not read).
     """
 
     def __init__(self, root: str | Path, sample_rate: int, dtype: str = "float16", max_stems: int = 16,
-                 with_mix: bool = True):
+                 with_mix: bool = True, raw_like: RawLike | None = None):
         if dtype not in ("float16", "float32"):
             raise DatasetError(f"cache dtype must be float16 or float32, not {dtype!r}")
         if max_stems < 2:
@@ -140,10 +161,14 @@ class AudioCache:
         self.dtype = dtype
         self.max_stems = int(max_stems)
         self.with_mix = bool(with_mix)
+        self.raw_like = raw_like
 
     def _settings(self) -> dict:
-        return {"format": CACHE_FORMAT, "sample_rate": self.sample_rate, "dtype": self.dtype,
-                "max_stems": self.max_stems, "with_mix": self.with_mix}
+        settings = {"format": CACHE_FORMAT, "sample_rate": self.sample_rate, "dtype": self.dtype,
+                    "max_stems": self.max_stems, "with_mix": self.with_mix}
+        if self.raw_like is not None:  # plain entries keep the key they always had
+            settings = {**settings, "with_mix": True, "raw_like": self.raw_like.to_dict()}
+        return settings
 
     def entry_dir(self, song: Song) -> Path:
         folder = Path(song.stems[0]).parent.name if song.stems else song.name  # same entry when pooled
@@ -160,7 +185,8 @@ class AudioCache:
         if not meta["stem_names"]:
             return None
         return CachedSong(song.name, directory, tuple(meta["stem_names"]), tuple(meta["roles"]),
-                          int(meta["num_samples"]), int(meta["sample_rate"]), bool(meta["has_mix"]))
+                          int(meta["num_samples"]), int(meta["sample_rate"]), bool(meta["has_mix"]),
+                          bool(meta.get("has_target_stems", False)))
 
     def prepare(self, songs: Sequence[Song], progress: bool = False) -> list[CachedSong]:
         """Cached entries of ``songs`` (silent songs left out), decoding what is missing."""
@@ -193,7 +219,7 @@ class AudioCache:
             names.append(Path(path).stem)
             roles.append(int(role))
         mix = None
-        if song.mix is not None and self.with_mix:
+        if song.mix is not None and self.with_mix and self.raw_like is None:
             mix = load_audio(song.mix, sample_rate=self.sample_rate).samples
         length = max([s.shape[-1] for s in stems] + ([mix.shape[-1]] if mix is not None else []), default=0)
         if len(stems) > self.max_stems:
@@ -205,6 +231,12 @@ class AudioCache:
             for i, s in enumerate(stems):
                 array[i, :, : s.shape[-1]] = s
                 total[:, : s.shape[-1]] += s
+            if self.raw_like is not None:
+                raw = self.raw_like.apply(array.astype(np.float32), self.sample_rate, roles)
+                _save_npy(directory / "target_stems.npy", array)
+                array = raw.stems.astype(self.dtype)
+                records = [r.to_dict() for r in raw.records]
+                mix = total
             _save_npy(directory / "stems.npy", array)
             if mix is not None:
                 padded = np.zeros((2, length), dtype=self.dtype)
@@ -213,7 +245,10 @@ class AudioCache:
             _save_npy(directory / "activity.npy", _block_rms_db(total, self.sample_rate))
         meta = {"song": song.name, "stem_names": names, "roles": roles, "num_samples": int(length),
                 "sample_rate": self.sample_rate, "has_mix": mix is not None and bool(stems),
+                "has_target_stems": self.raw_like is not None and bool(stems),
                 "sources": [str(p) for p in song.stems] + ([str(song.mix)] if song.mix else [])}
+        if self.raw_like is not None:
+            meta["raw_like"] = {"settings": self.raw_like.to_dict(), "stems": records if stems else []}
         tmp = directory / f".meta.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, directory / "meta.json")

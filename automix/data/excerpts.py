@@ -134,7 +134,8 @@ class ExcerptDataset(Dataset):
         (half a song later, wrapping), for training the model's reference conditioning.
 
     Items are dicts: ``stems`` (S, 2, T) float32, ``roles`` (S,) long, ``mask`` (S,)
-    bool, ``target_mix`` (2, T) float32 (and ``reference`` (2, T)).
+    bool, ``target_mix`` (2, T) float32 (and ``reference`` (2, T); and, from raw-like
+    songs, ``target_stems`` (S, 2, T): the original stems whose sum is ``target_mix``).
     """
 
     def __init__(self, songs: Sequence[CachedSong], excerpt_samples: int, target: str = "sum",
@@ -170,6 +171,8 @@ class ExcerptDataset(Dataset):
         mask[int(np.argmax(power))] = True
         item = {"stems": torch.from_numpy(stems), "roles": torch.tensor(song.roles, dtype=torch.long),
                 "mask": torch.from_numpy(mask), "target_mix": torch.from_numpy(self._target(song, start, stems))}
+        if song.has_target_stems:
+            item["target_stems"] = torch.from_numpy(self._slice(song.target_stems, start))
         if self.with_reference:
             other = (start + song.num_samples // 2) % max(1, song.num_samples - self.excerpt_samples)
             item["reference"] = torch.from_numpy(self._target(song, other))
@@ -182,7 +185,9 @@ class ExcerptDataset(Dataset):
 
 
 def collate_excerpts(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack items, zero-padding the stem axis to the largest song of the batch (mask False)."""
+    """Stack items, zero-padding the stem axis to the largest song of the batch (mask False).
+
+    ``target_stems`` is kept only when every item has it (raw-like songs)."""
     s_max = max(item["stems"].shape[0] for item in items)
     b, (c, t) = len(items), items[0]["stems"].shape[1:]
     stems = torch.zeros(b, s_max, c, t)
@@ -197,6 +202,11 @@ def collate_excerpts(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torc
              "target_mix": torch.stack([item["target_mix"] for item in items])}
     if "reference" in items[0]:
         batch["reference"] = torch.stack([item["reference"] for item in items])
+    if all("target_stems" in item for item in items):
+        target_stems = torch.zeros(b, s_max, c, t)
+        for i, item in enumerate(items):
+            target_stems[i, : item["target_stems"].shape[0]] = item["target_stems"]
+        batch["target_stems"] = target_stems
     return batch
 
 

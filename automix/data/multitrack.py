@@ -11,6 +11,7 @@ from automix.data.excerpts import ExcerptDataset, excerpt_samples
 from automix.data.layout import Song, scan_folder, scan_musdb, split_songs
 from automix.errors import DatasetError
 from automix.perturb import Perturbation
+from automix.raw_like import RawLike
 
 
 def default_cache_dir() -> Path:
@@ -48,7 +49,14 @@ class MultitrackData:
         What the model must reproduce: the sum of the stems (self-supervised un-mixing;
         works without mix files) or each song's mix file (supervised).
     perturbation : Perturbation or None
-        Random per-stem processing applied to the model's input (None: none).
+        Random per-stem processing applied to the model's input (None: none); with
+        ``raw_like`` it is the seeded random part on top of the raw-like stems.
+    raw_like : RawLike, dict, True or None
+        Raw-like input stems (:mod:`automix.raw_like`): every song is normalised once, when
+        cached, and the target becomes its real mix, the sum of its original stems (the
+        song's mix file is not used; ``target`` is then ignored). A dict holds
+        :class:`~automix.raw_like.RawLike` fields (Hydra: ``data.raw_like={}`` for the
+        defaults, ``data.raw_like={tone_amount:0.7}``); None: off.
     cache_dir : str or None
         Decoded-audio cache (default :func:`default_cache_dir`).
     cache_dtype : {"float16", "float32"}
@@ -77,6 +85,32 @@ class MultitrackData:
     max_stems: int = 16
     split_seed: int = 0
     reference_probability: float = 0.0
+    raw_like: RawLike | None = None
+
+    def __post_init__(self) -> None:
+        spec = self.raw_like
+        if spec is None or spec is False:
+            self.raw_like = None
+        elif spec is True:
+            self.raw_like = RawLike()
+        elif isinstance(spec, dict) or hasattr(spec, "keys"):
+            fields = {k: v for k, v in dict(spec).items() if not str(k).startswith("_")}
+            try:
+                self.raw_like = RawLike(**fields)
+            except TypeError as e:
+                raise DatasetError(f"data.raw_like: {e}") from None
+        elif not isinstance(spec, RawLike):
+            raise DatasetError(f"data.raw_like must be null, true or a mapping of RawLike settings, not {spec!r}")
+
+    @property
+    def target_is_sum(self) -> bool:
+        """The target is the sum of the model's own input stems (self-supervised un-mixing)."""
+        return self.target == "sum" and self.raw_like is None
+
+    @property
+    def dataset_target(self) -> str:
+        """What :class:`ExcerptDataset` reads as the target (raw-like: the cached real mix)."""
+        return "mix" if self.raw_like is not None else self.target
 
     @property
     def excerpt_samples(self) -> int:
@@ -112,7 +146,7 @@ class MultitrackData:
 
     def cache(self) -> AudioCache:
         return AudioCache(self.cache_dir or default_cache_dir(), self.sample_rate, self.cache_dtype,
-                          self.max_stems, with_mix=self.target == "mix")
+                          self.max_stems, with_mix=self.target == "mix", raw_like=self.raw_like)
 
     def prepare(self, splits: Sequence[str] = ("train", "valid"), progress: bool = False
                 ) -> dict[str, list[CachedSong]]:
@@ -127,5 +161,5 @@ class MultitrackData:
         return out
 
     def dataset(self, songs: Sequence[CachedSong]) -> ExcerptDataset:
-        return ExcerptDataset(songs, self.excerpt_samples, target=self.target,
+        return ExcerptDataset(songs, self.excerpt_samples, target=self.dataset_target,
                               with_reference=self.reference_probability > 0)
