@@ -15,15 +15,18 @@ whose delay is compensated, so the output lines up sample for sample with the in
 2. **Dynamics**, two time scales, both by ``dynamics_amount``:
    *levelling* — the short-term (3 s, K-weighted) loudness is pulled toward the stem's
    median short-term loudness (a zero-phase leveller: quiet passages up, loud passages down,
-   deviations beyond ``levelling_range_lu`` treated as that far), so its short-term
-   loudness spread shrinks; *crest* — a fast zero-phase envelope gain (``crest_window_ms``
+   deviations beyond ``levelling_range_lu`` treated as that far, readings below the EBU
+   loudness-range gate — silence, fades — left alone; refined over a few passes so the
+   levelled curve lands where it is aimed), so its short-term loudness spread shrinks; *crest* — a fast zero-phase envelope gain (``crest_window_ms``
    against the 400 ms level) moves the stem's median windowed crest factor toward
    ``crest_db``: a spiky stem is made flatter, an over-compressed one is expanded (within
    ``crest_range_db`` of gain; peaks shorter than the fast window, as in noise-like
    transients, stay, so such stems move part of the way).
-3. **Placement** — a stem whose two channels are one source scaled (the orthogonal part is
-   ``mono_threshold_db`` below it) is panned mono: it becomes that source, centred. A
-   genuinely stereo stem keeps its image, but its left/right energy balance is re-centred.
+3. **Placement** — the stem's principal left/right direction is rotated to the centre: a
+   stem whose two channels are one source scaled (the orthogonal part ``mono_threshold_db``
+   below it) is panned mono and becomes that source, centred; a genuinely stereo stem keeps
+   its image (the part across its main direction stays as side) but loses its placement:
+   both channels end with equal energy.
 4. **Loudness** — integrated loudness (BS.1770, :mod:`automix.loudness`) to ``stem_lufs``.
 
 The returned :class:`RawLikeStem` records say what was taken out (for analysis and for
@@ -41,6 +44,8 @@ import numpy as np
 from automix.errors import AudioError
 from automix.loudness import HOP_S, SHORT_TERM_S, hop_energies, integrated_loudness, long_term_power_spectrum
 
+#: Version of the algorithm; part of the decoded-cache key, so a change re-normalises the songs.
+RAW_LIKE_VERSION: int = 2
 #: Centre frequencies of the tone analysis grid: 1/6 octave from 20 Hz, Hz.
 TONE_GRID_OCTAVE_STEP: float = 1.0 / 6.0
 #: Lowest frequency the tone stage analyses and corrects, Hz.
@@ -141,8 +146,8 @@ class RawLikeStem:
     panned_mono : bool
         The stem was one source panned; it is now centred mono.
     pan : float
-        Panned mono stems: the pan position removed (-1 left .. 1 right, constant-power law
-        of :mod:`automix.dsp.pan`); stereo stems: 0.
+        Pan position of the stem's principal direction, removed (-1 left .. 1 right,
+        constant-power law of :mod:`automix.dsp.pan`).
     balance_db : float
         Left-minus-right energy balance removed, dB.
     levelling_db : tuple of float
@@ -388,20 +393,43 @@ def loudness_curve(x: np.ndarray, sample_rate: int, window_s: float = SHORT_TERM
     return centres, lufs
 
 
-def gated(lufs: np.ndarray) -> np.ndarray:
-    """Readings above -70 LUFS and above the -20 LU relative gate (EBU Tech 3342)."""
+def gate_lufs(lufs: np.ndarray) -> float:
+    """Gate of the loudness readings ``lufs``: -70 LUFS and -20 LU below their power mean
+    (EBU Tech 3342), LUFS; ``inf`` when nothing is above -70 LUFS."""
     values = lufs[lufs > -70.0]
     if values.size == 0:
-        return values
-    relative = 10.0 * math.log10(np.mean(10.0 ** (values / 10.0))) - 20.0
-    return values[values >= relative]
+        return math.inf
+    return max(-70.0, 10.0 * math.log10(np.mean(10.0 ** (values / 10.0))) - 20.0)
+
+
+def gated(lufs: np.ndarray) -> np.ndarray:
+    """Readings at or above :func:`gate_lufs`."""
+    return lufs[lufs >= gate_lufs(lufs)]
+
+
+#: Readings more than this below the median are left out of the loudness spread, LU.
+SPREAD_GATE_LU: float = 20.0
+
+
+def spread_of_readings(lufs: np.ndarray) -> float:
+    """Standard deviation of the loudness readings above -70 LUFS and at most
+    :data:`SPREAD_GATE_LU` below their median, LU (a gate that levelling does not move,
+    unlike the power-mean gate of EBU Tech 3342); ``nan`` for fewer than two."""
+    values = lufs[lufs > -70.0]
+    if values.size == 0:
+        return math.nan
+    values = values[values >= np.median(values) - SPREAD_GATE_LU]
+    return float(np.std(values)) if values.size > 1 else math.nan
 
 
 def loudness_spread_lu(x: np.ndarray, sample_rate: int) -> float:
-    """Short-term loudness spread of ``x`` (C, T): standard deviation of the gated short-term
-    (3 s) loudness (EBU Tech 3342 gates), LU; ``nan`` for fewer than two readings."""
-    values = gated(loudness_curve(x, sample_rate)[1])
-    return float(np.std(values)) if values.size > 1 else math.nan
+    """Short-term loudness spread of ``x`` (C, T): :func:`spread_of_readings` of its
+    short-term (3 s, K-weighted, every 100 ms) loudness, LU."""
+    return spread_of_readings(loudness_curve(x, sample_rate)[1])
+
+
+#: Passes of the leveller (each corrects what the window's smoothing of the previous gain missed).
+LEVELLING_PASSES: int = 3
 
 
 def _levelling_stage(x: np.ndarray, sample_rate: int, s: RawLike, record: RawLikeStem) -> np.ndarray:
@@ -410,13 +438,19 @@ def _levelling_stage(x: np.ndarray, sample_rate: int, s: RawLike, record: RawLik
     if active.size < 2:
         return x
     median = float(np.median(active))
-    deviation = np.clip(np.where(np.isfinite(lufs), lufs - median, -s.levelling_range_lu),
-                        -s.levelling_range_lu, s.levelling_range_lu)
+    playing = lufs >= gate_lufs(lufs)  # silence, fades and tails below the gate get no gain
+    deviation = np.clip(np.where(playing, lufs - median, 0.0), -s.levelling_range_lu, s.levelling_range_lu)
+    wanted = median + (1.0 - s.dynamics_amount) * deviation  # the curve the leveller aims at
+    reach = s.dynamics_amount * s.levelling_range_lu
     gain_db = -s.dynamics_amount * deviation
-    samples = np.interp(np.arange(x.shape[-1]), centres, gain_db)
-    y = x * 10.0 ** (samples / 20.0)
+    for _ in range(LEVELLING_PASSES - 1):
+        y = x * 10.0 ** (np.interp(np.arange(x.shape[-1]), centres, gain_db) / 20.0)
+        now = loudness_curve(y, sample_rate)[1]
+        miss = np.where(playing & np.isfinite(now), wanted - now, 0.0)
+        gain_db = np.clip(gain_db + miss, -reach, reach)
+    y = x * 10.0 ** (np.interp(np.arange(x.shape[-1]), centres, gain_db) / 20.0)
     record.levelling_db = (float(gain_db.min()), float(np.median(gain_db)), float(gain_db.max()))
-    record.spread_lu = (float(np.std(active)), loudness_spread_lu(y, sample_rate))
+    record.spread_lu = (spread_of_readings(lufs), loudness_spread_lu(y, sample_rate))
     return y
 
 
@@ -489,22 +523,29 @@ def _crest_stage(x: np.ndarray, sample_rate: int, s: RawLike, record: RawLikeSte
 
 
 def _placement_stage(x: np.ndarray, s: RawLike, record: RawLikeStem) -> np.ndarray:
+    """Rotate the stem's principal left/right direction to the centre (energy kept).
+
+    With ``s = u.x`` along the principal direction ``u`` and ``r = v.x`` across it
+    (``v = (-u_R, u_L)``), the output is ``L = (s - r)/sqrt2, R = (s + r)/sqrt2``: a centred
+    stem is unchanged, a panned one is centred with its ambience (``r``) kept as side, and
+    both channels end with equal energy. Panned mono stems (``r`` below
+    ``mono_threshold_db``) become exactly centred mono.
+    """
     cov = x @ x.T
     energy_l, energy_r = float(cov[0, 0]), float(cov[1, 1])
     if energy_l + energy_r <= 0:
         return x
     eigvals, eigvecs = np.linalg.eigh(cov)
     major, minor = float(eigvals[1]), max(float(eigvals[0]), 0.0)
+    u = eigvecs[:, 1]
+    if u.sum() < 0:
+        u = -u
+    theta = math.atan2(float(u[1]), float(u[0]))
+    record.pan = float(np.clip(4.0 * theta / math.pi - 1.0, -1.0, 1.0))
+    record.balance_db = float(10.0 * math.log10(max(energy_l, 1e-30) / max(energy_r, 1e-30)))
+    source = u @ x
     if minor <= major * 10.0 ** (s.mono_threshold_db / 10.0):
-        u = eigvecs[:, 1]
-        if u.sum() < 0:
-            u = -u
-        source = u @ x  # the panned source, unit-norm projection
-        theta = math.atan2(abs(float(u[1])), abs(float(u[0])))
         record.panned_mono = True
-        record.pan = float(4.0 * theta / math.pi - 1.0)
-        record.balance_db = float(10.0 * math.log10(max(energy_l, 1e-30) / max(energy_r, 1e-30)))
         return np.stack([source, source]) / math.sqrt(2.0)
-    record.balance_db = float(10.0 * math.log10(energy_l / energy_r))
-    mean = 0.5 * (energy_l + energy_r)
-    return x * np.sqrt([[mean / energy_l], [mean / energy_r]])
+    across = np.array([-u[1], u[0]]) @ x
+    return np.stack([source - across, source + across]) / math.sqrt(2.0)

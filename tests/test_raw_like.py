@@ -64,14 +64,22 @@ def test_panned_mono_is_centred_and_its_pan_recorded():
 
 def test_stereo_stem_keeps_its_image_and_loses_its_placement():
     left, right = _tilted_noise(5, -4, 4), _tilted_noise(5, -4, 5)
-    wide = np.stack([0.8 * left + 0.3 * right, 0.3 * left + 0.8 * right]) * np.array([[1.6], [0.5]])
-    corr_before = np.corrcoef(wide)[0, 1]
-    result = make_raw_like(wide[None].astype(np.float32), SR)
+    image = np.stack([0.8 * left + 0.3 * right, 0.3 * left + 0.8 * right])
+    settings = RawLike(tone_amount=0.0, dynamics_amount=0.0)
+    # centred already: the stem is only brought to its loudness
+    centred = make_raw_like(image[None].astype(np.float32), SR, settings=settings)
+    y = centred.stems[0].astype(np.float64)
+    np.testing.assert_allclose(y / np.abs(y).max(), image / np.abs(image).max(), atol=1e-5)
+    # placed to the left: re-centred, its width around its own main direction kept
+    placed = image * np.array([[1.6], [0.5]])
+    eig = np.linalg.eigvalsh(placed @ placed.T)
+    result = make_raw_like(placed[None].astype(np.float32), SR, settings=settings)
     y, record = result.stems[0].astype(np.float64), result.records[0]
-    assert not record.panned_mono
-    assert abs(record.balance_db - 10 * np.log10(np.sum(wide[0] ** 2) / np.sum(wide[1] ** 2))) < 0.2
+    assert not record.panned_mono and record.pan < -0.3
+    assert abs(record.balance_db - 10 * np.log10(np.sum(placed[0] ** 2) / np.sum(placed[1] ** 2))) < 1e-6
     assert abs(10 * np.log10(np.sum(y[0] ** 2) / np.sum(y[1] ** 2))) < 0.1
-    assert abs(np.corrcoef(y)[0, 1] - corr_before) < 0.02  # same image (correlation)
+    mid, side = (y[0] + y[1]) / 2, (y[0] - y[1]) / 2
+    assert abs(10 * np.log10(np.sum(side ** 2) / np.sum(mid ** 2)) - 10 * np.log10(eig[0] / eig[1])) < 0.1
 
 
 @pytest.mark.parametrize("amount", [0.5, 1.0])

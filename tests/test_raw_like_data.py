@@ -67,7 +67,8 @@ def test_training_runs_end_to_end_on_raw_like_stems(root, tmp_path):
 
     overrides = [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}",
                  f"data.sample_rate={SR}", "data.excerpt_seconds=0.5", "data.excerpts_per_epoch=4",
-                 "data.valid_fraction=0.34", "data.valid_excerpts_per_song=1", "data.raw_like={dynamics_amount:0.4}",
+                 "data.valid_fraction=0.34", "data.valid_excerpts_per_song=1",
+                 "~data.raw_like", "+data.raw_like={dynamics_amount:0.4}",  # whatever the default is
                  "trainer=smoke", "trainer.max_steps=2", "trainer.batch_size=2", "trainer.progress=false",
                  "model.d_model=32", "model.n_layers=1", "loss.terms.stft.fft_sizes=[512,128]"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -415,7 +415,8 @@ class Trainer:
         pred, _ = forward_batch(model, batch, sample_rate=sample_rate, render=self.render,
                                 perturbation=self.data.perturbation, generator=generator,
                                 target_is_sum=target_is_sum, amp_dtype=self.amp_dtype,
-                                reference_probability=self.data.reference_probability)
+                                reference_probability=self.data.reference_probability,
+                                scramble=self.data.scramble, scramble_probability=self.data.scramble_probability)
         loss, parts = self.loss_fn(pred)
         if not torch.isfinite(loss):
             raise AutomixError(f"training diverged at step {self.step} (loss {float(loss)}); "

@@ -26,7 +26,7 @@ import numpy as np
 
 from automix.data.layout import Song
 from automix.errors import DatasetError
-from automix.raw_like import RawLike
+from automix.raw_like import RAW_LIKE_VERSION, RawLike
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,8 @@ class AudioCache:
         settings = {"format": CACHE_FORMAT, "sample_rate": self.sample_rate, "dtype": self.dtype,
                     "max_stems": self.max_stems, "with_mix": self.with_mix}
         if self.raw_like is not None:  # plain entries keep the key they always had
-            settings = {**settings, "with_mix": True, "raw_like": self.raw_like.to_dict()}
+            settings = {**settings, "with_mix": True, "raw_like": self.raw_like.to_dict(),
+                        "raw_like_version": RAW_LIKE_VERSION}
         return settings
 
     def entry_dir(self, song: Song) -> Path:
