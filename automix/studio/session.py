@@ -400,7 +400,7 @@ class StudioSession:
                 for n in STRIP.names:
                     if n.startswith(("comp.", "sat.")):
                         eq_only[STRIP.index(n)] = STRIP.neutral[STRIP.index(n)]
-                x = torch.from_numpy(np.array(self.renderer.prefader(i, eq_only), dtype=np.float64))
+                x = torch.from_numpy(np.array(self.renderer.render_stems([i], eq_only[None])[0], dtype=np.float64))
                 target = comp.gain_computer_db(comp.detector_level_db(x), p("comp.threshold_db"), p("comp.ratio"),
                                                p("comp.knee_db"))
                 gr = comp.smooth_gain(target[None], p("comp.attack_ms")[None], p("comp.release_ms")[None], sr)[0]
