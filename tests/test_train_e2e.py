@@ -81,9 +81,9 @@ def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(songs, tmp_pa
     initial = instantiate(compose(tiny_overrides(root, cache, tmp_path / "A")).model).state_dict()
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     moved = max(float((a[n] - initial[n]).abs().max()) for n in a)
-    apart = max(float((a[n] - b[n]).abs().max()) for n in a)
-    # same weights up to float rounding (the console's threaded kernels do not sum in a fixed order)
-    assert moved > 1e-3 and apart < 0.02 * moved, (moved, apart)
+    assert moved > 1e-3
+    different = [n for n in a if not torch.equal(a[n], b[n])]
+    assert not different, different  # bit for bit: the resumed run is the run that was started
 
     # files of a run
     run_a = tmp_path / "A"
@@ -93,7 +93,7 @@ def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(songs, tmp_pa
     rows = _read_csv(tmp_path / "B" / "train.csv")
     assert [int(r["step"]) for r in rows] == list(range(1, 6))  # rows after the kill were replaced
     for ra, rb in zip(_read_csv(run_a / "train.csv"), rows):
-        assert float(rb["loss"]) == pytest.approx(float(ra["loss"]), rel=1e-3)
+        assert rb["loss"] == ra["loss"]
     assert 0.0 <= float(rows[-1]["data_wait_fraction"]) < 1.0
     valid = _read_csv(run_a / "valid.csv")
     assert [int(r["step"]) for r in valid] == [3, 5]  # end of epoch 0, end of the run

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from automix.data import ExcerptSampler, FixedExcerpts, MultitrackData, collate_excerpts
 from automix.errors import AutomixError, DatasetError
+from automix.dsp.kernels import pin_threads
 from train.checkpoint import load_training_checkpoint, save_training_checkpoint
 from train.evaluate import validate
 from train.step import forward_batch, step_generator
@@ -214,8 +215,8 @@ class Trainer:
             self.device = torch.device("cpu")
         self.amp_dtype = torch.bfloat16 if (config.amp and self.device.type == "cuda") else None
         self.run_dir = Path(_broadcast(str(Path(run_dir).resolve()), self.env))
-        if config.threads:
-            torch.set_num_threads(int(config.threads))
+        # one thread count for the whole run (Numba's first parallel call would reset it)
+        self.threads = pin_threads(config.threads)
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -363,6 +364,8 @@ class Trainer:
                         break
                     t1 = time.perf_counter()
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    if torch.get_num_threads() != self.threads:  # summation order depends on it
+                        torch.set_num_threads(self.threads)
                     parts = self._train_step(model, batch, sample_rate, target_is_sum)
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)

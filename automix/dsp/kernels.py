@@ -35,6 +35,32 @@ _CACHE = True
 _FASTMATH = {"contract", "arcp", "nsz"}  # FMA contraction etc.; no NaN/inf assumptions
 
 
+@njit(parallel=True, cache=_CACHE)
+def _touch_threads(out):  # pragma: no cover - compiled
+    """A trivial parallel loop: its first call starts Numba's thread pool."""
+    for i in prange(out.shape[0]):
+        out[i] = i
+
+
+def pin_threads(threads: int | None = None) -> int:
+    """Start Numba's threads, then give torch ``threads`` CPU threads (None: the count it had).
+
+    Numba's OpenMP thread pool, started by the first parallel kernel call, resets the
+    process's OpenMP thread count to the number of cores -- torch's too. A training run
+    whose first console call happens after ``torch.set_num_threads(1)`` therefore ran its
+    first step with one thread and the rest with two, and summed in a different order
+    from a run that had started Numba earlier (a resumed run, a second run in the same
+    process): the results differed in the last bits and Adam amplified that. Call this
+    once before work whose results must be reproducible. Returns torch's thread count.
+    """
+    import torch
+
+    wanted = int(threads) if threads else torch.get_num_threads()
+    _touch_threads(np.empty(2))
+    torch.set_num_threads(wanted)
+    return wanted
+
+
 @njit(parallel=True, cache=_CACHE, fastmath=_FASTMATH)
 def sos_forward(x, coef, state, y):  # pragma: no cover - compiled
     """Filter rows of ``x`` (N, T) through per-row cascades ``coef`` (N, K, 5).
@@ -333,6 +359,26 @@ def log_inplace(v, n):  # pragma: no cover - compiled
 # ----------------------------------------------------------------------------- fused channel strip
 LANES = 4
 """Channels whose EQ cascades run side by side in one SIMD recursion (two stereo stems)."""
+STATE_FLOOR = 1e-20
+"""Filter states and compressor gains (dB) smaller than this are set to exactly zero after every
+chunk. In digital silence the recursions decay toward zero and would end in float64 subnormals,
+which x86 CPUs compute about a hundred times slower (and a recursion with a pole near 1 can stay
+there for good: one stem with a silent outro made a whole render several times slower). 1e-20
+is -400 dBFS, far below anything audible or any file's resolution."""
+
+
+@njit(inline="always", **_VEC)
+def _flush4(v):  # pragma: no cover - compiled
+    """A 4-tuple with entries smaller than :data:`STATE_FLOOR` set to zero."""
+    return (v[0] if abs(v[0]) >= STATE_FLOOR else 0.0, v[1] if abs(v[1]) >= STATE_FLOOR else 0.0,
+            v[2] if abs(v[2]) >= STATE_FLOOR else 0.0, v[3] if abs(v[3]) >= STATE_FLOOR else 0.0)
+
+
+@njit(**_VEC)
+def _flush_states(s):  # pragma: no cover - compiled
+    """:func:`_flush4` of the twelve EQ states of a lane group."""
+    return (_flush4(s[0]), _flush4(s[1]), _flush4(s[2]), _flush4(s[3]), _flush4(s[4]), _flush4(s[5]),
+            _flush4(s[6]), _flush4(s[7]), _flush4(s[8]), _flush4(s[9]), _flush4(s[10]), _flush4(s[11]))
 
 
 @contextmanager
@@ -351,8 +397,12 @@ def slp_vectorisation():
         numba_config.SLP_VECTORIZE = old
 
 
-@njit(parallel=True, **_VEC)
-def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y):  # pragma: no cover
+#: Shortest work (samples per channel times lane groups) worth splitting over threads.
+_THREADS_MIN_WORK = 1 << 16
+_POOL: list = []  # the worker threads of channel_strip, started on first use
+
+
+def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y) -> None:
     """Fused, non-differentiable channel strip for final renders (6-section EQ, 1 or 2 channels).
 
     Parameters
@@ -366,19 +416,49 @@ def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y):  # pr
     comp_state : (S,) float64 smoothed gain in dB, updated in place.
     y : (S, 2, T) output.
 
-    The S x C channels run in groups of :data:`LANES` (in parallel), each group in chunks
-    of :data:`CHUNK` samples, stage by stage: the EQ cascades of the group's channels as
+    The S x C channels run in groups of :data:`LANES`, each group in chunks of
+    :data:`CHUNK` samples, stage by stage: the EQ cascades of the group's channels as
     one four-lane recursion, then per stem the detector level and gain computer, the
     attack/release smoother (serial), the gain, saturator and output matrix -- vectorised
     loops over the chunk (float64 inside) with the semantics of
     :mod:`automix.dsp.compressor` and :mod:`automix.dsp.saturation`. Compile and call it
     inside :func:`slp_vectorisation`.
+
+    The groups are shared out over the usable CPUs by Python threads (the compiled kernel
+    runs without the GIL), not by a Numba ``prange``: the parallel-loop compilation cost 8 s
+    of a first run's 18 s of compiling, for the same static split of groups.
     """
+    n_groups = (x.shape[0] * x.shape[1] + LANES - 1) // LANES
+    workers = min(_usable_cpus(), n_groups)
+    if workers <= 1 or x.shape[-1] * n_groups < _THREADS_MIN_WORK:
+        _strip_groups(x, coef, comp, sat, out_gain, sos_state, comp_state, y, 0, n_groups)
+        return
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(max_workers=_usable_cpus(), thread_name_prefix="channel_strip"))
+    bounds = [n_groups * k // workers for k in range(workers + 1)]
+    jobs = [_POOL[0].submit(_strip_groups, x, coef, comp, sat, out_gain, sos_state, comp_state, y,
+                            bounds[k], bounds[k + 1]) for k in range(workers)]
+    for job in jobs:
+        job.result()
+
+
+def _usable_cpus() -> int:
+    import os
+
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity is not None else (os.cpu_count() or 1))
+
+
+@njit(nogil=True, **_VEC)
+def _strip_groups(x, coef, comp, sat, out_gain, sos_state, comp_state, y, first, stop):  # pragma: no cover
+    """Lane groups ``first .. stop - 1`` of :func:`channel_strip` (arguments as there)."""
     n_stems, n_ch, n_samples = x.shape
     n_rows = n_stems * n_ch
     rows = x.reshape(n_rows, n_samples)
     states = sos_state.reshape(n_rows, 6, 2)
-    for group in prange((n_rows + LANES - 1) // LANES):
+    for group in range(first, stop):
         _strip_group(rows, group * LANES, n_ch, coef, comp, sat, out_gain, states, comp_state, y)
 
 
@@ -459,7 +539,7 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
     g = comp_state[first_stem:first_stem + n_group_stems].copy()
     for start in range(0, n_samples, CHUNK):
         n = min(CHUNK, n_samples - start)
-        st = _eq4_chunk(rows, lane_rows, lane_stems, coef, start, n, st, eq_out)
+        st = _flush_states(_eq4_chunk(rows, lane_rows, lane_stems, coef, start, n, st, eq_out))
         # a compressor that is off (ratio 1) with its gain at rest (0 dB) stays there: its
         # target is 0 dB throughout, so smoothing is skipped and the gain is exactly unity
         n_busy = 0
@@ -479,6 +559,9 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
         if k < n_busy:
             i = busy[k]
             g[i] = _smooth_chunk(gain[i], n, comp[first_stem + i, 4], comp[first_stem + i, 5], g[i])
+        for i in range(n_group_stems):
+            if abs(g[i]) < STATE_FLOOR:  # see STATE_FLOOR
+                g[i] = 0.0
         for i in range(n_group_stems):
             s = first_stem + i
             w = eq_out[i * n_ch + 1] if n_ch == 2 else silent
