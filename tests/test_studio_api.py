@@ -374,3 +374,31 @@ def test_region_around_stays_inside_the_song():
     assert r.stop == 44100 * 100 and r.length == 30 * 44100
     assert region_around(5.0, 30.0, 44100 * 10, 44100).length == 44100 * 10
     assert math.isclose(region_around(50.0, 30.0, 44100 * 100, 44100).start / 44100, 35.0)
+
+
+def test_master_toggle_plays_each_version_mastered_to_the_target(client):
+    for version in ("raw", "edit"):
+        r = client.get(f"/api/audio/{version}.wav?master=1")
+        audio = wav(r)
+        assert float(r.headers["X-Loudness-LUFS"]) == pytest.approx(integrated_loudness(audio, 44100), abs=0.01)
+        assert integrated_loudness(audio, 44100) == pytest.approx(-14.0, abs=0.2)  # spotify, the default target
+        from automix.loudness import true_peak_dbtp
+
+        assert true_peak_dbtp(audio, 44100) <= -1.0 + 0.05
+
+
+def test_reference_is_a_fourth_version(session, tmp_path):
+    from automix.studio.app import create_app
+    from automix.studio.session import StudioSession
+
+    ref = (0.5 * session.stems.audio.sum(dim=0)).numpy()[:, : 44100 * 6]  # shorter than the song
+    other = StudioSession(session.stems, session.suggested, song_dir=session.song_dir, out_dir=tmp_path,
+                          reference=ref, reference_path=tmp_path / "ref.wav")
+    with TestClient(create_app(other)) as c:
+        state = c.get("/api/session").json()
+        assert state["versions"] == ["raw", "automix", "edit", "reference"] and state["reference"] == "ref.wav"
+        audio = wav(c.get("/api/audio/reference.wav"))
+        assert audio.shape[1] == other.renderer.region.length
+        assert np.allclose(audio[:, : ref.shape[1]], ref, atol=1e-7) and not np.any(audio[:, ref.shape[1]:])
+        levels = c.get("/api/levels").json()["versions"]
+        assert set(levels) == {"raw", "automix", "edit", "reference"}
