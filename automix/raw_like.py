@@ -45,7 +45,7 @@ from automix.errors import AudioError
 from automix.loudness import HOP_S, SHORT_TERM_S, hop_energies, integrated_loudness, long_term_power_spectrum
 
 #: Version of the algorithm; part of the decoded-cache key, so a change re-normalises the songs.
-RAW_LIKE_VERSION: int = 2
+RAW_LIKE_VERSION: int = 3
 #: Centre frequencies of the tone analysis grid: 1/6 octave from 20 Hz, Hz.
 TONE_GRID_OCTAVE_STEP: float = 1.0 / 6.0
 #: Lowest frequency the tone stage analyses and corrects, Hz.
@@ -362,13 +362,10 @@ def _tone_stage(x: np.ndarray, sample_rate: int, s: RawLike, record: RawLikeStem
 
 
 def _centred_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Mean of ``values`` (..., N) over a centred window of ``window`` samples (shorter at the edges)."""
-    window = max(1, int(window))
-    n = values.shape[-1]
-    cumulative = np.concatenate([np.zeros(values.shape[:-1] + (1,)), np.cumsum(values, axis=-1)], axis=-1)
-    lo = np.clip(np.arange(n) - window // 2, 0, n)
-    hi = np.clip(np.arange(n) - window // 2 + window, 0, n)
-    return (cumulative[..., hi] - cumulative[..., lo]) / np.maximum(hi - lo, 1)
+    """Mean of ``values`` (N,) over a centred window of ``window`` samples (edges replicated)."""
+    from scipy.ndimage import uniform_filter1d
+
+    return uniform_filter1d(np.asarray(values, dtype=np.float64), max(1, int(window)), mode="nearest")
 
 
 def loudness_curve(x: np.ndarray, sample_rate: int, window_s: float = SHORT_TERM_S
