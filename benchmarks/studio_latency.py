@@ -118,7 +118,11 @@ def main() -> None:
             assert session.renderer.renders == renders
             return len(body)
 
-        from fastapi.testclient import TestClient
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # starlette's note about httpx
+            from fastapi.testclient import TestClient
 
         from automix.studio.app import create_app
 
