@@ -126,14 +126,22 @@ def lr_balance_db(stems: Any) -> np.ndarray:
                    -LR_BALANCE_LIMIT_DB, LR_BALANCE_LIMIT_DB)
 
 
-def lr_balance_error_db(estimate_stems: Any, reference_stems: Any) -> float:
+def lr_balance_error_db(estimate_stems: Any, reference_stems: Any, mirror_invariant: bool = True) -> float:
     """Mean absolute per-stem left/right balance error (:func:`lr_balance_db`), dB, over the
-    stems that are not silent in the reference: where each instrument sits in the image."""
+    stems that are not silent in the reference: where each instrument sits in the image.
+
+    A mix flipped left for right is the same mix (nothing in the stems says which side the
+    engineer chose, only which parts sit opposite each other), so by default the error is
+    the smaller of the estimate's and of its mirror image's (all stems flip together)."""
     ref = _np(reference_stems)
     keep = _scored_stems(ref)
     if not np.any(keep):
         return math.nan
-    return float(np.mean(np.abs(lr_balance_db(estimate_stems) - lr_balance_db(ref))[keep]))
+    est, ref_balance = lr_balance_db(estimate_stems), lr_balance_db(ref)
+    error = float(np.mean(np.abs(est - ref_balance)[keep]))
+    if mirror_invariant:
+        error = min(error, float(np.mean(np.abs(-est - ref_balance)[keep])))
+    return error
 
 
 #: The metrics of :func:`score_mix`, with their units.

@@ -86,6 +86,10 @@ def test_lr_balance_error():
     assert abs(lr_balance_error_db(est, ref) - 20 * np.log10(2)) < 1e-9  # 6.02 dB on each stem
     one_sided = np.stack([np.stack([a, 0 * a])])
     assert lr_balance_db(one_sided)[0] == 30.0
+    # a mix mirrored left for right places every stem as well as the reference does
+    mirrored = ref[:, ::-1]
+    assert lr_balance_error_db(mirrored, ref) < 1e-9
+    assert abs(lr_balance_error_db(mirrored, ref, mirror_invariant=False) - 20 * np.log10(2) / 2 * 2) < 1e-9
 
 
 def test_score_mix_of_the_reference_itself_is_zero_and_torch_is_accepted():
