@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -67,12 +66,15 @@ class Audio:
         The file the samples came from.
     peak : float or None
         Largest absolute sample value of the file as read (``None`` when unknown).
+    file_channels : int
+        Channels of the file itself (before a fold-down or mono-to-stereo; 0 when unknown).
     """
 
     samples: np.ndarray
     sample_rate: int
     path: Path | None = None
     peak: float | None = None
+    file_channels: int = 0
 
     @property
     def channels(self) -> int:
@@ -160,6 +162,8 @@ def _read_planar(path: Path, into: np.ndarray | None = None) -> tuple[np.ndarray
         rate, channels, frames = int(f.samplerate), int(f.channels), max(int(f.frames), 0)
         dtype, scale = INTEGER_READS.get(f.subtype, ("float32", 1.0))
         raw = _pcm_wav_layout(path, f)
+        exact = f.format in _SPLITTABLE_FORMATS  # the header's length is to be trusted
+        promised = max(frames, _wav_promised_frames(path, f) or 0)
         parts = min(usable_cpus(), frames // _SPLIT_MIN_FRAMES) if f.format in _SPLITTABLE_FORMATS else 1
         fits = into is not None and into.dtype == np.float32 and into.shape[0] >= channels \
             and into.shape[1] >= frames
@@ -195,6 +199,10 @@ def _read_planar(path: Path, into: np.ndarray | None = None) -> tuple[np.ndarray
         with sf.SoundFile(str(path)) as f:
             out, pos, extremes = _read_part(_SoundfileBlocks(f, dtype), np.empty((channels, frames), np.float32),
                                             0, None)
+    if exact and 0 < pos < promised:
+        raise AudioError(f"{_name(path)}: is truncated: its header promises {_seconds(promised, rate)} of audio but "
+                         f"the file holds only {_seconds(pos, rate)} (an interrupted copy, download or export?); "
+                         "copy or export it again")
     if pos == 0:
         peak = 0.0
     elif dtype != "float32":
@@ -206,6 +214,41 @@ def _read_planar(path: Path, into: np.ndarray | None = None) -> tuple[np.ndarray
     if pos == out.shape[1]:
         return out, rate, peak
     return (out[:, :pos] if fits and np.shares_memory(out, into) else np.ascontiguousarray(out[:, :pos])), rate, peak
+
+
+def _seconds(frames: int, rate: int) -> str:
+    return f"{frames / rate:.2f} s" if rate > 0 else f"{frames} frames"
+
+
+def _wav_promised_frames(path: Path, f: Any) -> int | None:
+    """Frames the ``data`` chunk of a RIFF WAV file says it holds, or None (not a RIFF WAV, no
+    ``data`` chunk, or a streaming placeholder size). libsndfile quietly clamps the length of a
+    file cut short to what is there; this is what its header promised."""
+    if f.format not in ("WAV", "WAVEX"):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+                return None
+            align = 0
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"fmt ":
+                    fmt = handle.read(size)
+                    handle.seek(size & 1, 1)
+                    align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                elif chunk[:4] == b"data":
+                    if align <= 0 or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // align
+                else:
+                    handle.seek(size + (size & 1), 1)
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -398,14 +441,18 @@ def load_audio(
     path = Path(path)
     _check_input_file(path)
     try:
-        samples, rate, peak = _read_planar(path, into if sample_rate is None else None)
+        with quiet_decoder(path):
+            samples, rate, peak = _read_planar(path, into if sample_rate is None else None)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        detail = str(exc).split(":")[-1].strip() or type(exc).__name__
-        raise AudioError(f"{_name(path)}: cannot be read - corrupt or not an audio file ({detail})") from exc
+        detail = str(exc).split(":")[-1].strip().rstrip(".") or type(exc).__name__
+        if "does not exist" in detail:  # libsndfile's words when no decoder accepts an (existing) file
+            detail = "no decoder recognises its contents"
+        raise AudioError(f"{_name(path)}: cannot be read - corrupt or not an audio file ({detail})") from None
     if samples.shape[1] == 0:
         raise AudioError(f"{_name(path)}: contains no audio (zero length)")
     if not np.isfinite(peak):
         _check_finite(samples, _name(path))
+    file_channels = int(samples.shape[0])
     if samples.shape[0] > 2:
         if not downmix:
             raise AudioError(
@@ -424,7 +471,37 @@ def load_audio(
         samples = resample(samples, int(rate), int(sample_rate))
         rate = int(sample_rate)
         peak = None  # resampling moves the peak
-    return Audio(samples=samples, sample_rate=int(rate), path=path, peak=peak)
+    return Audio(samples=samples, sample_rate=int(rate), path=path, peak=peak, file_channels=file_channels)
+
+
+@contextlib.contextmanager
+def quiet_decoder(path: str | os.PathLike) -> Iterator[None]:
+    """Keep a decoder's own chatter off the terminal while ``path`` is opened or read.
+
+    libsndfile's MP3 decoder (mpg123) prints "Note: Illegal Audio-MPEG-Header..." lines straight
+    to the process's standard error when a file is damaged; automix reports the damage itself,
+    on one line. Only MP3 files are affected (other decoders are silent): their reads run with
+    file descriptor 2 pointed at the null device.
+    """
+    if Path(path).suffix.lower() != ".mp3":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def check_not_silent(audio: Audio | np.ndarray, path: str | os.PathLike | None = None,
@@ -602,12 +679,16 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False,
     """Validate an output path before any work is done.
 
     Raises :class:`OutputExistsError` if ``path`` is one of ``inputs`` (never allowed)
-    or already exists and ``overwrite`` is False.
+    or already exists and ``overwrite`` is False, and :class:`OutputError` when its folder
+    cannot hold it (a file is in the way, or it is read-only; see
+    :func:`automix.outputs.check_output_folder`).
 
     Returns
     -------
     Path
     """
+    from automix.outputs import check_output_folder
+
     path = Path(path)
     for item in inputs:
         if _same_file(path, Path(item)):
@@ -616,7 +697,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False,
         raise OutputExistsError(f"{_name(path)}: already exists (use --overwrite to replace it)")
     if path.is_dir():
         raise OutputExistsError(f"{_name(path)}: is a folder; give a file name for the output")
-    return path
+    return check_output_folder(path)
 
 
 def write_audio(
@@ -702,24 +783,31 @@ def write_audio(
 @contextlib.contextmanager
 def atomic_audio_file(path: Path) -> Iterator[Path]:
     """Yield a temporary file name in ``path``'s folder to write to; when the block ends it is
-    synced and moved onto ``path`` in one step, on any failure removed (libsndfile and OS errors
-    become :class:`AudioError`). Used by :func:`write_audio` and block-wise writers."""
+    synced and moved onto ``path`` in one step, on any failure removed
+    (:func:`automix.outputs.atomic_output`; libsndfile errors become :class:`AudioError`, OS
+    errors such as a full disk :class:`~automix.errors.OutputError`). Used by
+    :func:`write_audio` and block-wise writers."""
     import soundfile as sf
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix.lower()}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    from automix.outputs import atomic_output, os_error_message
+
+    with atomic_output(path, suffix=f".tmp{path.suffix.lower()}") as tmp:
+        try:
+            yield tmp
+        except (sf.LibsndfileError, RuntimeError, ValueError, AssertionError) as exc:  # short write: assert
+            raise AudioError(f"{_name(path)}: could not be written: {_libsndfile_reason(exc, tmp)}") from None
+        except OSError as exc:
+            raise AudioError(f"{_name(path)}: could not be written: {os_error_message(exc)}") from None
+
+
+def _libsndfile_reason(exc: Exception, tmp: Path) -> str:
+    """Why libsndfile could not write ``tmp``. It reports a full disk as a bare "System error." (or
+    soundfile as a short write), so the free space of the folder decides that case."""
     try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, (sf.LibsndfileError, RuntimeError, OSError, ValueError)):
-            raise AudioError(f"{_name(path)}: could not be written ({exc})") from exc
-        raise
+        stats = os.statvfs(tmp.parent)
+        if stats.f_bavail * stats.f_frsize < (1 << 20):
+            return "the disk is full"
+    except OSError:
+        pass
+    text = " ".join(str(exc).split())
+    return text.split(":")[-1].strip().rstrip(".") or type(exc).__name__

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -140,16 +139,9 @@ def write_reaper_session(path: str | os.PathLike, tracks: Sequence[SessionTrack]
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
     text = reaper_project_text(tracks, sample_rate, notes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from automix.outputs import write_text_atomic
+
+    return write_text_atomic(path, text)
 
 
 PAN_LAW_NOTE = ("automix pans mono stems with a constant-power law: 0 dB at centre, +3 dB on the hard side "

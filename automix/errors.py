@@ -21,6 +21,14 @@ class OutputExistsError(AutomixError):
     """An output would overwrite an input or an existing file without ``--overwrite``."""
 
 
+class OutputError(AutomixError):
+    """An output cannot be written where asked: its folder is a file or read-only, the disk is full..."""
+
+
+class MemoryLimitError(AutomixError):
+    """A job would need more memory than the machine has available (refused before reading)."""
+
+
 class SettingsError(AutomixError):
     """A settings value is unknown, malformed or outside its declared range."""
 

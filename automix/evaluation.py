@@ -217,8 +217,8 @@ def load_song_excerpt(song, sample_rate: int, seconds: float | None = 30.0) -> t
     """
     from automix.audio import load_audio
 
-    stems = [load_audio(p, sample_rate=sample_rate).samples for p in song.stems]  # (2, T) each
-    mix = load_audio(song.mix, sample_rate=sample_rate).samples if song.mix else None
+    stems = [load_audio(p, sample_rate=sample_rate, downmix=True).samples for p in song.stems]  # (2, T) each
+    mix = load_audio(song.mix, sample_rate=sample_rate, downmix=True).samples if song.mix else None
     length = max([s.shape[-1] for s in stems] + ([mix.shape[-1]] if mix is not None else []))
     array = np.zeros((len(stems), 2, length), np.float32)
     for i, s in enumerate(stems):
@@ -233,6 +233,26 @@ def load_song_excerpt(song, sample_rate: int, seconds: float | None = 30.0) -> t
     return (torch.from_numpy(np.ascontiguousarray(array[..., cut])),
             torch.from_numpy(np.ascontiguousarray(target[..., cut])),
             torch.tensor(song.roles, dtype=torch.long))
+
+
+#: Shortest excerpt (samples at the analysis rate) the spectral distance can score: its longest STFT.
+MIN_SCORED_SAMPLES = 4096
+#: A song whose target mix peaks below this (dBFS) has nothing to score.
+SILENT_MIX_DBFS = -90.0
+
+
+def check_scorable(song, target: Tensor, sample_rate: int) -> None:
+    """Raise :class:`AudioError` naming the song's folder when its excerpt ``target`` (2, T) is too
+    short for the spectral distance or silent (its scores would be meaningless)."""
+    from automix.errors import AudioError
+
+    where = song.stems[0].parent if song.stems else song.name
+    n = int(target.shape[-1])
+    if n < MIN_SCORED_SAMPLES:
+        raise AudioError(f"{where}: only {n / sample_rate:.2f} s long; scoring needs at least "
+                         f"{MIN_SCORED_SAMPLES / sample_rate:.2f} s")
+    if float(target.abs().max()) <= 10.0 ** (SILENT_MIX_DBFS / 20.0):
+        raise AudioError(f"{where}: the song is silent (no signal above {SILENT_MIX_DBFS:g} dBFS): nothing to score")
 
 
 def model_mixer(model: torch.nn.Module, mode: str = "exact") -> Mixer:
@@ -264,5 +284,6 @@ def evaluate_songs(songs: Sequence, mixer: Mixer | None, sample_rate: int, *, se
     scores: list[Score] = []
     for song in items:
         stems, target, roles = load_song_excerpt(song, sample_rate, seconds)
+        check_scorable(song, target, sample_rate)
         scores += score_systems(song.name, stems, target, roles, sample_rate, mixer, perturbation, seed)
     return scores

@@ -146,9 +146,10 @@ def analysis_audio(audio: torch.Tensor, sample_rate: int, target_rate: int | Non
 
 def load_reference(path: str | Path, sample_rate: int) -> torch.Tensor:
     """A reference mix ``[2, T]`` at ``sample_rate`` (at most :data:`ANALYSIS_SECONDS` analysed)."""
-    from automix.audio import load_audio
+    from automix.audio import check_not_silent, load_audio
 
     ref = load_audio(path, sample_rate=sample_rate, mono_to_stereo=True, downmix=True)
+    check_not_silent(ref)  # a silent reference has no balance or tone to follow
     return torch.from_numpy(np.asarray(ref.samples, dtype=np.float32))
 
 
@@ -322,13 +323,14 @@ def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model: MixModel
 
 
 # ============================================================================ rendering
-def match_settings(stems: Stems, settings: MixSettings) -> torch.Tensor:
+def match_settings(stems: Stems, settings: MixSettings, source: str | None = None) -> torch.Tensor:
     """Strip values ``[S, P]`` for ``stems`` from ``settings``, matched by file name.
 
     Raises
     ------
     SettingsError
-        A stem has no settings or the settings name a stem that is not there.
+        A stem has no settings or the settings name a stem that is not there (the message
+        starts with ``source``, the settings file, when given).
     """
     by_name = {s.file: s for s in settings.stems}
     missing = [f for f in stems.files if f not in by_name]
@@ -339,7 +341,7 @@ def match_settings(stems: Stems, settings: MixSettings) -> torch.Tensor:
             parts.append("no settings for stem(s) " + ", ".join(missing))
         if extra:
             parts.append("settings name stem(s) not given: " + ", ".join(extra))
-        raise SettingsError("settings do not match the stems: " + "; ".join(parts)
+        raise SettingsError((f"{source}: " if source else "") + "settings do not match the stems: " + "; ".join(parts)
                             + " (settings are matched to stems by file name)")
     return torch.stack([by_name[f].values() for f in stems.files])
 
@@ -407,12 +409,15 @@ class MixReport:
 
 
 def _check_outputs(paths: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
+    from automix.outputs import check_output_folder
+
     resolved_inputs = {p.resolve() for p in inputs}
     for p in paths:
         if p.resolve() in resolved_inputs:
             raise OutputExistsError(f"{p} is one of the input stems; choose another output name")
         if p.exists() and not overwrite:
             raise OutputExistsError(f"{p} already exists; pass --overwrite to replace it")
+        check_output_folder(p)
 
 
 def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *,
@@ -483,7 +488,7 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
         values = chosen.strip_values()
     else:
         chosen = settings if isinstance(settings, MixSettings) else load_settings(settings)
-        values = match_settings(stems, chosen)
+        values = match_settings(stems, chosen, source=None if isinstance(settings, MixSettings) else str(settings))
         chosen = MixSettings.from_values(stems.files, [s.role for s in sorted(
             chosen.stems, key=lambda s: stems.files.index(s.file))], values, silent=stems.silent,
             sample_rate=stems.sample_rate, amount_percent=chosen.amount_percent,

@@ -144,13 +144,10 @@ def _frequency_axis(ax) -> None:
 
 def _save_png(fig, path: Path) -> None:
     """Save ``fig`` as PNG atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    try:
+    from automix.outputs import atomic_output
+
+    with atomic_output(path, suffix=".tmp.png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def plot_mix_settings(

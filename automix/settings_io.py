@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,8 +224,16 @@ def load_settings(path: str | Path) -> MixSettings:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-        raise SettingsError(f"{path} is not valid {fmt.upper()}: {exc}".replace("\n", " ")) from None
+        raise SettingsError(f"{path} is not valid {fmt.upper()}: {_parse_problem(exc)}") from None
     return settings_from_dict(data, str(path))
+
+
+def _parse_problem(exc: Exception) -> str:
+    """A parser's complaint on one line: YAML's problem and where (its own text quotes the file)."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def dump_settings(settings: MixSettings, fmt: str = "json") -> str:
@@ -258,16 +264,9 @@ def save_settings(path: str | Path, settings: MixSettings, *, overwrite: bool = 
         raise OutputExistsError(f"{path} is an input; choose another output name")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(dump_settings(settings, fmt))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from automix.outputs import write_text_atomic
+
+    return write_text_atomic(path, dump_settings(settings, fmt))
 
 
 # ------------------------------------------------------------------------- table

@@ -93,8 +93,9 @@ def find_stem_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
             raise AudioError(f"stem {path} does not exist")
     unique = list(dict.fromkeys(p.resolve() for p in files))
     if len(unique) > MAX_STEMS:
+        where = f"{items[0]}: " if len(items) == 1 else ""
         raise AudioError(
-            f"{len(unique)} stems given, but automix mixes at most {MAX_STEMS}; "
+            f"{where}{len(unique)} stems given, but automix mixes at most {MAX_STEMS}; "
             "bounce related stems to groups (e.g. all drum mics to one drum stem) first")
     return [Path(p) for p in unique]
 
@@ -122,8 +123,11 @@ def probe(path: Path) -> tuple[int, int] | None:
     (:func:`automix.audio.load_audio` then says why)."""
     import soundfile as sf
 
+    from automix.audio import quiet_decoder
+
     try:
-        info = sf.info(str(path))
+        with quiet_decoder(path):
+            info = sf.info(str(path))
     except Exception:  # noqa: BLE001 - any unreadable header: load_audio reports it properly
         return None
     return int(info.samplerate), max(int(info.frames), 0)
@@ -171,6 +175,12 @@ def read_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
     known = [h for h in headers if h is not None]
     rate = int(sample_rate) if sample_rate else (common_rate([r for r, _ in known]) if known else 0)
     width = max([n for r, n in known if r == rate], default=0)
+    if known and rate > 0:  # a session too large for this machine is refused before it is read
+        from automix.memory import check_mix_fits
+
+        folders = {p.parent for p in paths}
+        where = str(folders.pop()) if len(folders) == 1 else f"{len(paths)} stems"
+        check_mix_fits(paths, max(int(math.ceil(n * rate / r)) for r, n in known), rate, where)
     gathered = np.zeros((len(paths), 2, width), dtype=np.float32)
     rows: list[np.ndarray] = []  # each kept stem's (2, n) samples: a view of ``gathered`` or its own array
     kept: list[tuple[str, Path]] = []
@@ -186,9 +196,13 @@ def read_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
                                into=row if header is not None and header[0] == rate else None)
         except AudioError as exc:
             row[:] = 0.0  # a file that failed half-way may have written into the row
-            skipped.append((str(path), str(exc)))
-            notes.append(f"skipped {name}: {exc}")
+            reason = str(exc).removeprefix(f"{path}: ")
+            skipped.append((str(path), reason))
+            notes.append(f"skipped {name}: {reason}")
             continue
+        if audio.file_channels > 2:
+            notes.append(f"{name} has {audio.file_channels} channels: folded down to stereo"
+                         + (" (5.1: centre and surrounds at -3 dB, LFE dropped)" if audio.file_channels == 6 else ""))
         samples, sr, peak = audio.samples, int(audio.sample_rate), audio.peak
         if sr != rate:
             samples = np.asarray(resample(samples, sr, rate), dtype=np.float32)
@@ -207,6 +221,8 @@ def read_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
         peaks.append(peak)
         kept.append((name, path))
     if not kept:
+        if len(skipped) == 1:
+            raise AudioError(f"{skipped[0][0]}: {skipped[0][1]}")
         detail = "; ".join(f"{Path(p).name}: {r}" for p, r in skipped)
         raise AudioError(f"none of the {len(paths)} stems could be read ({detail})")
     lengths = [r.shape[-1] for r in rows]
@@ -225,6 +241,9 @@ def read_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
             audio[i, :, : r.shape[-1]] = r
     silent = [bool(p < SILENCE_PEAK_DBFS) for p in peak_db]
     files = [n for n, _ in kept]
+    if all(silent):
+        which = f"{kept[0][1]}: is" if len(kept) == 1 else f"all {len(kept)} stems ({', '.join(files)}) are"
+        raise AudioError(f"{which} silent (no signal above {SILENCE_PEAK_DBFS:g} dBFS): nothing to mix")
     for name, s in zip(files, silent):
         if s:
             notes.append(f"{name} is silent: left untouched")

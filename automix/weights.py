@@ -5,6 +5,7 @@ understands; each model's loader then checks its own format on the returned dict
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,24 @@ def read_weights(path: str | Path, what: str, hint: str = "") -> dict[str, Any]:
         raise ModelError(f"no {what} weights at {path}" + (f"; {hint}" if hint else ""))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickle with code, truncated download...
-        raise ModelError(f"cannot read {what} weights {path}: {exc.__class__.__name__}: {exc}") from None
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise ModelError(
+                f"cannot read {what} weights {path}: refused, it holds Python objects besides weights, which "
+                f"could run code when loaded (automix loads plain weights only; use a {what} checkpoint "
+                "written by automix)") from None
+        raise ModelError(f"cannot read {what} weights {path}: the file is corrupt or truncated "
+                         f"({_first_line(exc)})") from None
+    except Exception as exc:  # corrupt file, truncated download, not a torch file...
+        raise ModelError(f"cannot read {what} weights {path}: the file is corrupt, truncated or not a PyTorch "
+                         f"checkpoint ({_first_line(exc)})") from None
     if not isinstance(payload, dict):
         raise ModelError(f"{path} is not an automix {what} checkpoint")
     return payload
+
+
+def _first_line(exc: Exception) -> str:
+    """The first sentence of ``exc``'s message, on one line (torch's own messages run to many lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    first = text.split(". ")[0].rstrip(".")
+    return first[:160]

@@ -66,12 +66,25 @@ def _app(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Console-script entry point (``automix-train``)."""
+    """Console-script entry point (``automix-train``).
+
+    Ctrl-C (SIGINT) and SIGTERM stop the run where it is: checkpoints are written atomically,
+    so the last one stays whole and no temporary file is left; one line is printed and the
+    exit status is 130 / 143. Running the same command again resumes from ``last.pt``.
+    """
+    from automix import interrupts
+
     if int(os.environ.get("RANK", "0")) > 0:
         # Under torchrun only rank 0 writes the run folder; the trainer broadcasts its path.
         sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=disabled",
                      "hydra/hydra_logging=disabled"]
-    _app()
+    try:
+        with interrupts.stop_on_signals():
+            _app()
+    except KeyboardInterrupt as exc:
+        print(interrupts.message("automix-train", exc, "the last checkpoint is intact; run the same "
+                                 "command again to resume from it"), file=sys.stderr, flush=True)
+        raise SystemExit(interrupts.exit_status(exc)) from None
 
 
 if __name__ == "__main__":

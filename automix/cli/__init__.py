@@ -3,13 +3,15 @@
 Each sub-command lives in its own module ``automix.cli.<name>`` exposing
 ``register(subparsers)`` (adds its parser, cheap: no heavy imports at module top)
 and ``run(args) -> int``. Library errors (:class:`automix.errors.AutomixError`)
-become one line on stderr and exit status 2, never a traceback.
+and file-system refusals become one line on stderr and exit status 2, never a traceback;
+Ctrl-C and SIGTERM one line and status 130 / 143 (:mod:`automix.interrupts`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import NoReturn
 
@@ -61,14 +63,32 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from automix import interrupts
+
     try:
-        return int(args._run(args) or 0)
+        with interrupts.stop_on_signals():
+            return int(args._run(args) or 0)
     except AutomixError as exc:
-        print(f"automix: error: {exc}", file=sys.stderr)
+        print(f"automix: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("automix: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every writer has removed its temporary file
+        print(interrupts.message("automix", exc), file=sys.stderr)
+        return interrupts.exit_status(exc)
+    except OSError as exc:  # the file system refused something no writer words itself: still one line
+        from automix.outputs import os_error_message
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"automix: error: {where}{os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("automix: error: out of memory (close other programs, or work on shorter files or fewer stems)",
+              file=sys.stderr)
+        return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (a parser's multi-line message folded at its line breaks)."""
+    return re.sub(r"\s*\n\s*", " ", str(exc)).strip()
 
 
 def exit_now(code: int) -> NoReturn:

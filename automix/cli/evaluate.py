@@ -48,18 +48,21 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
     import os
+    import sys
     from dataclasses import asdict
     from pathlib import Path
 
     import torch
 
+    from automix.audio import check_output_path
     from automix.data.layout import scan_folder, scan_musdb
-    from automix.errors import OutputExistsError
     from automix.evaluation import SYSTEMS, evaluate_songs, model_mixer, summarize
 
+    songs = scan_folder(args.data_dir) if args.layout == "folder" else scan_musdb(args.data_dir, "test")
     out = Path(args.json) if args.json else None
-    if out is not None and out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    if out is not None:  # before the minutes of scoring: never a song's file, not over a file unasked
+        inputs = [p for s in songs for p in (*s.stems, *([s.mix] if s.mix else []))]
+        check_output_path(out, overwrite=args.overwrite, inputs=inputs)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     mixer, sample_rate = None, args.sample_rate
     if not args.baselines_only:
@@ -69,9 +72,8 @@ def run(args: argparse.Namespace) -> int:
         mixer = model_mixer(model)
         sample_rate = sample_rate or int(info.get("sample_rate", 44100))
     sample_rate = sample_rate or 44100
-    songs = scan_folder(args.data_dir) if args.layout == "folder" else scan_musdb(args.data_dir, "test")
     scores = evaluate_songs(songs, mixer, sample_rate, seconds=args.seconds or None, seed=args.seed,
-                            progress=True)
+                            progress=sys.stderr.isatty())
     systems = [s for s in SYSTEMS if any(x.system == s for x in scores)]
     table = {(x.song, x.system): x for x in scores}
     width = max(12, *(len(s.name) for s in songs))
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         payload = {"data_dir": str(args.data_dir), "model": args.model, "sample_rate": sample_rate,
                    "seconds": args.seconds, "seed": args.seed, "summary": summary,
                    "songs": [asdict(x) for x in scores]}
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, out)
+        from automix.outputs import write_text_atomic
+
+        write_text_atomic(out, json.dumps(payload, indent=2))
     return 0

@@ -119,6 +119,10 @@ def run(args) -> int:
     from automix.mastering.album import master_album
 
     options = _options(args)
+    if options.model is not None and str(options.model) != "auto":  # a damaged file is named even when unused
+        from automix.mastering.model import load_model
+
+        load_model(options.model)
     progress = not args.quiet and sys.stderr.isatty()
     dither = not args.no_dither
     if args.album or len(args.mixes) > 1:

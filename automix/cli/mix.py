@@ -47,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from automix.errors import OutputExistsError
+    from automix.outputs import check_output_folder
 
     if Path(args.output).exists() and not args.overwrite:  # say so before minutes of reading
         raise OutputExistsError(f"{args.output} already exists; pass --overwrite to replace it")
+    check_output_folder(args.output)
     mixing, stems = read_stems_while_importing(args.stems, args.sample_rate)
     report = mixing.mix(stems, args.output, model=args.model, amount_percent=args.amount,
                         group_trims_db=group_trims(args), reference=args.reference, stems_out=args.stems_out,

@@ -33,11 +33,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from automix.errors import OutputExistsError
     from automix.mixing import mix
+    from automix.outputs import check_output_folder
     from automix.settings_io import load_settings
 
     settings = load_settings(args.settings)  # validate before reading any audio
-    report = mix(args.stems, args.output, settings=settings, stems_out=args.stems_out,
+    if Path(args.output).exists() and not args.overwrite:
+        raise OutputExistsError(f"{args.output} already exists; pass --overwrite to replace it")
+    check_output_folder(args.output)
+    report = mix(args.stems, args.output, settings=args.settings, stems_out=args.stems_out,
                  settings_out=args.settings_out, sample_rate=args.sample_rate or settings.sample_rate,
                  subtype=SUBTYPES[args.bit_depth], overwrite=args.overwrite, master=master_options(args),
                  session_out=args.session, plot_out=args.plot, progress=not args.quiet and sys.stderr.isatty())

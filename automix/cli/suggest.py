@@ -44,6 +44,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from automix.errors import OutputExistsError
     from automix.mixing import plot_settings, suggest, write_session
+    from automix.outputs import check_output_folder
     from automix.settings_io import format_table, save_settings
 
     out = Path(args.output)
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     for p in paths + extra:
         if p.exists() and not args.overwrite:
             raise OutputExistsError(f"{p} already exists; pass --overwrite to replace it")
+        check_output_folder(p)
     settings, stems = suggest(args.stems, model=args.model, amount_percent=args.amount,
                               group_trims_db=group_trims(args), reference=args.reference,
                               sample_rate=args.sample_rate)

@@ -24,7 +24,7 @@ import torch
 
 from automix.dsp.dc import DC_CUTOFF_HZ, dc_offset
 from automix.dsp.params import MASTERING
-from automix.errors import AudioError, MasteringError, SettingsError
+from automix.errors import AudioError, AutomixError, MasteringError, SettingsError
 from automix.loudness import WARN_DC_OFFSET
 from automix.mastering.chain import ChainSettings, render_chain
 from automix.mastering.landing import Landing, land_loudness
@@ -552,6 +552,7 @@ def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any 
     MasterResult (with ``output_path``, ``report_paths``, ``preview_paths``).
     """
     from automix.audio import check_output_path
+    from automix.memory import check_master_fits
 
     opts = _options_from_kwargs(options, kwargs)
     opts.validate()
@@ -561,6 +562,7 @@ def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any 
     mix_path = Path(mix)
     ref_paths = _as_paths(reference)
     output = check_output_path(output, overwrite=overwrite, inputs=[mix_path, *ref_paths])
+    check_master_fits(mix_path)  # a file too long for this machine's memory is refused before it is read
     if opts.reference_weights is not None and len(opts.reference_weights) != len(ref_paths):
         raise SettingsError(f"{len(opts.reference_weights)} reference weights given for {len(ref_paths)} references")
     bar = _progress_bar(progress, total=6, desc=mix_path.name)
@@ -571,7 +573,13 @@ def master(mix: str | os.PathLike, output: str | os.PathLike, *, reference: Any 
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(lambda: [_load_reference(p, f"reference {i + 1}") for i, p in enumerate(ref_paths)])
             samples, rate = _load(mix_path)
-            measured = pending.result()
+            try:
+                measured = pending.result()
+            except AutomixError as exc:  # name the file, not its place in the list
+                text = str(exc)
+                for i, p in enumerate(ref_paths):
+                    text = text.replace(f"reference {i + 1}:", f"{p}:")
+                raise type(exc)(text) from None
         refs = [p for p, _ in measured]
         ref_warnings = [w for _, notes in measured for w in notes]
         reload = None

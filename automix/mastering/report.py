@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,19 +19,9 @@ def atomic_write_bytes(path: Path, data: bytes, overwrite: bool) -> Path:
     """Write ``data`` to ``path`` via a temporary file + :func:`os.replace` (refuses to replace unless ``overwrite``)."""
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from automix.outputs import write_bytes_atomic
+
+    return write_bytes_atomic(path, data)
 
 
 def report_dict(result: Any, input_path: Path | None = None, reference_paths: Sequence[Path] = ()) -> dict:
