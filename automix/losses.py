@@ -321,12 +321,30 @@ def loudness_spread_db(x: Tensor, sample_rate: int, gate_db: float = -30.0) -> T
     return (var + 1e-6).sqrt()
 
 
-def crest_factor_db(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """Peak-to-RMS ratio (dB) of (..., C, T), over all channels -> (...)."""
-    flat = x.float().flatten(-2)
-    peak = flat.abs().amax(-1)
-    mean_square = flat.square().mean(-1)  # no sqrt: its gradient is infinite for a silent stem
-    return 20.0 * torch.log10(peak + eps) - 10.0 * torch.log10(mean_square + eps * eps)
+def crest_factor_db(x: Tensor, sample_rate: int | None = None, block_ms: float = 400.0, gate_db: float = -30.0,
+                    eps: float = 1e-8) -> Tensor:
+    """Crest factor (peak-to-RMS ratio, dB) of (..., C, T), over all channels -> (...).
+
+    With ``sample_rate``, the mean crest factor of the signal's ``block_ms`` blocks that are
+    within ``gate_db`` of its loudest block (how peaky each note and hit is, as
+    :func:`automix.mix_metrics.crest_distance_db` measures it); without, of the whole signal.
+    """
+    x = x.float()
+    if sample_rate is None:
+        peak, mean_square = x.abs().amax((-2, -1)), x.square().mean((-2, -1))
+        # no sqrt: its gradient is infinite for a silent stem
+        return 20.0 * torch.log10(peak + eps) - 10.0 * torch.log10(mean_square + eps * eps)
+    block = max(1, int(round(block_ms * 1e-3 * sample_rate)))
+    n = x.shape[-1] // block
+    if n < 1:
+        return crest_factor_db(x)
+    blocks = x[..., : n * block].unflatten(-1, (n, block))  # (..., C, n, block)
+    peak = blocks.abs().amax(-1).amax(-2)  # (..., n)
+    mean_square = blocks.square().mean(-1).mean(-2)
+    level = 10.0 * torch.log10(mean_square + eps * eps)
+    crest = 20.0 * torch.log10(peak + eps) - level
+    keep = (level > level.amax(-1, keepdim=True) + gate_db).float()
+    return (crest * keep).sum(-1) / keep.sum(-1).clamp_min(1)
 
 
 class DynamicsLoss(nn.Module):
@@ -351,7 +369,7 @@ class DynamicsLoss(nn.Module):
         loss = self.spread_weight * (loudness_spread_db(pred.mix, sr) - loudness_spread_db(pred.target_mix, sr)).abs().mean()
         if self.crest_weight and pred.target_stems is not None:
             valid = (pred.mask & (kweighted_loudness_db(pred.target_stems, sr) > self.silence_lufs)).float()
-            error = (crest_factor_db(pred.stems) - crest_factor_db(pred.target_stems)).abs()
+            error = (crest_factor_db(pred.stems, sr) - crest_factor_db(pred.target_stems, sr)).abs()
             loss = loss + self.crest_weight * (error * valid).sum() / valid.sum().clamp_min(1)
         return loss
 

@@ -82,6 +82,13 @@ def test_loudness_spread_and_crest_factor_against_numpy():
     assert float(crest_factor_db(torch.from_numpy(np.stack([sine, sine])).float())) == pytest.approx(3.01, abs=0.02)
     square = np.sign(sine)
     assert float(crest_factor_db(torch.from_numpy(np.stack([square, square])).float())) == pytest.approx(0.0, abs=0.05)
+    # per 400 ms block: decaying hits (peak at each onset) against numpy's block peaks and RMS
+    hits = (sine * np.exp(-((t % 0.4) / 0.05))).astype(np.float32)
+    blocks = hits[: 10 * int(0.4 * SR)].reshape(10, -1)
+    expected = np.mean(20 * np.log10(np.abs(blocks).max(1)) - 10 * np.log10((blocks ** 2).mean(1)))
+    ours = float(crest_factor_db(torch.from_numpy(np.stack([hits, hits])), SR))
+    assert ours == pytest.approx(expected, abs=0.05)
+    assert ours > 8.0
     # a tone alternating between two levels 12 dB apart every second: spread close to 6 dB
     gain = np.where((t // 1.0) % 2 == 0, 1.0, 10 ** (-12 / 20))
     x = np.stack([sine * gain] * 2).astype(np.float32)

@@ -67,6 +67,12 @@ class MultitrackData:
     reference_probability : float
         Share of training steps on which the model also gets a reference mix (another
         excerpt of the same song's target), so that it learns to follow a reference.
+    scramble : Perturbation or None
+        With ``raw_like``: the old un-mixing task's perturbation, applied to the ORIGINAL
+        stems on a share ``scramble_probability`` of the training steps (one model for
+        stems that arrive normalised and stems that arrive roughly balanced).
+    scramble_probability : float
+        Share of training steps (drawn per batch) that train the un-mixing task.
     """
 
     root: str | Sequence[str]
@@ -86,6 +92,8 @@ class MultitrackData:
     split_seed: int = 0
     reference_probability: float = 0.0
     raw_like: RawLike | None = None
+    scramble: Perturbation | None = None
+    scramble_probability: float = 0.0
 
     def __post_init__(self) -> None:
         spec = self.raw_like
