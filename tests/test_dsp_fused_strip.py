@@ -127,3 +127,31 @@ def test_vectorised_exp_and_log_match_numpy():
     kernels.log_inplace(out, p.size)
     ref = np.log(p)
     assert np.all(np.abs(out - ref) <= 4e-16 * np.maximum(1.0, np.abs(ref)))
+
+
+def test_silent_tail_leaves_exact_zeros_not_subnormals():
+    # A stem that stops (digital silence for 3 s after a note): the EQ recursions and the
+    # compressor's release decay toward zero. Left alone they end in float64 subnormals,
+    # which x86 computes ~100x slower (a stem with a silent outro made whole renders
+    # several times slower); the kernel sets states below -400 dBFS to exact zero.
+    n_note, n_tail = SR // 5, 3 * SR
+    t = np.arange(n_note) / SR
+    note = 0.5 * np.sin(2 * np.pi * 55.0 * t) * np.exp(-3.0 * t)
+    x = np.zeros((1, 2, 2, n_note + n_tail))
+    x[..., :n_note] = note
+    x = torch.from_numpy(x)
+    strip, _ = _active_settings(1, 2, seed=3)
+    strip[..., STRIP.index("eq.hpf.freq_hz")] = 20.0  # poles near 1: the slowest decay
+    strip[..., STRIP.index("eq.hpf.mix")] = 1.0
+    renderer = BlockRenderer(strip, SR, reuse_buffers=True)
+    with torch.no_grad():
+        fused = renderer.process(x.float())
+    states, gains = renderer._strip_state
+    assert np.all(states == 0.0)  # not 1e-200, not subnormal
+    assert np.all((gains == 0.0) | (np.abs(gains) >= kernels.STATE_FLOOR))  # a slow release may still be on its way
+    tail = fused.stems[..., -SR:]
+    assert torch.all(tail == 0)
+    # and the sound is the differentiable path's (the zeroed states were below 1e-20)
+    diff = render_mix(x, strip.clone().requires_grad_(), SR)
+    assert float(fused.mix.abs().max()) > 0.05
+    assert torch.max(torch.abs(fused.stems.double() - diff.stems.detach())) < 1e-6

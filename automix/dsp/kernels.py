@@ -425,8 +425,9 @@ def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y) -> Non
     inside :func:`slp_vectorisation`.
 
     The groups are shared out over the usable CPUs by Python threads (the compiled kernel
-    runs without the GIL), not by a Numba ``prange``: the parallel-loop compilation cost 8 s
-    of a first run's 18 s of compiling, for the same static split of groups.
+    runs without the GIL) in the static split a Numba ``prange`` made, so the results are
+    the same; unlike a ``prange`` this never starts Numba's OpenMP pool, which resets
+    torch's thread count (see :func:`pin_threads`).
     """
     n_groups = (x.shape[0] * x.shape[1] + LANES - 1) // LANES
     workers = min(_usable_cpus(), n_groups)
