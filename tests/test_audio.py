@@ -395,3 +395,24 @@ def test_load_into_a_row_of_a_larger_array_decodes_in_place(tmp_path, ext, subty
     short = np.zeros((2, 1000), dtype=np.float32)
     got = load_audio(stereo, into=short)
     assert not np.shares_memory(got.samples, short) and np.all(short == 0) and got.samples.shape == x.shape
+
+
+@pytest.mark.parametrize("channels", [2, 1, 3])
+def test_float_file_tail_below_240_dbfs_reads_as_exact_zeros(tmp_path, channels):
+    # A 32-bit float export's fade-out decays smoothly through -240 dBFS into subnormals
+    # (the DAW does not stop at a bit depth). Those samples are read as zeros (they slow
+    # every later stage ~100x on x86); everything louder is exactly libsndfile's value.
+    sr = 48000
+    t = np.arange(2 * sr) / sr
+    tone = 0.5 * np.sin(2 * np.pi * 440.0 * t) * np.exp(-t / 0.01)  # -1 dB per ms: reaches 1e-45
+    x = np.stack([tone * (1.0 - 0.1 * c) for c in range(channels)]).astype(np.float32)
+    assert np.count_nonzero((x != 0) & (np.abs(x) < np.finfo(np.float32).tiny)) > 100  # subnormals present
+    path = tmp_path / "tail.wav"
+    sf.write(path, x.T, sr, subtype="FLOAT")
+    ref = sf.read(path, dtype="float32", always_2d=True)[0].T
+    got = load_audio(path, mono_to_stereo=False, downmix=False).samples if channels <= 2 else \
+        audio._read_planar(path)[0]
+    keep = np.abs(ref) >= 2.0**-40
+    assert np.array_equal(got[keep], ref[keep])
+    assert np.all(got[~keep] == 0.0) and np.count_nonzero(~keep) > 1000
+    assert np.max(np.abs(got - ref)) < 1e-12
