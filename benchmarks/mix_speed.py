@@ -15,7 +15,8 @@ drum-like bursts, bass and chord tones, noise pads, so the compressor and EQ rea
 Prints both ratios (target: ``automix mix`` / I/O floor <= 3). The machine is shared and
 noisy, so each measurement is repeated (interleaved) and the best time is kept.
 
-Usage: ``python benchmarks/mix_speed.py [--minutes 3.5] [--stems 8] [--repeats 2] [--model PATH]``
+Usage: ``python benchmarks/mix_speed.py [--minutes 3.5] [--stems 8] [--repeats 2] [--model PATH]``;
+``--long [--minutes 12 3] [--stems 16]``: peak RSS of long, large sessions (``benchmarks/mix_long.py``).
 """
 from __future__ import annotations
 
@@ -88,7 +89,19 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def long_sessions(argv: list[str]) -> int:
+    """``--long``: peak RSS of 12-minute, 16-stem sessions (``benchmarks/mix_long.py``, its options)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from mix_long import main as mix_long_main
+
+    mix_long_main([a for a in argv if a != "--long"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--long" in argv:
+        return long_sessions(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.5)
     parser.add_argument("--stems", type=int, default=8)
