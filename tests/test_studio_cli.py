@@ -29,9 +29,12 @@ def test_serves_the_song_on_loopback_and_stops_on_ctrl_c(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(url + "api/stems/..%2F..%2Fsecret/eq", timeout=30)
         assert err.value.code == 404
+        with urllib.request.urlopen(url + "api/audio/edit.wav", timeout=60) as r:
+            assert r.read(4) == b"RIFF"
     finally:
         rest = stop_studio(proc)
     assert "Traceback" not in rest
+    assert "studio: edit: rendered and encoded in" in rest  # the latency of every preview is printed
 
 
 def test_not_a_folder_is_one_line_and_status_2(tmp_path, capsys):

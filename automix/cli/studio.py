@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"studio: {len(session.stems.files)} stems, exports to {session.out_dir}", flush=True)
         print(f"studio: open {url}  (Ctrl-C stops)", flush=True)
 
-    serve(session, args.host, port, open_browser=not args.no_open, announce=announce)
+    def log(line: str) -> None:
+        print(f"studio: {line}", flush=True)
+
+    serve(session, args.host, port, open_browser=not args.no_open, announce=announce, log=log)
     print("studio: stopped", flush=True)
     return 0

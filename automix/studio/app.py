@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,7 +47,8 @@ def _spec_dict(spec) -> dict[str, Any]:
             "description": spec.description}
 
 
-def create_app(session: StudioSession, allowed_hosts: list[str] | None = None) -> FastAPI:
+def create_app(session: StudioSession, allowed_hosts: list[str] | None = None,
+               log: Callable[[str], None] | None = None) -> FastAPI:
     """The studio's ASGI app for ``session``.
 
     Parameters
@@ -57,6 +58,8 @@ def create_app(session: StudioSession, allowed_hosts: list[str] | None = None) -
         Host names the page may be reached under (default ``127.0.0.1``, ``localhost``; the
         test client's ``testserver``): other ``Host`` headers are refused, so a web page
         elsewhere cannot reach the studio through a rebound DNS name.
+    log : callable, optional
+        Receives a line per rendered preview (version, milliseconds, stems re-processed).
     """
     app = FastAPI(title="automix studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware,
@@ -152,13 +155,18 @@ def create_app(session: StudioSession, allowed_hosts: list[str] | None = None) -
                                 status_code=404)
         started = time.perf_counter()
         with session.lock:
+            renders = session.renderer.renders
             take = session.take(version, master)
+            renders = session.renderer.renders - renders
             start_s = session.renderer.region.start / session.stems.sample_rate
             revision = session.revision
         body = wav_bytes(take.audio, session.stems.sample_rate)
+        ms = 1000 * (time.perf_counter() - started)
+        if log is not None:
+            log(f"{version}{' (mastered)' if master else ''}: rendered and encoded in {ms:.0f} ms, "
+                f"{renders} stem{'' if renders == 1 else 's'} re-processed")
         headers = {**no_store, "X-Revision": str(revision), "X-Region-Start-S": f"{start_s:.6f}",
-                   "X-Loudness-LUFS": f"{take.loudness_lufs:.3f}",
-                   "X-Render-Ms": f"{1000 * (time.perf_counter() - started):.1f}"}
+                   "X-Loudness-LUFS": f"{take.loudness_lufs:.3f}", "X-Render-Ms": f"{ms:.1f}"}
         return Response(body, media_type="audio/wav", headers=headers)
 
     @app.get("/api/levels")

@@ -56,11 +56,11 @@ def _can_open_browser() -> bool:
 
 
 def serve(session, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, open_browser: bool = False,
-          announce: Callable[[str], None] = print) -> None:
+          announce: Callable[[str], None] = print, log: Callable[[str], None] | None = None) -> None:
     """Serve the studio for ``session`` until Ctrl-C (SIGINT) or SIGTERM; returns after a clean stop.
 
     ``announce`` receives the page's address once the socket listens (connections made from
-    then on are answered as soon as the server runs).
+    then on are answered as soon as the server runs); ``log`` a line per rendered preview.
     """
     import uvicorn
 
@@ -70,8 +70,10 @@ def serve(session, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, open_br
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{actual}/"
-    allowed = list(dict.fromkeys([host, "127.0.0.1", "localhost", "::1"]))
-    app = create_app(session, allowed_hosts=allowed)
+    # on loopback only this machine's names are accepted (a page elsewhere cannot reach the studio
+    # through a DNS name rebound to 127.0.0.1); on another address the user chose to be reachable
+    allowed = ["127.0.0.1", "localhost", host] if is_loopback(host) else ["*"]
+    app = create_app(session, allowed_hosts=allowed, log=log)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     server = uvicorn.Server(config)
     announce(url)

@@ -314,7 +314,6 @@ const meter = studio.meter = {
     if (!player.playing) return;
     this.spec.getFloatFrequencyData(this.freq);
     const nyq = this.ctx.sampleRate / 2, bins = this.freq.length;
-    g.strokeStyle = `var(--${player.active === "automix" ? "auto" : player.active === "reference" ? "ref" : player.active})`;
     g.strokeStyle = { raw: "#9e9e9e", automix: "#81c784", edit: "#4fc3f7", reference: "#ce93d8" }[player.active];
     g.beginPath();
     for (let x = 0; x < w; x++) {
