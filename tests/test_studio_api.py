@@ -402,3 +402,12 @@ def test_reference_is_a_fourth_version(session, tmp_path):
         assert np.allclose(audio[:, : ref.shape[1]], ref, atol=1e-7) and not np.any(audio[:, ref.shape[1]:])
         levels = c.get("/api/levels").json()["versions"]
         assert set(levels) == {"raw", "automix", "edit", "reference"}
+
+
+def test_export_into_a_blocked_folder_is_one_clear_line(client, session):
+    session.out_dir.mkdir(parents=True, exist_ok=True)
+    (session.out_dir / "blocked").write_text("a file where a folder would go")
+    r = client.post("/api/export", json={"name": "blocked/take", "items": ["settings", "mix"]})
+    assert r.status_code == 422
+    assert "is a file, not a folder" in r.json()["error"] and "\n" not in r.json()["error"]
+    assert (session.out_dir / "blocked").read_text() == "a file where a folder would go"

@@ -168,6 +168,13 @@ class StudioSession:
         if reference is not None:
             ref_audio = mixing.load_reference(reference, stems.sample_rate).numpy()
         out = Path(out_dir) if out_dir is not None else song_dir / OUTPUT_FOLDER
+        from automix.errors import OutputError
+        from automix.outputs import check_output_folder
+
+        try:
+            check_output_folder(out / "settings.json")
+        except OutputError as exc:
+            notes.append(f"exports will fail: {exc} (start the studio with --out DIR)")
         return cls(stems, values, song_dir=song_dir, out_dir=out, reference=ref_audio,
                    reference_path=Path(reference) if reference is not None else None,
                    master_target=master_target or "spotify", model_name=settings.model,
@@ -477,9 +484,6 @@ class StudioSession:
 
         Returns ``{"folder": ..., "files": [...], "notes": [...]}``.
         """
-        from automix import mixing
-        from automix.settings_io import save_settings
-
         wanted = list(dict.fromkeys(items or []))
         unknown = [w for w in wanted if w not in EXPORT_ITEMS]
         if not wanted or unknown:
@@ -487,7 +491,11 @@ class StudioSession:
                                 + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else ""))
         if not isinstance(overwrite, bool):
             raise SettingsError("overwrite must be true or false")
+        from automix.errors import OutputError
+        from automix.outputs import check_output_folder
+
         folder = safe_subpath(self.out_dir, name)
+        check_output_folder(folder / "settings.json")  # a read-only or blocked folder: one line, nothing done
         inputs = [p.resolve() for p in self.stems.paths]
         if self.reference_path is not None:
             inputs.append(self.reference_path.resolve())
@@ -503,6 +511,19 @@ class StudioSession:
         notes: list[str] = []
         if any(self.mute) or any(self.solo):
             notes.append("mute and solo are for listening: the exports hold every stem")
+        try:
+            self._export(folder, wanted, settings, overwrite, inputs, files, notes)
+        except OSError as exc:  # what the writers do not word themselves
+            from automix.outputs import os_error_message
+
+            raise OutputError(f"{folder}: cannot be written: {os_error_message(exc)}") from None
+        return {"folder": str(folder), "files": [str(f) for f in files], "notes": notes}
+
+    def _export(self, folder: Path, wanted: list[str], settings, overwrite: bool, inputs: list[Path],
+                files: list[Path], notes: list[str]) -> None:
+        from automix import mixing
+        from automix.settings_io import save_settings
+
         if "settings" in wanted:
             for suffix in (".json", ".yaml"):
                 files.append(save_settings(folder / f"settings{suffix}", settings, overwrite=overwrite,
@@ -524,7 +545,6 @@ class StudioSession:
             files += report.stems_out
             files += [p for p in (report.session_path, report.master_path) if p is not None]
             notes += [n for n in report.notes if n not in self.stems.notes]
-        return {"folder": str(folder), "files": [str(f) for f in files], "notes": notes}
 
 
 def _number(value: Any, what: str) -> float:
