@@ -184,7 +184,10 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
         ref = ref[None]
     roles = torch.tensor([[stems.roles[i] for i in active]])
     model.eval()
-    with torch.no_grad():
+    from automix.audio import usable_cpus
+    from automix.model.features import items_on_threads
+
+    with torch.no_grad(), items_on_threads(usable_cpus()):  # one stem per CPU, torch single-threaded
         feats = model.analyse(x[None], rate, None, ref)
         pred = model.predict(feats, roles)[0]
     # the peaks measured while reading (else one pass over every stem)

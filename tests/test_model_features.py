@@ -164,3 +164,28 @@ def test_every_role_has_a_group():
     assert group_of_role("kick") == "drums" and group_of_role("lead") == "music"
     with pytest.raises(ValueError):
         group_of_role("banana")
+
+
+def test_features_of_stems_on_threads_equal_the_plain_analysis():
+    # automix mix analyses long stems one per CPU with torch single-threaded
+    # (items_on_threads); the features are those of the plain analysis up to rounding.
+    from automix.model.features import audio_features, items_on_threads
+
+    sr = 48000
+    rng = np.random.default_rng(5)
+    t = np.arange(12 * sr) / sr
+    stems = np.stack([
+        np.stack([0.3 * np.sin(2 * np.pi * f * t) * (1 + np.sin(2 * np.pi * 0.5 * t)),
+                  0.2 * np.sin(2 * np.pi * f * t + 0.3) + 0.01 * rng.standard_normal(t.size)])
+        for f in (55.0, 220.0, 880.0)]).astype(np.float32)
+    stems[2, :, 4 * sr:] = 0.0  # a stem that stops: silence is analysed the same way too
+    x = torch.from_numpy(stems)
+    plain = audio_features(x, sr)
+    threads = torch.get_num_threads()
+    with items_on_threads(2):
+        assert torch.get_num_threads() == 1
+        threaded = audio_features(x, sr)
+    assert torch.get_num_threads() == threads
+    assert plain.shape == threaded.shape == (3, N_FEATURES)
+    assert float(plain.abs().max()) > 0.5  # real values, not all zeros
+    assert torch.max(torch.abs(plain - threaded)) < 1e-5

@@ -26,7 +26,10 @@ values in musician units come from :func:`describe`.
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Iterator
 
 import torch
 import torchaudio.functional as AF
@@ -139,7 +142,8 @@ def loudness_lufs(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 def _loudness_and_blocks(x: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     spec, hop = _spectrogram(x, sample_rate)
-    power = torch.view_as_real(spec).square().sum(-1)
+    squares = torch.view_as_real(spec).square()
+    power = squares[..., 0] + squares[..., 1]  # not .sum(-1): torch reduces a length-2 axis 4x slower
     *_, k_weight, _, _ = _analysis_setup(sample_rate, str(x.device))
     # K-weighted mean square per frame, summed over channels (BS.1770 channel weights 1).
     frame_ms = (power @ k_weight).sum(-2)  # [..., frames]
@@ -154,6 +158,43 @@ def _loudness_and_blocks(x: torch.Tensor, sample_rate: int) -> tuple[torch.Tenso
     silent = gate.sum(-1) == 0
     lufs = torch.where(silent, torch.full_like(lufs, SILENCE_LUFS), lufs.clamp_min(SILENCE_LUFS))
     return lufs, block_lufs, gate, spec, power
+
+
+def _cross_energy(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``Re sum(left * conj(right))`` over the last two axes, ``[...]``.
+
+    For one signal (how :func:`audio_features` analyses long ones) a dot product, without a
+    product spectrogram in memory (0.6 ms instead of 34 ms for 30 s of stereo at 48 kHz);
+    batches as before (their sums rounded the same way as ever).
+    """
+    if left.dim() == 2:
+        return torch.vdot(right.reshape(-1), left.reshape(-1)).real
+    return (left * right.conj()).real.sum(dim=(-1, -2))
+
+
+_ITEMS = threading.local()
+
+
+@contextmanager
+def items_on_threads(workers: int) -> Iterator[None]:
+    """Inside, :func:`audio_features` analyses the items of a batch (the stems of a song) on
+    ``workers`` Python threads, with torch single-threaded.
+
+    Each item's analysis is a few dozen small tensor operations; torch splits each over its
+    threads and waits for all of them at the end of every operation, and on a busy machine
+    (threads descheduled) that waiting cost 3x the CPU time and 4x the wall time of the
+    analysis. One item per thread has no such wait. Used by :func:`automix.mixing.predict_strip`;
+    training keeps torch's own threading (the results differ only in rounding).
+    """
+    previous_workers = getattr(_ITEMS, "workers", 1)
+    previous_threads = torch.get_num_threads()
+    _ITEMS.workers = max(1, int(workers))
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        _ITEMS.workers = previous_workers
 
 
 #: Signals longer than this many samples (all channels) are analysed one at a time: the
@@ -180,7 +221,15 @@ def audio_features(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     x = x.float()
     if x.dim() > 2 and x.shape[:-2].numel() > 1 and x.shape[-1] * x.shape[-2] > _ONE_AT_A_TIME_SAMPLES:
         items = x.reshape(-1, *x.shape[-2:])
-        return torch.stack([_features(item, sample_rate) for item in items]).reshape(*x.shape[:-2], N_FEATURES)
+        workers = min(getattr(_ITEMS, "workers", 1), len(items))
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="features") as pool:
+                feats = list(pool.map(lambda item: _features(item, sample_rate), items))
+        else:
+            feats = [_features(item, sample_rate) for item in items]
+        return torch.stack(feats).reshape(*x.shape[:-2], N_FEATURES)
     return _features(x, sample_rate)
 
 
@@ -214,7 +263,7 @@ def _features(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
     # Crest factor: sample peak over the RMS of the active part (mean square from the
     # spectrogram, Parseval; a Hann window at 50 % overlap sums to 1.5x its energy).
-    peak = x.abs().amax(dim=(-1, -2))
+    peak = torch.maximum(x.amax(dim=(-1, -2)), -x.amin(dim=(-1, -2)))  # no |x| copy
     channel_energy = power.sum(dim=(-1, -2))  # [..., C]
     n_fft = fft_size(sample_rate)
     mean_square = channel_energy.mean(-1) / (0.375 * n_fft * x.shape[-1])
@@ -223,7 +272,7 @@ def _features(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     # Stereo image from the per-channel energies and the cross spectrum.
     if x.shape[-2] >= 2:
         e_l, e_r = channel_energy[..., 0], channel_energy[..., 1]
-        cross = (spec[..., 0, :, :] * spec[..., 1, :, :].conj()).real.sum(dim=(-1, -2))
+        cross = _cross_energy(spec[..., 0, :, :], spec[..., 1, :, :])
     else:
         e_l = e_r = cross = channel_energy[..., 0]
     e_mid = 0.25 * (e_l + e_r + 2 * cross)
