@@ -52,27 +52,36 @@ _GROUP_OF_ROLE: dict[str, str] = {
 # Keyword patterns, tried in order; the first that matches a token decides. Order
 # matters: "bass drum" is a kick, "synth bass" is bass, "backing vocal" is not lead.
 _PATTERNS: tuple[tuple[str, str], ...] = (
-    ("kick", r"kick|kik|bass ?drum|bd|bassdrum|808 ?kick"),
-    ("snare", r"snare|snr|sd|rim ?shot|rimshot|clap|handclap"),
-    ("cymbals", r"hi ?hats?|hh|hats?|cymbals?|ride|crash|splash|china|oh|overheads?"),
-    ("backing_vocals", r"(backing|bgv|bv|backs?|harmony|harmonies|choir|choirs|aahs?|oohs?|voice ?oohs?)( ?vox| ?vocals?)?|bvs|backing ?vox|backing ?vocals?"),
-    ("vocals", r"vox|vocals?|voc|voice|singer|lead ?vox|lead ?vocals?|rap|spoken|speech|sing(ing)?"),
-    ("bass", r"bass|sub ?bass|subbass|bs|contrabass|double ?bass|upright|808"),
-    ("drums", r"drums?|drum ?kit|kit|drumkit|toms?|beat|breaks?|loop|standard ?kit|ch ?10|channel ?10|percussion ?kit"),
-    ("percussion", r"perc(ussion)?|mallets?|shaker|tamb(ourine)?|conga|bongo|cowbell|timbale|timpani|triangle|clave|woodblock|agogo|cabasa|guiro|maracas|steel ?drums?|taiko|marimba|xylophone|vibraphone|glockenspiel|tubular ?bells|celesta|music ?box|kalimba"),
-    ("guitar", r"gtr|guitars?|gtrs?|electric ?guitar|acoustic ?guitar|distortion|overdrive|overdriven|banjo|mandolin|ukulele|sitar|harp|koto|shamisen|lute|nylon|steel"),
+    ("kick", r"kick|kik|kck|kicks|bass ?drum|bd|bassdrum|808 ?kick|sub ?kick"),
+    ("snare", r"snare|snares|snr|sn|sd|rim ?shot|rimshot|clap|handclap"),
+    ("cymbals", r"hi ?hats?|hh|hats?|cymbals?|cyms?|ride|crash|splash|china|oh|ohs|overheads?"),
+    ("backing_vocals", r"(backing|bgv|bgvs|bv|bvs|backs?|harmony|harmonies|choir|choirs|aahs?|oohs?|voice ?oohs?)( ?vox| ?vocals?)?"
+                       r"|(bg|bgd|bkg|bkgd|bck|bk|back|harm|harms|stack)( ?vox| ?vocals?| ?voc| ?vx)|bvox|bvx|bgvx"),
+    ("vocals", r"vox|vocals?|voc|vx|voice|singer|(lead|ld|main) ?(vox|vocals?|voc|vx)|rap|spoken|speech|sing(ing)?"),
+    ("bass", r"bass|sub ?bass|subbass|sub|bs|bss|contrabass|double ?bass|upright|808"),
+    ("drums", r"drums?|drum ?kit|kit|drumkit|toms?|ftom|rtom|floor ?tom|rack ?tom|rm|rooms?|room ?mics?|beat|breaks?|loop|standard ?kit|ch ?10|channel ?10|percussion ?kit"),
+    ("percussion", r"perc(ussion)?|percs|mallets?|shakers?|vibes|tamb(ourine)?|conga|bongo|cowbell|timbale|timpani|triangle|clave|woodblock|agogo|cabasa|guiro|maracas|steel ?drums?|taiko|marimba|xylophone|vibraphone|glockenspiel|tubular ?bells|celesta|music ?box|kalimba"),
+    ("guitar", r"gtr|guitars?|gtrs?|gtr ?solo|eg|egtr|ag|agtr|acgtr|ac ?gtr|elec ?gtr|e ?gtr|electric ?guitar|acoustic ?guitar|distortion|overdrive|overdriven|banjo|mandolin|ukulele|sitar|harp|koto|shamisen|lute|nylon|steel"),
     ("organ", r"organ|hammond|b3|church ?organ|reed ?organ|accordion|harmonica|bandoneon"),
-    ("keys", r"keys|keyboards?|piano|pno|rhodes|wurli(tzer)?|e ?piano|epiano|clav(inet)?|harpsichord|grand|honky ?tonk"),
+    ("keys", r"keys|key|keyboards?|kbd|piano|pno|e ?pno|rhodes|wurli(tzer)?|e ?piano|epiano|clav(inet)?|harpsichord|grand|honky ?tonk"),
     ("pad", r"pads?|warm|atmo(sphere)?|ambien(t|ce)|drone|halo|sweep|new ?age"),
     ("lead", r"leads?|solo|melody|square|sawtooth|saw|calliope|chiff|charang|fifths"),
-    ("synth", r"synths?|arp|arps|pluck|plucks|seq|sequence|chip|chiptune|fm|polysynth|bell|bells|stab|stabs|tb ?303|303|moog|sid|nes"),
+    ("synth", r"synths?|syn|syns|arp|arps|pluck|plucks|seq|sequence|chip|chiptune|fm|polysynth|bell|bells|stab|stabs|tb ?303|303|moog|sid|nes"),
     ("strings", r"strings?|str|violins?|vln|violas?|cellos?|vc|orchestra|orchestral|ensemble|pizz(icato)?|tremolo|fiddle"),
-    ("brass", r"brass|trumpets?|tpt|trombones?|tbn|tuba|horns?|french ?horn|sax(ophone)?|alto|tenor|baritone|soprano ?sax"),
+    ("brass", r"brass|brs|trumpets?|tpts?|trombones?|tbns?|tuba|horns?|hrns|french ?horn|sax(ophone)?|alto|tenor|baritone|soprano ?sax"),
     ("woodwinds", r"reeds?|flutes?|fl|piccolo|clarinets?|oboe|bassoon|english ?horn|recorder|pan ?flute|whistle|ocarina|shakuhachi|bagpipe|shanai|winds?|woodwinds?|blown ?bottle"),
     ("fx", r"fx|sfx|effects?|noise|riser|impact|whoosh|reverse|rev|foley|gunshot|helicopter|applause|seashore|bird|telephone|breath|fret ?noise|rain|thunder|wind ?fx|crystal|goblins?|echoes|sci ?fi|atmos"),
 )
 
+# Words that name a role only when nothing else in the name does: "ld" is a lead vocal, but
+# "ld gtr" a guitar; "acoustic" alone is an acoustic guitar, but "acoustic piano" keys.
+_WEAK_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("vocals", r"ld"),
+    ("guitar", r"acoustic|ac|electric|elec|dist"),
+)
+
 _COMPILED = tuple((role, re.compile(rf"^(?:{pat})$")) for role, pat in _PATTERNS)
+_WEAK_COMPILED = tuple((role, re.compile(rf"^(?:{pat})$")) for role, pat in _WEAK_PATTERNS)
 _SPLIT = re.compile(r"[^a-z0-9]+|(?<=[a-z])(?=[0-9])|(?<=[0-9])(?=[a-z])")
 
 
@@ -105,9 +114,10 @@ def role_from_name(filename: str | Path) -> int:
     joined = "".join(tokens)
     if joined:
         candidates.append(joined)
-    for role, pattern in _COMPILED:
-        if any(pattern.match(c) for c in candidates):
-            return ROLES.index(role)
+    for table in (_COMPILED, _WEAK_COMPILED):
+        for role, pattern in table:
+            if any(pattern.match(c) for c in candidates):
+                return ROLES.index(role)
     return 0
 
 
