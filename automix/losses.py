@@ -200,13 +200,18 @@ class StereoBalanceLoss(nn.Module):
         Target stems quieter than this (LUFS) are ignored.
     mirror_invariant : bool
         Take the better of the balance and its mirror per example (default True).
+    mix_weight : float
+        Weight of the whole mix's left/right balance error (dB), added before the mirror
+        choice: without it, moving every stem to one side would pass for a wider image.
     """
 
-    def __init__(self, limit_db: float = 24.0, silence_lufs: float = -70.0, mirror_invariant: bool = True):
+    def __init__(self, limit_db: float = 24.0, silence_lufs: float = -70.0, mirror_invariant: bool = True,
+                 mix_weight: float = 1.0):
         super().__init__()
         self.limit_db = float(limit_db)
         self.silence_lufs = float(silence_lufs)
         self.mirror_invariant = bool(mirror_invariant)
+        self.mix_weight = float(mix_weight)
 
     def forward(self, pred: MixPrediction) -> Tensor:
         if pred.target_stems is None or pred.stems.shape[2] != 2:
@@ -215,9 +220,11 @@ class StereoBalanceLoss(nn.Module):
         est = channel_balance_db(pred.stems, self.limit_db)
         valid = (pred.mask & (kweighted_loudness_db(pred.target_stems, pred.sample_rate) > self.silence_lufs)).float()
         count = valid.sum(-1).clamp_min(1)
-        error = ((est - ref).abs() * valid).sum(-1) / count
+        est_mix = channel_balance_db(pred.mix, self.limit_db)
+        ref_mix = channel_balance_db(pred.target_mix, self.limit_db)
+        error = ((est - ref).abs() * valid).sum(-1) / count + self.mix_weight * (est_mix - ref_mix).abs()
         if self.mirror_invariant:
-            mirrored = ((est + ref).abs() * valid).sum(-1) / count
+            mirrored = ((est + ref).abs() * valid).sum(-1) / count + self.mix_weight * (est_mix + ref_mix).abs()
             error = torch.minimum(error, mirrored)
         return error.mean()
 

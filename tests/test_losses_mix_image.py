@@ -52,6 +52,10 @@ def test_stereo_balance_loss_is_mirror_invariant_and_counts_the_error_in_db():
     assert float(loss(_pred(centred, target))) == pytest.approx(20 * math.log10(2), abs=1e-3)
     assert float(StereoBalanceLoss(limit_db=1e4, mirror_invariant=False)(_pred(mirrored, target))) == \
         pytest.approx(2 * 20 * math.log10(2), abs=1e-3)
+    # moving every stem to one side is not a wider mix: the mix's own balance counts too
+    one_side = torch.from_numpy(np.stack([np.stack([x, 0.5 * x]), np.stack([y, 0.5 * y])]))[None]
+    lopsided = float(loss(_pred(one_side, target)))
+    assert lopsided > float(loss(_pred(centred, target))) + 1.0
 
 
 def test_side_mid_ratio_per_octave_matches_scipy_band_energies():
