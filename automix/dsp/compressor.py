@@ -124,13 +124,63 @@ def detector_level_db(x: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(torch.mean(x * x, dim=-2) + LEVEL_FLOOR)
 
 
+class _FusedCompressor(torch.autograd.Function):
+    """The whole compressor of rows ``x`` (M, C, T) with ``params`` (M, 6) float64 in one kernel.
+
+    ``params`` per row: ``threshold_db, ratio, knee_db, makeup_db, alpha_attack, alpha_release``.
+    The backward is the exact adjoint (:func:`automix.dsp.train_kernels.compressor_backward`).
+    """
+
+    @staticmethod
+    def forward(ctx, x, params):
+        from automix.dsp.train_kernels import compressor_forward
+        xn = _np(x)
+        y = np.empty_like(xn)
+        compressor_forward(xn, _np(params, np.float64), y)
+        ctx.save_for_backward(x, params)
+        return torch.from_numpy(y)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        from automix.dsp.train_kernels import compressor_backward
+        x, params = ctx.saved_tensors
+        xn = _np(x)
+        grad_x = np.empty_like(xn)
+        grad_params = np.empty((xn.shape[0], 6))
+        compressor_backward(xn, _np(params, np.float64), _np(grad_y.to(x.dtype)), grad_x, grad_params)
+        return torch.from_numpy(grad_x), torch.from_numpy(grad_params).to(params.dtype)
+
+
 def compress(x: torch.Tensor, threshold_db: torch.Tensor, ratio: torch.Tensor, attack_ms: torch.Tensor,
              release_ms: torch.Tensor, knee_db: torch.Tensor, makeup_db: torch.Tensor,
              sample_rate: float) -> torch.Tensor:
     """Compress ``x`` (..., C, T) with channels linked; parameters are tensors (...) (differentiable).
 
-    Returns the compressed signal, same shape and dtype as ``x``.
+    Returns the compressed signal, same shape and dtype as ``x``. On the CPU the whole
+    compressor runs in one compiled pass with an exact custom backward (float64 inside);
+    elsewhere it is :func:`compress_reference`, the same equations in torch operations.
     """
+    if x.device.type != "cpu":
+        return compress_reference(x, threshold_db, ratio, attack_ms, release_ms, knee_db, makeup_db, sample_rate)
+    lead = x.shape[:-2]
+    dtype = torch.float64
+
+    def per_row(t: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(t, device=x.device).to(dtype).expand(lead).reshape(-1)
+
+    params = torch.stack([per_row(threshold_db), per_row(ratio), per_row(knee_db), per_row(makeup_db),
+                          time_constant_coefficient(per_row(attack_ms), sample_rate),
+                          time_constant_coefficient(per_row(release_ms), sample_rate)], dim=-1)
+    rows = x.reshape(-1, *x.shape[-2:])
+    if not rows.is_contiguous():
+        rows = rows.contiguous()
+    return _FusedCompressor.apply(rows, params).reshape(x.shape)
+
+
+def compress_reference(x: torch.Tensor, threshold_db: torch.Tensor, ratio: torch.Tensor, attack_ms: torch.Tensor,
+                       release_ms: torch.Tensor, knee_db: torch.Tensor, makeup_db: torch.Tensor,
+                       sample_rate: float) -> torch.Tensor:
+    """:func:`compress` written as torch operations plus :func:`smooth_gain` (any device; the reference)."""
     target = gain_computer_db(detector_level_db(x), threshold_db.unsqueeze(-1), ratio.unsqueeze(-1),
                               knee_db.unsqueeze(-1))
     smoothed = smooth_gain(target, attack_ms, release_ms, sample_rate)

@@ -15,6 +15,7 @@ Two ways to apply it:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from automix.dsp import biquad as bq
@@ -65,13 +66,77 @@ def apply_eq_exact(x: torch.Tensor, sos: torch.Tensor) -> torch.Tensor:
 
 def eq_fir(sos: torch.Tensor, sample_rate: float, fir_length: int = DEFAULT_FIR_LENGTH) -> torch.Tensor:
     """FIR (..., fir_length) float64 whose DFT equals the cascade's response on the DFT grid."""
-    freqs = torch.fft.rfftfreq(fir_length, d=1.0 / sample_rate, dtype=torch.float64, device=sos.device)
-    return torch.fft.irfft(bq.sos_response(sos, freqs, sample_rate), n=fir_length)
+    return torch.fft.irfft(grid_response(sos, fir_length), n=fir_length)
+
+
+def grid_response(sos: torch.Tensor, n: int) -> torch.Tensor:
+    """Complex response (..., n // 2 + 1) of the cascade ``sos`` (..., K, 6) on the ``n``-point DFT grid.
+
+    On the CPU a compiled kernel with an exact custom backward (:class:`_GridResponse`);
+    elsewhere :func:`automix.dsp.biquad.sos_response` (torch operations, the reference).
+    """
+    sos = sos.to(torch.float64)
+    if sos.device.type != "cpu":
+        freqs = torch.fft.rfftfreq(n, d=1.0, dtype=torch.float64, device=sos.device)
+        return bq.sos_response(sos, freqs, 1.0)
+    a0 = sos[..., 3:4]
+    coef = torch.cat([sos[..., :3] / a0, sos[..., 4:] / a0], dim=-1)
+    lead, n_sec = coef.shape[:-2], coef.shape[-2]
+    out = _GridResponse.apply(coef.reshape(-1, n_sec, 5).contiguous(), int(n))
+    return torch.view_as_complex(out).reshape(*lead, n // 2 + 1)
+
+
+def _grid_trig(n: int):
+    w = 2.0 * np.pi * np.arange(n // 2 + 1) / n
+    return np.cos(w), np.sin(w), np.cos(2.0 * w), np.sin(2.0 * w)
+
+
+class _GridResponse(torch.autograd.Function):
+    """``coef`` (N, K, 5) -> response (N, n // 2 + 1, 2) (real, imaginary) on the ``n``-point grid."""
+
+    @staticmethod
+    def forward(ctx, coef, n):
+        from automix.dsp.train_kernels import cascade_response
+        trig = _grid_trig(n)
+        out = np.empty((coef.shape[0], n // 2 + 1, 2))
+        cascade_response(np.ascontiguousarray(coef.detach().numpy()), *trig, out)
+        ctx.save_for_backward(coef)
+        ctx.n = n
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        from automix.dsp.train_kernels import cascade_response_backward
+        (coef,) = ctx.saved_tensors
+        grad_coef = np.empty(tuple(coef.shape))
+        cascade_response_backward(np.ascontiguousarray(coef.detach().numpy()), *_grid_trig(ctx.n),
+                                  np.ascontiguousarray(grad.detach().to(torch.float64).numpy()), grad_coef)
+        return torch.from_numpy(grad_coef), None
+
+
+def fft_length(n: int) -> int:
+    """Smallest ``2^a 3^b 5^c >= n`` (a length the FFT handles at full speed)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def apply_eq_fir(x: torch.Tensor, sos: torch.Tensor, sample_rate: float,
                  fir_length: int = DEFAULT_FIR_LENGTH) -> torch.Tensor:
     """Fast EQ by frequency sampling + FFT convolution (linear, output trimmed to ``T``).
+
+    The cascade's response sampled on the ``fir_length`` grid is the FIR; it is applied by
+    one FFT multiply of length :func:`fft_length` ``(T + fir_length - 1)`` (the linear
+    convolution, whatever the length).
 
     Parameters
     ----------
@@ -80,6 +145,6 @@ def apply_eq_fir(x: torch.Tensor, sos: torch.Tensor, sample_rate: float,
     """
     n_samples = x.shape[-1]
     h = eq_fir(sos, sample_rate, fir_length).to(x.dtype)
-    n_fft = 1 << (n_samples + fir_length - 2).bit_length()  # power of two >= T + L - 1
+    n_fft = fft_length(n_samples + fir_length - 1)
     spec = torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(h, n=n_fft).unsqueeze(-2)
     return torch.fft.irfft(spec, n=n_fft)[..., :n_samples]
