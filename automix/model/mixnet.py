@@ -71,6 +71,24 @@ class MixFeatures:
     reference: torch.Tensor | None = None
 
 
+def centre_pans(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Strip values ``[B, S, P]`` with every mix's pans shifted so that their mean is 0.
+
+    A mix engineer spreads parts against each other (two guitars to opposite sides, the kick
+    in the middle); a whole mix leaning to one side is a mistake, not a decision. Shifting
+    the pans of the real stems (``mask``) by their mean removes that direction from what the
+    model can choose, so a loss that rewards a wider image can only be met by spreading
+    stems apart. Results are clamped to the pan range [-1, 1].
+    """
+    i = STRIP.index("pan")
+    pan = values[..., i]
+    weight = torch.ones_like(pan) if mask is None else mask.to(pan.dtype)
+    mean = (pan * weight).sum(-1, keepdim=True) / weight.sum(-1, keepdim=True).clamp_min(1)
+    spec = STRIP.spec("pan")
+    centred = (pan - mean).clamp(spec.minimum, spec.maximum)
+    return torch.cat([values[..., :i], centred[..., None], values[..., i + 1:]], -1)
+
+
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Linear(n_hidden, n_out))
 
@@ -162,8 +180,12 @@ class MixModel(nn.Module):
         return torch.sigmoid(self.head(self.out_norm(hidden)))
 
     def predict(self, features: MixFeatures, roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Strip values ``[B, S, P]`` (units of :data:`STRIP`) from precomputed features."""
-        return STRIP.from_unit(self.predict_unit(features, roles, mask))
+        """Strip values ``[B, S, P]`` (units of :data:`STRIP`) from precomputed features.
+
+        The pans are centred (:func:`centre_pans`): the model places stems relative to each
+        other, and the mix as a whole stays in the middle.
+        """
+        return centre_pans(STRIP.from_unit(self.predict_unit(features, roles, mask)), mask)
 
     def forward(
         self,
