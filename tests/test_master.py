@@ -188,6 +188,9 @@ def test_report_and_preview_files(tmp_path):
     assert data["before"]["integrated_lufs"] < data["after"]["integrated_lufs"] - 5
     assert data["after"]["true_peak_dbtp"] <= -1.0
     assert "eq.high_shelf.gain_db" in data["settings"] and data["settings_readable"]
+    stage = data["loudness_stage"]  # gain reduction and distortion figures of the loudness stage
+    assert stage["limiter_gain_reduction_db"] >= 0 and stage["clip_reduction_db"] >= 0
+    assert stage["distortion"]["loudest_10pct_db"] <= -12.0 and stage["distortion"]["overall_db"] < 0
     png = (tmp_path / "rep" / "out.report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
     a, rate_a = sf.read(tmp_path / "rep" / "out.preview-A-input.wav", always_2d=True)

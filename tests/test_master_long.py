@@ -235,12 +235,15 @@ def test_long_file_mastered_in_place_equals_in_memory(tmp_path, monkeypatch):
     stereo = np.empty_like(x)
     expected, _ = sf.read(mix, dtype="float32", always_2d=True)
     assert np.array_equal(master_module.read_into(mix, stereo), expected.T)
-    normal = master_file(mix, tmp_path / "a.wav", reference=ref, target=-11.0, model=None, bit_depth="32f")
+    normal = master_file(mix, tmp_path / "a.wav", reference=ref, target=-11.0, model=None, bit_depth="32f",
+                         clipper=False)
     assert normal.input_samples is not None
     monkeypatch.setattr(master_module, "LONG_FILE_FRAMES", 0)
     long = master_file(mix, tmp_path / "b.wav", reference=ref, target=-11.0, model=None, bit_depth="32f",
-                       report_dir=tmp_path, preview_dir=tmp_path)
+                       report_dir=tmp_path, preview_dir=tmp_path, clipper=False)
     assert long.input_samples is None and long.landing.renders == 1
+    clipped = master_file(mix, tmp_path / "c.wav", reference=ref, target=-11.0, model=None, bit_depth="32f")
+    assert clipped.landing.renders == 1 and abs(clipped.integrated_lufs - (-11.0)) <= 0.1  # the default stage
     a, _ = sf.read(tmp_path / "a.wav", dtype="float32")
     b, _ = sf.read(tmp_path / "b.wav", dtype="float32")
     assert np.max(np.abs(a - b)) < 1e-5

@@ -10,9 +10,10 @@ Master a mix: match a reference track's tone, stereo width and loudness (or a pl
 loudness target), with a true-peak limiter that never goes above the ceiling.
 
 The chain is: tonal-match EQ (readable parametric bands + a fine correction curve) ->
-mid/side width -> gentle bus compression -> gain -> true-peak limiter. The loudness lands
-within 0.1 LU of the target after limiting; if that would need more than --max-limiting
-dB of gain reduction, automix stops at the safe level and tells you.
+mid/side width -> (optional bus compression) -> gain -> soft clipper -> true-peak limiter.
+The loudness lands within 0.1 LU of the target; if that would push the distortion of the
+loudness stage past --max-distortion (or need more than --max-limiting dB of limiting),
+automix stops short and says how loud it got and what the rest would cost.
 """
 
 EPILOG = """\
@@ -61,8 +62,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-t", "--target", default=None,
                    help="loudness target: a preset name or LUFS (default: the reference's loudness, else spotify)")
     p.add_argument("--ceiling", type=float, default=-1.0, metavar="DBTP", help="true-peak ceiling in dBTP (default -1.0)")
-    p.add_argument("--max-limiting", type=float, default=6.0, metavar="DB",
-                   help="most limiter gain reduction allowed to reach the target (default 6 dB)")
+    p.add_argument("--max-limiting", type=float, default=12.0, metavar="DB",
+                   help="most limiter gain reduction allowed to reach the target (default 12 dB)")
+    p.add_argument("--max-distortion", type=float, default=-12.0, metavar="DB",
+                   help="distortion budget of the loudness stage: its non-linear residual in the loudest 10%% of "
+                        "the master, relative to it (default -12 dB; higher goes louder, dirtier)")
     p.add_argument("--bit-depth", choices=["16", "24", "32f"], default="24",
                    help="output encoding: 16 (TPDF-dithered), 24 or 32-bit float (default 24)")
     p.add_argument("--no-dither", action="store_true", help="no dither on 16-bit output")
@@ -74,7 +78,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     stages.add_argument("--no-eq", action="store_true", help="leave the tone alone")
     stages.add_argument("--no-fine-eq", action="store_true", help="parametric bands only, no fine correction curve")
     stages.add_argument("--no-width", action="store_true", help="leave the stereo width alone")
-    stages.add_argument("--no-dynamics", action="store_true", help="no bus compression")
+    stages.add_argument("--dynamics", action="store_true",
+                        help="gentle bus compression when the mix is much more dynamic than the reference (off by "
+                             "default: it costs more distortion per LU than the clipper)")
+    stages.add_argument("--no-dynamics", action="store_true", help=argparse.SUPPRESS)
+    stages.add_argument("--no-clipper", action="store_true",
+                        help="no soft clipper ahead of the limiter (limiter only: more distortion on loud targets)")
     stages.add_argument("--no-limiter", action="store_true",
                         help="no limiter: level only, written as 32-bit float when it goes above full scale")
     p.add_argument("--model", default="auto", metavar="PATH",
@@ -94,8 +103,9 @@ def _options(args):
     return MasteringOptions(target=args.target, ceiling_dbtp=args.ceiling, eq_amount=args.eq_amount,
                             width_amount=args.width_amount, dynamics_amount=args.dynamics_amount,
                             eq=not args.no_eq, fine_eq=not args.no_fine_eq, width=not args.no_width,
-                            dynamics=not args.no_dynamics, limiter=not args.no_limiter,
-                            max_limiting_db=args.max_limiting, reference_weights=args.reference_weights,
+                            dynamics=args.dynamics and not args.no_dynamics, clipper=not args.no_clipper,
+                            limiter=not args.no_limiter, max_limiting_db=args.max_limiting,
+                            max_distortion_db=args.max_distortion, reference_weights=args.reference_weights,
                             model=None if str(args.model).lower() == "none" else args.model)
 
 
@@ -106,11 +116,22 @@ def _print(result, quiet: bool) -> None:
         for line in describe_settings(result.settings):
             print(f"  {line}")
     print(f"{result.output_path}: {result.integrated_lufs:.1f} LUFS (target {result.target_lufs:.1f}), "
-          f"true peak {result.true_peak_dbtp:.2f} dBTP, limiting {result.landing.max_gain_reduction_db:.1f} dB")
+          f"true peak {result.true_peak_dbtp:.2f} dBTP, {_loudness_stage(result.landing)}")
     for path in result.report_paths + result.preview_paths:
         print(f"  wrote {path}")
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
+
+
+def _loudness_stage(landing) -> str:
+    """"clipping 2.1 dB, limiting 0.8 dB, distortion -15.3 dB" (the last when measured)."""
+    parts = []
+    if landing.clip_db is not None:
+        parts.append(f"clipping {landing.clip_reduction_db:.1f} dB")
+    parts.append(f"limiting {landing.max_gain_reduction_db:.1f} dB")
+    if landing.distortion is not None:
+        parts.append(f"distortion {landing.distortion.loud_db:.1f} dB")
+    return ", ".join(parts)
 
 
 def run(args) -> int:

@@ -30,6 +30,8 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
+from automix.mastering.clipper import CLIP_DB, KNEE_DB, soft_clip
+from automix.mastering.distortion import Residual, gain_residual
 from automix.mastering.limiter import (detect_peaks, detected_true_peak_dbtp, gain_from_peaks, limit_blocks,
                                        verified_peak_dbtp)
 
@@ -67,6 +69,17 @@ class Landing:
     renders : int
         Full-rate limiter renders (1 unless the verification asked for another).
     warnings : list of str
+    clip_db : float or None
+        Clipper threshold relative to the ceiling (dB; None: no clipper).
+    clip_reduction_db : float
+        How far the loudest driven peak went above the clipper's threshold (dB, >= 0).
+    distortion : Residual or None
+        Non-linear residual of the loudness stage (clipper + limiter) against its input
+        (:func:`automix.mastering.distortion.gain_residual`); None when not measured (in place).
+    asked_distortion : Residual or None
+        The same at the loudness asked for, when the distortion budget stopped the landing short.
+    asked_lufs : float or None
+        The loudness asked for, when the budget stopped the landing short.
     """
 
     samples: np.ndarray
@@ -78,6 +91,11 @@ class Landing:
     reached: bool
     renders: int = 1
     warnings: list[str] = field(default_factory=list)
+    clip_db: float | None = None
+    clip_reduction_db: float = 0.0
+    distortion: Residual | None = None
+    asked_distortion: Residual | None = None
+    asked_lufs: float | None = None
 
 
 def _db_gain(db: float) -> float:
@@ -124,6 +142,7 @@ class LevelModel:
         self.peaks: np.ndarray | None = None
         self.block_peaks = np.zeros(-(-x.shape[-1] // d), np.float32)
         self.bias = 0.0
+        self.clip_peak: float | None = None  # linear true peak a clipped block is modelled at (None: no clipper)
 
     def detect(self, threshold: float) -> None:
         """(Re)detect the peaks with the detector ``threshold`` (linear; peaks below it may read low)."""
@@ -145,7 +164,11 @@ class LevelModel:
             self.block_peaks[start // d: start // d + env.size // d] = env.reshape(-1, d).max(axis=1)
 
     def gain(self, drive_db: float, ceiling_dbtp: float) -> np.ndarray:
-        """Limiter gain per block (linear) at ``drive_db``."""
+        """Limiter gain per block (linear) at ``drive_db`` (after the clipper, when there is one)."""
+        if self.clip_peak is not None:
+            peaks = np.minimum(self.block_peaks * np.float32(_db_gain(drive_db)), np.float32(self.clip_peak))
+            return gain_from_peaks(peaks, self.sample_rate, ceiling_dbtp, self.lookahead_ms, self.release_ms,
+                                   decimation=self.decimation)
         return gain_from_peaks(self.block_peaks, self.sample_rate, ceiling_dbtp, self.lookahead_ms, self.release_ms,
                                level=_db_gain(drive_db), decimation=self.decimation)
 
@@ -238,11 +261,23 @@ def _scale_blocks(x: np.ndarray, factor: float) -> None:
         x[:, start: start + profile.BLOCK_FRAMES] *= f
 
 
+CLIP_OVERSHOOT_DB = 0.5
+"""The block model takes a clipped block's true peak this far above the clipper's threshold (the
+inter-sample overshoot of flattened peaks; the measured loudness corrects the model after a render)."""
+
+MAX_DISTORTION_DB = -12.0
+"""Default distortion budget: the loudness stage's non-linear residual in the loudest 10 % of
+400 ms blocks, relative to the output (dB; :func:`automix.mastering.distortion.gain_residual`)."""
+
+
 def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceiling_dbtp: float = -1.0,
                   limiter: bool = True, max_limiting_db: float = 6.0, lookahead_ms: float = 5.0,
                   release_ms: float = 150.0, tolerance_lu: float = 0.03, max_iterations: int = 10,
-                  in_place: bool = False, render: Callable[[], np.ndarray] | None = None) -> Landing:
-    """Drive ``x`` into the true-peak limiter so that the output lands on ``target_lufs``.
+                  in_place: bool = False, render: Callable[[], np.ndarray] | None = None,
+                  clip_db: float | None = None, knee_db: float = KNEE_DB,
+                  max_distortion_db: float | None = None) -> Landing:
+    """Drive ``x`` into the loudness stage (optional soft clipper, then the true-peak limiter) so that
+    the output lands on ``target_lufs``.
 
     Parameters
     ----------
@@ -257,7 +292,7 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     limiter : bool
         False: plain gain, no limiter (the peaks may exceed 0 dBFS: export as float).
     max_limiting_db : float
-        Most gain reduction allowed (dB); beyond it the level stops short of the target.
+        Most limiter gain reduction allowed (dB); beyond it the level stops short of the target.
     tolerance_lu : float
         Aim: ``|loudness - target|`` below this.
     in_place : bool
@@ -266,6 +301,16 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     render : callable, optional
         With ``in_place``: returns a fresh copy of ``x`` for the rare second full-rate render
         (without it, an in-place landing keeps its first render).
+    clip_db : float, optional
+        Soft clipper ahead of the limiter (:mod:`automix.mastering.clipper`), its threshold this many dB
+        above the ceiling's level; None: limiter only.
+    knee_db : float
+        The clipper's knee (dB).
+    max_distortion_db : float, optional
+        Distortion budget (see :data:`MAX_DISTORTION_DB`): when the loudness asked for would push the
+        stage's residual in the loudest passages above it, the level stops where the residual meets the
+        budget, and a warning says how loud it got, what was asked and what the rest would cost.
+        Not applied in place (no copy of the input to measure against).
 
     Returns
     -------
@@ -287,11 +332,15 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
         out = x if in_place else x.copy()
         _scale_blocks(out, _db_gain(drive))
         return Landing(out, drive, integrated_loudness(out, sample_rate), detected_true_peak_dbtp(out), 0.0, 1, True)
+    clip_level = None if clip_db is None else ceiling * _db_gain(clip_db)
+    if clip_level is not None:
+        model.clip_peak = clip_level * _db_gain(CLIP_OVERSHOOT_DB)
+    stage = _Stage(sample_rate, ceiling_dbtp, lookahead_ms, release_ms, clip_level, knee_db)
 
     # interpolated peaks matter only where they can reach the ceiling: detect for drives up to
     # ``covered`` dB, and detect again (lower threshold) if the iteration needs more drive
     covered = drive + max_limiting_db + 3.0
-    model.detect(0.9 * ceiling / _db_gain(covered))
+    model.detect(0.9 * min(ceiling, clip_level or ceiling) / _db_gain(covered))
     warnings: list[str] = []
     iterations = renders = 0
     out = None
@@ -308,40 +357,156 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
         iterations += n
         if drive > covered and _round < 3:
             covered = drive + max_limiting_db + 3.0
-            model.detect(0.9 * ceiling / _db_gain(covered))
+            model.detect(0.9 * min(ceiling, clip_level or ceiling) / _db_gain(covered))
             continue
         out = x if in_place else (out if out is not None else np.empty_like(x))
-        lufs, tp, reduction_db = _render(x, out, sample_rate, drive, model, ceiling_dbtp, lookahead_ms, release_ms)
+        lufs, tp, reduction_db = stage.render(x, out, drive, model)
         renders += 1
         dirty = in_place
         # the model (K-weighting before the block-rate gain) is a close approximation: correct its bias
         model.bias += lufs - model.lufs(drive, model.gain(drive, ceiling_dbtp))
-        if abs(lufs - target_lufs) <= tolerance_lu or not reached:
+        # in place another render reads and renders the whole input again: a landing within the
+        # advertised 0.1 LU is kept
+        if abs(lufs - target_lufs) <= tolerance_lu or not reached or (in_place and clip_level is not None):
             break
-    if abs(lufs - target_lufs) > 0.1 and lufs < target_lufs and reduction_db >= max_limiting_db - 0.1:
+    if not in_place and clip_level is not None and reached:
+        # the clipper's loss of loudness grows with the drive (the model leaves it out): secant on the
+        # measured renders from here
+        history = [(drive, lufs)]
+        for _ in range(6):
+            if abs(lufs - target_lufs) <= tolerance_lu:
+                break
+            slope = 0.7
+            if len(history) >= 2:
+                (d0, l0), (d1, l1) = history[-2], history[-1]
+                if abs(d1 - d0) > 1e-6:
+                    slope = min(1.0, max(0.1, (l1 - l0) / (d1 - d0)))
+            drive += float(np.clip((target_lufs - lufs) / slope, -6.0, 6.0))
+            lufs, tp, reduction_db = stage.render(x, out, drive, model)
+            renders += 1
+            history.append((drive, lufs))
+    if in_place and clip_level is not None and reached:
+        # in place, another render would read and render the whole input again: the clipper's loss of
+        # loudness (which the model leaves out) is made up by passing the master itself through the stage
+        # again with the missing gain (it only touches the peaks that now go over)
+        for _ in range(2):
+            if abs(lufs - target_lufs) <= tolerance_lu or abs(lufs - target_lufs) > 1.0:
+                break
+            step = (target_lufs - lufs) * (1.15 if lufs < target_lufs else 1.0)
+            lufs, tp, extra = stage.render(out, out, step, None)
+            drive += step
+            reduction_db += extra
+    distortion = None if in_place else gain_residual(x, out, sample_rate)
+    asked = asked_lufs = None
+    if (max_distortion_db is not None and distortion is not None and reached
+            and distortion.loud_db > max_distortion_db + 0.05):
+        asked, asked_lufs = distortion, lufs
+        drive, lufs, tp, reduction_db, distortion, n = _back_off(stage, model, x, out, drive, distortion,
+                                                                  max_distortion_db)
+        renders += n
+        reached = False
+        warnings.append(
+            f"reached {lufs:.1f} LUFS of the {target_lufs:.1f} LUFS asked ({asked_lufs - lufs:.1f} LU more was asked): "
+            f"the rest would raise the distortion in the loudest passages from {distortion.loud_db:.1f} dB to "
+            f"{asked.loud_db:.1f} dB (non-linear residual; budget {max_distortion_db:g} dB); "
+            f"--max-distortion {math.ceil(asked.loud_db + 0.5):g} goes further")
+    elif abs(lufs - target_lufs) > 0.1 and lufs < target_lufs and reduction_db >= max_limiting_db - 0.1:
         reached = False
         warnings.append(
             f"target {target_lufs:.1f} LUFS would need more than {max_limiting_db:g} dB of limiting; "
             f"stopped at the safe level {lufs:.1f} LUFS (raise --max-limiting or lower the target)")
     elif abs(lufs - target_lufs) > 0.1:
         warnings.append(f"loudness landed at {lufs:.2f} LUFS, {lufs - target_lufs:+.2f} LU from the target")
+    clip_reduction = 0.0
+    if clip_level is not None:
+        clip_reduction = max(0.0, 20.0 * math.log10(max(float(model.block_peaks.max()), 1e-30) * _db_gain(drive)
+                                                    / clip_level))
     return Landing(samples=out, drive_db=float(drive), integrated_lufs=float(lufs), true_peak_dbtp=float(tp),
                    max_gain_reduction_db=reduction_db, iterations=iterations,
-                   reached=reached and abs(lufs - target_lufs) <= 0.1, renders=renders, warnings=warnings)
+                   reached=reached and abs(lufs - target_lufs) <= 0.1, renders=renders, warnings=warnings,
+                   clip_db=clip_db, clip_reduction_db=clip_reduction, distortion=distortion,
+                   asked_distortion=asked, asked_lufs=asked_lufs)
 
 
-def _render(x: np.ndarray, out: np.ndarray, sample_rate: int, drive_db: float, model: LevelModel,
+def _back_off(stage: "_Stage", model: LevelModel, x: np.ndarray, out: np.ndarray, drive: float,
+              distortion: Residual, budget_db: float, max_renders: int = 4):
+    """Lower the drive until the stage's loud-block residual meets ``budget_db`` (secant on measured
+    renders); returns ``(drive, LUFS, dBTP, gain reduction dB, Residual, renders)`` of the loudest
+    render within the budget."""
+    high_d, high_r = drive, distortion.loud_db
+    best = None
+    d = drive - max(0.5, (high_r - budget_db) / 2.0)  # the residual grows about 2 dB per dB of drive
+    renders = 0
+    low = None
+    for renders in range(1, max_renders + 1):
+        lufs, tp, reduction = stage.render(x, out, d, model)
+        dist = gain_residual(x, out, stage.sample_rate)
+        if dist.loud_db <= budget_db + 0.05:
+            if best is None or d > best[0]:
+                best = (d, lufs, tp, reduction, dist)
+            low = (d, dist.loud_db)
+            if dist.loud_db >= budget_db - 0.3:
+                break
+        else:
+            high_d, high_r = d, dist.loud_db
+        ref = low if low is not None else (d, dist.loud_db)
+        slope = (high_r - ref[1]) / (high_d - ref[0]) if abs(high_d - ref[0]) > 1e-6 else 2.0
+        slope = min(8.0, max(0.5, slope))
+        d = ref[0] + (budget_db - 0.1 - ref[1]) / slope
+        if best is not None:
+            d = min(d, high_d - 0.02)
+    if best is None:  # not met after max_renders: quieter until it is (rare; a plain step each)
+        while best is None:
+            d -= 1.0
+            lufs, tp, reduction = stage.render(x, out, d, model)
+            dist = gain_residual(x, out, stage.sample_rate)
+            renders += 1
+            if dist.loud_db <= budget_db + 0.05 or d < drive - 30:
+                best = (d, lufs, tp, reduction, dist)
+    elif best[0] != d:
+        d, lufs, tp, reduction, dist = best
+        lufs, tp, reduction = stage.render(x, out, d, model)  # the kept render is the last one written
+        renders += 1
+    return best[0], lufs, tp, reduction, dist, renders
+
+
+class _Stage:
+    """The loudness stage at full rate: drive -> (soft clipper) -> true-peak limiter, into ``out``."""
+
+    def __init__(self, sample_rate: int, ceiling_dbtp: float, lookahead_ms: float, release_ms: float,
+                 clip_level: float | None, knee_db: float):
+        self.sample_rate, self.ceiling_dbtp = sample_rate, ceiling_dbtp
+        self.lookahead_ms, self.release_ms = lookahead_ms, release_ms
+        self.clip_level, self.knee_db = clip_level, knee_db
+
+    def render(self, x: np.ndarray, out: np.ndarray, drive_db: float, model: LevelModel) -> tuple[float, float, float]:
+        """Returns ``(LUFS, dBTP, limiter gain reduction dB)`` of ``out``."""
+        if self.clip_level is None:
+            return _render(x, out, self.sample_rate, drive_db, model, self.ceiling_dbtp, self.lookahead_ms,
+                           self.release_ms)
+        from automix.mastering import profile
+
+        for start in range(0, x.shape[-1], profile.BLOCK_FRAMES):  # in place when out is x: block by block
+            sl = slice(start, start + profile.BLOCK_FRAMES)
+            soft_clip(x[:, sl], self.clip_level, knee_db=self.knee_db, gain=_db_gain(drive_db), out=out[:, sl])
+        return _render(out, out, self.sample_rate, 0.0, None, self.ceiling_dbtp, self.lookahead_ms,
+                       self.release_ms)
+
+
+def _render(x: np.ndarray, out: np.ndarray, sample_rate: int, drive_db: float, model: LevelModel | None,
             ceiling_dbtp: float, lookahead_ms: float, release_ms: float,
             max_passes: int = 3) -> tuple[float, float, float]:
     """Full-rate limiting of ``x`` at ``drive_db`` into ``out``; returns ``(LUFS, dBTP, gain reduction dB)``.
 
-    The first pass uses the model's detector; if the measured true peak is still above the
-    ceiling (the gain's own modulation), further passes run on the output, then a plain trim.
+    The first pass uses the model's detector (``model`` None: detects as it goes, only where the
+    peaks can reach the ceiling); if the measured true peak is still above the ceiling (the gain's
+    own modulation), further passes run on the output, then a plain trim.
     """
     from automix.loudness import integrated_loudness
 
     smallest = limit_blocks(x, out, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, level=_db_gain(drive_db),
-                            threshold=model.threshold, peaks=model.peaks)
+                            threshold=None if model is None else model.threshold,
+                            peaks=None if model is None else model.peaks)
     reduction_db = -20.0 * math.log10(max(smallest, 1e-30))
     tp = verified_peak_dbtp(out, ceiling_dbtp)
     passes = 1

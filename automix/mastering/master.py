@@ -27,7 +27,8 @@ from automix.dsp.params import MASTERING
 from automix.errors import AudioError, AutomixError, MasteringError, SettingsError
 from automix.loudness import WARN_DC_OFFSET
 from automix.mastering.chain import ChainSettings, render_chain
-from automix.mastering.landing import Landing, land_loudness
+from automix.mastering.clipper import CLIP_DB
+from automix.mastering.landing import MAX_DISTORTION_DB, Landing, land_loudness
 from automix.mastering.presets import target_lufs as preset_lufs
 from automix.mastering.profile import Profile, analyze_profile, combine_profiles, mean_square, normalised
 from automix.mastering.tonal import FINE_LIMIT_DB, FITTED, fit_parametric_eq, smooth_curve
@@ -68,10 +69,17 @@ class MasteringOptions:
         True-peak ceiling (dBTP).
     eq_amount, width_amount, dynamics_amount : float
         Strength of tonal matching, width matching and bus compression, 0..1 (1 = full).
-    eq, fine_eq, width, dynamics, limiter : bool
-        Stage switches; ``limiter=False`` gives an unlimited (float) master.
+    eq, fine_eq, width, dynamics, clipper, limiter : bool
+        Stage switches; ``limiter=False`` gives an unlimited (float) master. The bus compressor
+        (``dynamics``) is off by default: its gain changes cost more distortion per LU than the
+        clipper (see ``clipper``); ``clipper`` puts the soft clipper of
+        :mod:`automix.mastering.clipper` ahead of the limiter (the loudness stage for loud targets).
     max_limiting_db : float
-        Largest gain reduction allowed to reach the target (dB).
+        Largest limiter gain reduction allowed to reach the target (dB).
+    max_distortion_db : float or None
+        Distortion budget: the loudness stage's non-linear residual in the loudest 10 % of the
+        master, relative to it (dB, :data:`automix.mastering.landing.MAX_DISTORTION_DB`); a target
+        that needs more stops short with a warning that says what the rest would cost. None: no budget.
     reference_weights : sequence of float or None
         One weight per reference.
     lookahead_ms, release_ms : float
@@ -91,9 +99,11 @@ class MasteringOptions:
     eq: bool = True
     fine_eq: bool = True
     width: bool = True
-    dynamics: bool = True
+    dynamics: bool = False
+    clipper: bool = True
     limiter: bool = True
-    max_limiting_db: float = 6.0
+    max_limiting_db: float = 12.0
+    max_distortion_db: float | None = MAX_DISTORTION_DB
     reference_weights: Sequence[float] | None = None
     lookahead_ms: float = 5.0
     release_ms: float = 150.0
@@ -111,6 +121,8 @@ class MasteringOptions:
             raise SettingsError(f"ceiling {self.ceiling_dbtp:g} dBTP is outside {spec.describe_range()}")
         if not 0.0 <= self.max_limiting_db <= 30.0:
             raise SettingsError(f"max limiting {self.max_limiting_db:g} dB must be between 0 and 30 dB")
+        if self.max_distortion_db is not None and not -60.0 <= self.max_distortion_db <= 0.0:
+            raise SettingsError(f"max distortion {self.max_distortion_db:g} dB must be between -60 and 0 dB")
         for name in ("lookahead_ms", "release_ms"):
             spec = MASTERING.spec(f"limiter.{name}")
             v = getattr(self, name)
@@ -460,15 +472,17 @@ class _Renderer:
 
 
 def _land(renderer: _Renderer, settings: ChainSettings, target: float, options: MasteringOptions) -> Landing:
-    """Render the chain and land its loudness; the master is written over the rendered chain output
-    (one whole-signal array besides the input, or none in place)."""
+    """Render the chain and land its loudness. Long files (the renderer works in place) get the master
+    written over the rendered chain output (no array besides the input); shorter ones keep the chain
+    output beside the master, so the loudness stage's distortion is measured and its budget applied."""
     def render() -> np.ndarray:
         return renderer(settings)
 
     return land_loudness(render(), renderer.sample_rate, target, ceiling_dbtp=options.ceiling_dbtp,
                          limiter=options.limiter, max_limiting_db=options.max_limiting_db,
-                         lookahead_ms=options.lookahead_ms, release_ms=options.release_ms, in_place=True,
-                         render=render if renderer.can_render else None)
+                         clip_db=CLIP_DB if options.clipper else None, max_distortion_db=options.max_distortion_db,
+                         lookahead_ms=options.lookahead_ms, release_ms=options.release_ms,
+                         in_place=renderer.in_place, render=render if renderer.can_render else None)
 
 
 # ----------------------------------------------------------------------------- the API on files

@@ -44,6 +44,7 @@ def report_dict(result: Any, input_path: Path | None = None, reference_paths: Se
         "limiter": {"max_gain_reduction_db": round(result.landing.max_gain_reduction_db, 3),
                     "drive_db": round(result.landing.drive_db, 3),
                     "iterations": result.landing.iterations},
+        "loudness_stage": loudness_stage_dict(result.landing),
         "settings": s.values_dict(),
         "settings_readable": describe_settings(s),
         "fine_correction": None if s.fine_db is None else {
@@ -52,6 +53,20 @@ def report_dict(result: Any, input_path: Path | None = None, reference_paths: Se
         "reference_profile": result.reference.to_dict() if result.reference is not None else None,
         "warnings": list(result.warnings),
     }
+
+
+def loudness_stage_dict(landing: Any) -> dict:
+    """Clipper, limiter and distortion figures of the loudness landing (dB; residuals per
+    :mod:`automix.mastering.distortion`, None where not measured)."""
+    def residual(r: Any) -> dict | None:
+        return None if r is None else {"overall_db": round(r.overall_db, 2), "loudest_10pct_db": round(r.loud_db, 2)}
+
+    return {"clipper_threshold_db_above_ceiling": landing.clip_db,
+            "clip_reduction_db": round(landing.clip_reduction_db, 3),
+            "limiter_gain_reduction_db": round(landing.max_gain_reduction_db, 3),
+            "distortion": residual(landing.distortion),
+            "asked_lufs": None if landing.asked_lufs is None else round(landing.asked_lufs, 2),
+            "distortion_at_asked_lufs": residual(landing.asked_distortion)}
 
 
 def plot_report(result: Any, path: Path, overwrite: bool = False) -> Path:
