@@ -17,14 +17,30 @@ noisy, so each measurement is repeated (interleaved) and the best time is kept.
 
 Usage: ``python benchmarks/mix_speed.py [--minutes 3.5] [--stems 8] [--repeats 2] [--model PATH]``;
 ``--long [--minutes 12 3] [--stems 16]``: peak RSS of long, large sessions (``benchmarks/mix_long.py``).
+
+``--matrix`` (issue 17) times the command over the formats, rates, stem counts and options a
+user meets instead (:data:`MATRIX`: a covering design -- every level of every factor appears
+-- plus the 13-stem, 60-s, 48 kHz float session with ``--stems-out`` of the report): 44.1,
+48 and 96 kHz; 16-bit, 24-bit and float WAV, 16- and 24-bit FLAC; 4, 13, 16 and 32 stems;
+with and without ``--stems-out``; warm (Numba's compiled kernels cached, as after any first
+run) and, for two cells, cold (an empty ``NUMBA_CACHE_DIR``: the first run after install).
+Every second stem plays only in sections, digital silence between and a float-export tail
+(as DAWs export them). Each cell is timed against its own command floor in the same run: a
+fresh Python that reads the same files, sums them and writes the same outputs (the mix, and
+with ``--stems-out`` one float WAV per stem). Printed per cell: best wall times, ratio, and
+the peak memory (RSS) of each child process. ``--quick``: stems of at most 20 s (but the
+60-s session), one repeat;
+``--cells 0,3``: only those cells.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +60,59 @@ for f in files:
     total = x if total is None else total + x
 sf.write(out, total / len(files), sr, subtype="PCM_24")
 """
+
+#: The matrix's command floor: the same, plus (when a folder is given) every stem written
+#: back as a float WAV, as ``--stems-out`` writes them. Argv: mix, stems folder or "-", files.
+FLOOR_STEMS_COMMAND = """
+import sys
+from pathlib import Path
+import numpy as np
+import soundfile as sf
+out, stems_dir, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+total = None
+for f in files:
+    x, sr = sf.read(f, dtype="float32", always_2d=True)
+    if stems_dir != "-":
+        sf.write(Path(stems_dir) / (Path(f).stem + ".wav"), x, sr, subtype="FLOAT")
+    total = x if total is None else total + x
+sf.write(out, total / len(files), sr, subtype="PCM_24")
+"""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One workload of the matrix."""
+
+    rate: int  # Hz
+    fmt: str  # "wav16", "wav24", "float" (32-bit float WAV), "flac16", "flac24"
+    stems: int
+    seconds: float
+    stems_out: bool
+    cold: bool = False  # also time a first run with empty compile caches
+
+    @property
+    def label(self) -> str:
+        return (f"{self.rate / 1000:g}k {self.fmt:6s} {self.stems:2d}x{self.seconds:g}s"
+                f"{' +stems-out' if self.stems_out else ''}")
+
+
+#: Format name -> (extension, libsndfile subtype).
+FORMATS = {"wav16": (".wav", "PCM_16"), "wav24": (".wav", "PCM_24"), "float": (".wav", "FLOAT"),
+           "flac16": (".flac", "PCM_16"), "flac24": (".flac", "PCM_24")}
+
+#: A covering design: every rate, format, stem count, stems-out and cache level appears;
+#: the first cell is the 13-stem, 60-s, 48 kHz float session with --stems-out of issue 17.
+MATRIX = (
+    Cell(48000, "float", 13, 60.0, True, cold=True),
+    Cell(44100, "wav24", 16, 30.0, False, cold=True),
+    Cell(44100, "wav16", 4, 30.0, True),
+    Cell(44100, "float", 32, 30.0, False),
+    Cell(48000, "flac24", 32, 30.0, True),
+    Cell(48000, "wav24", 4, 30.0, False),
+    Cell(96000, "flac16", 16, 30.0, False),
+    Cell(96000, "float", 4, 30.0, True),
+    Cell(96000, "wav24", 16, 20.0, True),
+)
 
 
 def synth_stem(role: str, seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -98,6 +167,116 @@ def long_sessions(argv: list[str]) -> int:
     return 0
 
 
+def sparse(stem: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``stem`` playing in two sections only, digital silence between, each section ending in
+    a float export's release tail (exponential, down into the subnormal range)."""
+    n = stem.shape[-1]
+    gate = np.zeros(n)
+    section = max(1, n // 6)
+    for start in rng.choice(np.arange(0, n - section, max(1, section // 2)), size=2, replace=False):
+        gate[start: start + section] = 1.0
+    release = np.exp(-np.arange(n) / (0.05 * sr))  # -174 dB per second
+    for end in np.flatnonzero(np.diff(gate) < 0):
+        gate[end + 1:] = np.maximum(gate[end + 1:], release[: n - end - 1])
+    return (stem * gate).astype(np.float32)
+
+
+def write_session(cell: Cell, folder: Path, seed: int = 0) -> list[Path]:
+    """The cell's stems in ``folder``: the roles cycle, every second stem plays in sections."""
+    import soundfile as sf
+
+    ext, subtype = FORMATS[cell.fmt]
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(cell.stems):
+        role = ROLES[i % len(ROLES)]
+        x = synth_stem(role, cell.seconds, cell.rate, rng)
+        if i % 2:
+            x = sparse(x, cell.rate, rng)
+        path = folder / f"{i:02d}_{role}{ext}"
+        sf.write(path, x.T, cell.rate, subtype=subtype)
+        paths.append(path)
+    return paths
+
+
+def timed_child(cmd: list[str], env: dict | None = None) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MB) of a child process running ``cmd`` (its own rusage, from wait4)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    err = proc.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:5])} ... failed ({proc.returncode}): {err[-500:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+
+
+def run_matrix(cells: tuple[Cell, ...], repeats: int, model: str | None, quick: bool) -> int:
+    """Time every cell against its own command floor and print the table."""
+    import shutil
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mix_matrix_") as tmp:
+        tmp = Path(tmp)
+        warm_cache = tmp / "numba_warm"
+        for k, cell in enumerate(cells):
+            if quick and cell != MATRIX[0]:  # issue 17's session keeps its 60 s
+                cell = Cell(cell.rate, cell.fmt, cell.stems, min(cell.seconds, 20.0), cell.stems_out, cell.cold)
+            folder = tmp / f"cell{k}"
+            files = write_session(cell, folder / "in", seed=k)
+            out = folder / "out"
+            out.mkdir()
+            floor_cmd = [sys.executable, "-c", FLOOR_STEMS_COMMAND, str(out / "floor.wav"),
+                         str(out / "floor_stems") if cell.stems_out else "-", *map(str, files)]
+            if cell.stems_out:
+                (out / "floor_stems").mkdir()
+            cli = [sys.executable, "-m", "automix", "mix", str(folder / "in"), "-o", str(out / "mix.wav"),
+                   "--overwrite", "-q"] + (["--stems-out", str(out / "stems")] if cell.stems_out else []) \
+                + (["--model", model] if model else [])
+            env_warm = dict(os.environ, NUMBA_CACHE_DIR=str(warm_cache))
+            cold = None
+            timed_child(floor_cmd)  # the stems in the page cache, as for any run
+            if cell.cold:  # the first run after install: no compiled kernel cached anywhere
+                cold_cache = tmp / f"numba_cold{k}"
+                cold = timed_child(cli, dict(os.environ, NUMBA_CACHE_DIR=str(cold_cache)))
+                shutil.rmtree(cold_cache, ignore_errors=True)
+            timed_child(cli, env_warm)  # fills the warm cache (first cell), as after any first run
+            floors, mixes = [], []
+            for _ in range(repeats):  # interleaved: a noisy spell hits both alike
+                floors.append(timed_child(floor_cmd))
+                mixes.append(timed_child(cli, env_warm))
+            best = [(min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs))
+                    for runs in (floors, mixes)]
+            (floor_s, floor_cpu, floor_mb), (mix_s, mix_cpu, mix_mb) = best
+            rows.append((cell, floor_s, floor_cpu, floor_mb, mix_s, mix_cpu, mix_mb, cold))
+            print(f"  {cell.label}: floor {floor_s:.2f} s, automix {mix_s:.2f} s"
+                  + (f", cold {cold[0]:.2f} s" if cold else ""), flush=True)
+            shutil.rmtree(folder, ignore_errors=True)
+    import torch
+
+    print(f"\nautomix mix vs its command floor (fresh process: read + sum + write the same outputs), "
+          f"best of {repeats}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
+    print("wall: seconds on the clock; CPU: user + system seconds of the child, all threads (less "
+          "sensitive to other jobs on a shared machine)")
+    print(f"{'cell':32s} {'floor s':>7s} {'mix s':>7s} {'ratio':>6s} | {'CPU fl':>6s} {'CPU mix':>7s} {'ratio':>6s} |"
+          f" {'peak MB':>7s} {'floor MB':>8s} | {'cold s':>7s} {'cold/warm':>9s}")
+    warm_ok, cold_ok = True, True
+    for cell, floor_s, floor_cpu, floor_mb, mix_s, mix_cpu, mix_mb, cold in rows:
+        ratio = mix_s / floor_s
+        warm_ok &= ratio <= 3.0
+        cold_txt = ""
+        if cold is not None:
+            cold_ok &= cold[0] / mix_s <= 2.0
+            cold_txt = f" | {cold[0]:7.2f} {cold[0] / mix_s:9.2f} (CPU {cold[1] / mix_cpu:.2f})"
+        print(f"{cell.label:32s} {floor_s:7.2f} {mix_s:7.2f} {ratio:6.2f} | {floor_cpu:6.2f} {mix_cpu:7.2f}"
+              f" {mix_cpu / floor_cpu:6.2f} | {mix_mb:7.0f} {floor_mb:8.0f}{cold_txt}")
+    print(f"every warm cell <= 3x its floor: {'met' if warm_ok else 'not met'}; "
+          f"cold <= 2x warm: {'met' if cold_ok else 'not met'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--long" in argv:
@@ -108,7 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-rate", type=int, default=44100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default=None, help="checkpoint (default: models/mixer.pt, else an untrained model)")
+    parser.add_argument("--matrix", action="store_true", help="time the matrix of formats, rates and stem counts")
+    parser.add_argument("--quick", action="store_true", help="with --matrix: stems of at most 20 s, one repeat")
+    parser.add_argument("--cells", default=None, help="with --matrix: comma-separated cell numbers (0 = issue 17's)")
     args = parser.parse_args(argv)
+    if args.matrix:
+        cells = MATRIX if args.cells is None else tuple(MATRIX[int(i)] for i in args.cells.split(","))
+        return run_matrix(cells, 1 if args.quick else min(args.repeats, 2), args.model, args.quick)
 
     import torch
 
