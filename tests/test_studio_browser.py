@@ -56,7 +56,7 @@ def test_studio_page_edit_and_export(tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 950})
             page.goto(url)
-            page.wait_for_selector("body[data-ready='1']", timeout=60000)
+            page.wait_for_selector("body[data-ready='1']", timeout=90000)
             state = page.evaluate("studio.state")
             files = [s["file"] for s in state["stems"] if not s["silent"]]
             faded, panned, dragged = files[0], files[1], files[2]
@@ -82,7 +82,7 @@ def test_studio_page_edit_and_export(tmp_path):
                 box.fill(f"{value:.4f}")
                 box.press("Enter")
                 page.wait_for_function(f"Math.abs(studio.strips[{file!r}].stem.strip[{name!r}] - {value}) < 1e-3",
-                                       timeout=10000)
+                                       timeout=30000)
 
             gain0 = strip_value(faded, "gain_db")
             renders = page.evaluate("studio.renders.length")
@@ -101,9 +101,9 @@ def test_studio_page_edit_and_export(tmp_path):
                 page.mouse.move(at["x"], at["y"] - 4 * step)
             page.mouse.up()
             page.wait_for_function(f"studio.strips[{dragged!r}].stem.strip['eq.peak2.gain_db'] > {peak0 + 1.5}"
-                                   " && document.body.dataset.busy === '0'", timeout=10000)
+                                   " && document.body.dataset.busy === '0'", timeout=30000)
             page.wait_for_function(f"studio.renders.length > {renders} && document.body.dataset.busy === '0'",
-                                   timeout=15000)
+                                   timeout=30000)
             page.wait_for_timeout(300)
             assert page.evaluate("studio.player.playing")
             assert float(page.locator("#lufs").inner_text()) < 0  # the meter reads what plays
