@@ -163,7 +163,7 @@ def _read_planar(path: Path, into: np.ndarray | None = None) -> tuple[np.ndarray
         dtype, scale = INTEGER_READS.get(f.subtype, ("float32", 1.0))
         raw = _pcm_wav_layout(path, f)
         exact = f.format in _SPLITTABLE_FORMATS  # the header's length is to be trusted
-        promised = max(frames, _wav_promised_frames(path, f) or 0)
+        promised = max(frames, _promised_frames(path, f) or 0)
         parts = min(usable_cpus(), frames // _SPLIT_MIN_FRAMES) if f.format in _SPLITTABLE_FORMATS else 1
         fits = into is not None and into.dtype == np.float32 and into.shape[0] >= channels \
             and into.shape[1] >= frames
@@ -220,10 +220,12 @@ def _seconds(frames: int, rate: int) -> str:
     return f"{frames / rate:.2f} s" if rate > 0 else f"{frames} frames"
 
 
-def _wav_promised_frames(path: Path, f: Any) -> int | None:
-    """Frames the ``data`` chunk of a RIFF WAV file says it holds, or None (not a RIFF WAV, no
-    ``data`` chunk, or a streaming placeholder size). libsndfile quietly clamps the length of a
-    file cut short to what is there; this is what its header promised."""
+def _promised_frames(path: Path, f: Any) -> int | None:
+    """Frames the header of a WAV or AIFF file says it holds, or None (another format, no such
+    chunk, or a streaming placeholder size). libsndfile quietly clamps the length of a file cut
+    short to what is there; this is what its header promised."""
+    if f.format == "AIFF":
+        return _aiff_promised_frames(path)
     if f.format not in ("WAV", "WAVEX"):
         return None
     try:
@@ -247,6 +249,26 @@ def _wav_promised_frames(path: Path, f: Any) -> int | None:
                     return size // align
                 else:
                     handle.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+
+
+def _aiff_promised_frames(path: Path) -> int | None:
+    """``numSampleFrames`` of an AIFF/AIFC file's ``COMM`` chunk (big-endian), or None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"FORM" or head[8:] not in (b"AIFF", b"AIFC"):
+                return None
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:], "big")
+                if chunk[:4] == b"COMM":
+                    comm = handle.read(min(size, 18))
+                    return int.from_bytes(comm[2:6], "big") if len(comm) >= 6 else None
+                handle.seek(size + (size & 1), 1)
     except OSError:
         return None
 

@@ -194,7 +194,7 @@ def _zero_bytes(p: Path) -> None:
 def _truncated(p: Path) -> None:
     write(p, tone(), subtype="PCM_16")
     data = p.read_bytes()
-    p.write_bytes(data[: 44 + (len(data) - 44) * 4 // 10])  # the header still promises 4 s
+    p.write_bytes(data[: 64 + (len(data) - 64) * 4 // 10])  # the header still promises 4 s
 
 
 def _random_bytes(p: Path) -> None:
@@ -259,6 +259,7 @@ class AudioCase:
 AUDIO_CASES: tuple[AudioCase, ...] = (
     AudioCase("zero_bytes", "empty.wav", _zero_bytes),
     AudioCase("truncated_wav", "truncated.wav", _truncated),
+    AudioCase("truncated_aiff", "truncated.aiff", _truncated),
     AudioCase("random_wav", "noise.wav", _random_bytes),
     AudioCase("random_flac", "noise.flac", _random_bytes),
     AudioCase("random_mp3", "noise.mp3", _random_bytes),

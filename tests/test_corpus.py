@@ -55,6 +55,7 @@ def _err(says: str, names: str = "subject") -> Expect:
 AUDIO_ERRORS = {
     "zero_bytes": "the file is empty (0 bytes)",
     "truncated_wav": "is truncated: its header promises 4.00 s of audio but the file holds only 1.60 s",
+    "truncated_aiff": "is truncated: its header promises 4.00 s of audio but the file holds only 1.60 s",
     "random_wav": "cannot be read - corrupt or not an audio file",
     "random_flac": "cannot be read - corrupt or not an audio file",
     "random_mp3": "cannot be read - corrupt or not an audio file",
