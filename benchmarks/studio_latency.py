@@ -121,7 +121,7 @@ def main() -> None:
         import warnings
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # starlette's note about httpx
+            warnings.simplefilter("ignore")  # starlette's note about httpx
             from fastapi.testclient import TestClient
 
         from automix.studio.app import create_app
