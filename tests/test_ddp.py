@@ -1,4 +1,5 @@
-"""DDP: two CPU processes under torchrun (gloo) train a few steps and stay identical."""
+"""DDP: two CPU processes under torchrun (gloo) train a few steps and stay identical;
+killed after a checkpoint and resumed, they end with the uninterrupted run's weights bit for bit."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from busy_cores import busy_cores  # noqa: F401 (fixture)
 from multitrack_synth import write_dataset
 
 RANK_SCRIPT = textwrap.dedent('''
@@ -17,8 +19,19 @@ RANK_SCRIPT = textwrap.dedent('''
     sys.path.insert(0, sys.argv[1])
     from test_train_e2e import compose, tiny_overrides
     from train.__main__ import run
+    from train.trainer import Trainer
 
     root, cache, run_dir = sys.argv[2:5]
+    die_at = int(os.environ.get("DIE_AT_STEP", "-1"))
+    if die_at >= 0:  # both ranks stop at the start of that step, as a killed job would
+        real_step = Trainer._train_step
+
+        def dying_step(self, *args, **kwargs):
+            if self.step == die_at:
+                raise KeyboardInterrupt
+            return real_step(self, *args, **kwargs)
+
+        Trainer._train_step = dying_step
     trainer = run(compose(tiny_overrides(root, cache, run_dir, max_steps=3)), run_dir)
     rank = int(os.environ["RANK"])
     torch.save(trainer.model.state_dict(), os.path.join(run_dir, f"rank{rank}.pt"))
@@ -29,15 +42,19 @@ RANK_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_two_cpu_processes_stay_identical(tmp_path):
-    root = write_dataset(tmp_path / "songs", n_songs=5, seconds=2.0)
+def torchrun(tmp_path: Path, root: Path, run_dir: Path, die_at: int = -1) -> subprocess.CompletedProcess:
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
-    run_dir = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent), DIE_AT_STEP=str(die_at))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(script), str(Path(__file__).parent), str(root), str(tmp_path / "cache"), str(run_dir)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_cpu_processes_stay_identical_and_resume_exactly(busy_cores, tmp_path):
+    root = write_dataset(tmp_path / "songs", n_songs=5, seconds=2.0)
+    run_dir = tmp_path / "run"
+    proc = torchrun(tmp_path, root, run_dir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     import json
 
@@ -53,3 +70,15 @@ def test_two_cpu_processes_stay_identical(tmp_path):
     for name in a:
         assert torch.equal(checkpoint["state_dict"][name], a[name])
     assert not list(tmp_path.glob("rank*.log"))
+
+    # killed at the start of step 3 (the last checkpoint: step 2), then resumed
+    killed = tmp_path / "killed"
+    proc = torchrun(tmp_path, root, killed, die_at=2)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stdout + proc.stderr
+    assert torch.load(killed / "last.pt", weights_only=True)["training"]["step"] == 2
+    proc = torchrun(tmp_path, root, killed)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for r in range(2):
+        resumed = torch.load(killed / f"rank{r}.pt", weights_only=True)
+        different = [name for name in a if not torch.equal(resumed[name], a[name])]
+        assert not different, (r, different)

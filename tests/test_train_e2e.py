@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from busy_cores import busy_cores  # noqa: F401 (fixture)
 from multitrack_synth import write_dataset
 
 torch.set_num_threads(1)
@@ -49,7 +50,8 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(songs, tmp_path, monkeypatch, capsys):
+def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(busy_cores, songs, tmp_path, monkeypatch,
+                                                                  capsys):
     from automix.cli import main as automix_main
     from automix.dsp.params import PARAM_TABLE_VERSION
     from automix.model.checkpoint import load_model
@@ -57,7 +59,9 @@ def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(songs, tmp_pa
     from train.trainer import Trainer
 
     root, heldout, cache = songs
-    straight = run(compose(tiny_overrides(root, cache, tmp_path / "A")), tmp_path / "A")
+    # dropout: the global torch generator decides every step too (it is in the checkpoint)
+    dropout = ["model.dropout=0.1"]
+    straight = run(compose(tiny_overrides(root, cache, tmp_path / "A") + dropout), tmp_path / "A")
     assert straight.step == 5
 
     # the same run, killed during its 4th step (last checkpoint: step 2, mid-epoch), then resumed
@@ -70,10 +74,10 @@ def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(songs, tmp_pa
 
     monkeypatch.setattr(Trainer, "_train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        run(compose(tiny_overrides(root, cache, tmp_path / "B")), tmp_path / "B")
+        run(compose(tiny_overrides(root, cache, tmp_path / "B") + dropout), tmp_path / "B")
     assert torch.load(tmp_path / "B" / "last.pt", weights_only=True)["training"]["step"] == 2
     monkeypatch.setattr(Trainer, "_train_step", real_step)
-    resumed = run(compose(tiny_overrides(root, cache, tmp_path / "B")), tmp_path / "B")
+    resumed = run(compose(tiny_overrides(root, cache, tmp_path / "B") + dropout), tmp_path / "B")
     assert resumed.step == 5
     from hydra.utils import instantiate
 

@@ -5,8 +5,9 @@ architecture, parameter-table version, ``info`` with the resolved training confi
 sample rate), so ``automix mix --model runs/X/checkpoints/last.pt`` uses it directly, with
 one more key::
 
-    "training": {"step": int, "epoch": int, "batch_in_epoch": int,
-                 "optimizer": optimizer.state_dict(), "scheduler": ..., "scaler": ...}
+    "training": {"step": int, "epoch": int, "batch_in_epoch": int, "best_valid": float,
+                 "optimizer": optimizer.state_dict(), "scheduler": ..., "scaler": ...,
+                 "world_size": int, "rng": [train.reproducibility.rng_state() of every rank]}
 
 Everything is tensors and plain Python, so ``torch.load(weights_only=True)`` reads it.
 Writes are atomic: a killed run leaves the previous checkpoint intact.

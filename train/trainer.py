@@ -30,6 +30,8 @@ from automix.errors import AutomixError, DatasetError
 from automix.dsp.kernels import pin_threads
 from train.checkpoint import load_training_checkpoint, save_training_checkpoint
 from train.evaluate import validate
+from train.reproducibility import (KeyedSampler, SeededItems, deterministic_algorithms, rng_state,
+                                   set_rng_state)
 from train.step import forward_batch, step_generator
 
 log = logging.getLogger("train")
@@ -54,7 +56,14 @@ class TrainerConfig:
     grad_clip : float
         Gradient-norm clip (0: off).
     amp : bool
-        Mixed precision (bfloat16 autocast for the model) on CUDA; ignored on CPU.
+        Mixed precision (autocast for the model) on CUDA; ignored on CPU.
+    amp_dtype : str
+        ``"bfloat16"`` or ``"float16"`` (the latter with a gradient scaler, saved in checkpoints).
+    deterministic : bool or None
+        Bit-for-bit repeatable runs: ``torch.use_deterministic_algorithms`` during training
+        (None: on for CPU, off for CUDA). Every run also keeps one CPU thread count
+        throughout and seeds every example's loading from (seed, rank, epoch, position), so a
+        killed and resumed CPU run ends with the weights of the uninterrupted one.
     checkpoint_every : int
         Steps between checkpoints.
     keep_checkpoints : int
@@ -87,6 +96,8 @@ class TrainerConfig:
     warmup_steps: int = 200
     grad_clip: float = 1.0
     amp: bool = True
+    amp_dtype: str = "bfloat16"
+    deterministic: bool | None = None
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
@@ -213,7 +224,12 @@ class Trainer:
             torch.cuda.set_device(self.device)
         else:
             self.device = torch.device("cpu")
-        self.amp_dtype = torch.bfloat16 if (config.amp and self.device.type == "cuda") else None
+        if config.amp_dtype not in ("bfloat16", "float16"):
+            raise AutomixError(f"trainer.amp_dtype must be bfloat16 or float16, not {config.amp_dtype!r}")
+        self.amp_dtype = getattr(torch, config.amp_dtype) if (config.amp and self.device.type == "cuda") else None
+        # float16 gradients need loss scaling; with it off the scaler passes everything through
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.deterministic = (self.device.type == "cpu") if config.deterministic is None else bool(config.deterministic)
         self.run_dir = Path(_broadcast(str(Path(run_dir).resolve()), self.env))
         # one thread count for the whole run (Numba's first parallel call would reset it)
         self.threads = pin_threads(config.threads)
@@ -241,7 +257,11 @@ class Trainer:
                            num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda")
         if cfg.num_workers > 0:
             loader_args.update(persistent_workers=True, prefetch_factor=4)
-        self.train_loader = DataLoader(train_set, sampler=self.sampler, drop_last=True, **loader_args)
+        # every example is loaded under generators seeded by its place in the epoch (exact resume,
+        # any number of workers); the loader's own generator leaves the global ones alone
+        loader_generator = torch.Generator().manual_seed(cfg.seed * 1009 + env.rank)
+        self.train_loader = DataLoader(SeededItems(train_set), sampler=KeyedSampler(self.sampler, cfg.seed, env.rank),
+                                       drop_last=True, generator=loader_generator, **loader_args)
         if len(self.train_loader) == 0:
             raise DatasetError("batch_size is larger than the excerpts per epoch of one process")
         self.valid_loader = None
@@ -288,6 +308,14 @@ class Trainer:
         self.step, self.epoch = int(training["step"]), int(training["epoch"])
         self.batch_in_epoch = int(training["batch_in_epoch"])
         self.best_valid = float(training.get("best_valid", math.inf))
+        if training.get("scaler"):
+            self.scaler.load_state_dict(training["scaler"])
+        states = training.get("rng")
+        if states and int(training.get("world_size", 1)) == self.env.world_size:
+            set_rng_state(states[self.env.rank])
+        elif states:
+            log.warning("checkpoint written by %s processes, resuming with %d: random generators start afresh",
+                        training.get("world_size"), self.env.world_size)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
 
     # ------------------------------------------------------------------ checkpoints
@@ -299,12 +327,17 @@ class Trainer:
                 "config": self.resolved_config}
 
     def save(self, name: str = "last.pt") -> Path | None:
-        """Rank 0 writes ``RUN_DIR/name`` (atomically); returns its path."""
+        """Rank 0 writes ``RUN_DIR/name`` (atomically); returns its path. Every rank must call it."""
+        states = [rng_state()]
+        if self.env.active:  # every rank's generators go into rank 0's checkpoint
+            states = [None] * self.env.world_size
+            dist.all_gather_object(states, rng_state())
         if not self.env.is_main:
             return None
         training = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                     "best_valid": self.best_valid, "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "world_size": self.env.world_size}
+                    "scheduler": self.scheduler.state_dict(), "world_size": self.env.world_size,
+                    "scaler": self.scaler.state_dict(), "rng": states}
         path = save_training_checkpoint(self.run_dir / name, self.model, self._info(), training)
         if name == "last.pt" and self.config.keep_checkpoints > 0:
             snapshot = self.run_dir / f"step_{self.step:07d}.pt"
@@ -351,6 +384,8 @@ class Trainer:
         window: dict[str, float] = {}
         window_n = 0
         last_saved = self.step
+        deterministic = deterministic_algorithms(self.deterministic)
+        deterministic.__enter__()
         try:
             while self.step < cfg.max_steps and (cfg.max_epochs is None or self.epoch < cfg.max_epochs):
                 self.sampler.set_epoch(self.epoch, skip=self.batch_in_epoch * cfg.batch_size)
@@ -402,6 +437,7 @@ class Trainer:
                 # a finished epoch validates and moves on; a run that stops mid-epoch validates once more
                 self._end_epoch(valid_log, writer, sample_rate, target_is_sum, complete=epoch_done)
         finally:
+            deterministic.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
             if writer is not None:
@@ -425,10 +461,12 @@ class Trainer:
             raise AutomixError(f"training diverged at step {self.step} (loss {float(loss)}); "
                                "lower trainer.learning_rate or resume from an earlier checkpoint")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         return {"loss": float(loss.detach()), **{f"loss.{k}": v for k, v in parts.items()}}
 
