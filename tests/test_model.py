@@ -104,7 +104,7 @@ def test_reference_conditioning_changes_the_output():
 def test_gradients_reach_every_weight():
     model = _model().train()
     stems = _stems(2, 3)
-    out = model(stems, SR, torch.tensor([[1, 6, 16], [2, 7, 0]]), reference=stems.sum(1))
+    out = model(stems, SR, torch.tensor([[1, 6, 16], [2, 7, 7]]), reference=stems.sum(1))  # 7 twice: pair_side
     out.square().mean().backward()
     used = {n for n, p in model.named_parameters() if p.grad is not None}
     assert used == {n for n, _ in model.named_parameters()} - {"no_reference"}
@@ -262,3 +262,22 @@ def test_predicted_pans_are_centred_per_mix_over_the_real_stems():
     stems = torch.randn(1, 3, 2, 24000) * 0.1
     pans = model(stems, 24000, torch.zeros(1, 3, dtype=torch.long))[0, :, i]
     assert abs(float(pans.mean())) < 1e-6
+
+
+def test_role_parity_alternates_within_a_role_and_old_checkpoints_still_load():
+    from automix.model.mixnet import role_parity
+
+    roles = torch.tensor([[3, 5, 3, 7, 3, 5]])
+    mask = torch.tensor([[True, True, True, True, True, False]])
+    assert role_parity(roles, mask).tolist() == [[1.0, 0.0, -1.0, 0.0, 1.0, 0.0]]
+    model = MixModel(d_model=16, n_heads=2, n_layers=1, role_dim=4)
+    state = {k: v for k, v in model.state_dict().items() if k != "pair_side"}
+    fresh = MixModel(d_model=16, n_heads=2, n_layers=1, role_dim=4)
+    fresh.load_state_dict(state)  # a checkpoint without the pair embedding loads with zeros
+    assert torch.count_nonzero(fresh.pair_side) == 0
+    # with the embedding, two identical stems of one role get different settings
+    with torch.no_grad():
+        fresh.pair_side.normal_()
+    stem = torch.randn(1, 1, 2, 24000) * 0.1
+    out = fresh(stem.expand(1, 2, 2, 24000).contiguous(), 24000, torch.tensor([[3, 3]]))
+    assert not torch.allclose(out[0, 0], out[0, 1])

@@ -89,6 +89,23 @@ def centre_pans(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return torch.cat([values[..., :i], centred[..., None], values[..., i + 1:]], -1)
 
 
+def role_parity(roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, S]`` +1 / -1 alternately over the stems that share a role, in the stems' order
+    (first guitar +1, second -1, third +1 ...); 0 for a stem alone in its role or padding.
+
+    Two parts of one role usually sit on opposite sides of a mix, but nothing in their
+    sound says which goes where; this sign is the tie-breaker (the stems' order comes from
+    their file names: ``guitar_1`` before ``guitar_2``).
+    """
+    B, S = roles.shape
+    real = torch.ones(B, S, dtype=torch.bool, device=roles.device) if mask is None else mask.bool()
+    same = (roles[:, :, None] == roles[:, None, :]) & real[:, :, None] & real[:, None, :]
+    earlier = torch.tril(same, diagonal=-1).sum(-1)  # same-role stems before this one
+    count = same.sum(-1)
+    sign = 1.0 - 2.0 * (earlier % 2).float()
+    return torch.where((count > 1) & real, sign, torch.zeros_like(sign))
+
+
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Linear(n_hidden, n_out))
 
@@ -114,6 +131,9 @@ class MixModel(nn.Module):
         self.reference_encoder = _mlp(2 * N_FEATURES, 2 * d, d)
         self.no_reference = nn.Parameter(torch.zeros(d))
         self.token_type = nn.Parameter(torch.randn(3, d) * 0.02)  # stem, mix, reference
+        # added to the tokens of stems that share their role with others, +/- alternately in
+        # the stems' order (see role_parity): lets two guitars go to opposite sides
+        self.pair_side = nn.Parameter(torch.zeros(d))
         layer = nn.TransformerEncoderLayer(
             d, config.n_heads, 2 * d, config.dropout, activation="gelu", batch_first=True, norm_first=True
         )
@@ -121,6 +141,15 @@ class MixModel(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.head = _mlp(d, d, STRIP.size)
         self.reset_heads()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # checkpoints from before the pair-side embedding load as "no pair knowledge" (zeros)
+        key = prefix + "pair_side"
+        if key not in state_dict:
+            state_dict[key] = torch.zeros_like(self.pair_side)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # ------------------------------------------------------------------ init
     @torch.no_grad()
@@ -167,6 +196,7 @@ class MixModel(nn.Module):
         mix = features.mix
         stem_in = torch.cat([stem_feats, self.role_embedding(roles), mix.unsqueeze(1).expand(B, S, -1)], -1)
         tokens = self.stem_encoder(stem_in) + self.token_type[0]
+        tokens = tokens + role_parity(roles, mask).to(tokens.dtype)[..., None] * self.pair_side
         mix_token = self.mix_encoder(mix) + self.token_type[1]
         if features.reference is None:
             ref_token = self.no_reference.expand(B, -1)
