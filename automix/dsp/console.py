@@ -80,7 +80,8 @@ def _dynamics_torch(x: torch.Tensor, values: torch.Tensor, table: ParamTable, sa
 def _render_torch(stems, strip, sample_rate, master, mode, mask) -> MixResult:
     x = _dynamics_torch(stems, strip, STRIP, sample_rate, mode)
     v = strip.to(x.dtype)
-    x = saturation.saturate(x, _p(v, STRIP, "sat.drive_db"), _p(v, STRIP, "sat.mix"))
+    if torch.is_grad_enabled() or bool((_p(v, STRIP, "sat.mix") != 0).any()):  # mix 0: dry, exactly x
+        x = saturation.saturate(x, _p(v, STRIP, "sat.drive_db"), _p(v, STRIP, "sat.mix"))
     matrix = pan.output_matrix(_p(v, STRIP, "pan"), _p(v, STRIP, "gain_db"), stems.shape[2])
     out = pan.apply_matrix(x, matrix)
     if mask is not None:

@@ -143,6 +143,12 @@ def compressor_forward(x, params, y):  # pragma: no cover - compiled
                                             params[i, 4], params[i, 5])
         knee = max(knee, _MIN_KNEE_DB)
         slope = 1.0 / ratio - 1.0
+        if ratio == 1.0:  # the target is 0 dB throughout, so is the smoothed gain: make-up only
+            lin = math.exp(makeup * (_LN10 / 20.0))
+            for c in range(n_ch):
+                for t in range(n_samples):
+                    y[i, c, t] = x[i, c, t] * lin
+            continue
         g = 0.0
         for t in range(n_samples):
             p = 0.0
