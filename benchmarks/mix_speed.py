@@ -202,15 +202,25 @@ def write_session(cell: Cell, folder: Path, seed: int = 0) -> list[Path]:
 
 def timed_child(cmd: list[str], env: dict | None = None) -> tuple[float, float, float]:
     """(wall s, CPU s, peak RSS MB) of a child process running ``cmd`` (its own rusage, from wait4)."""
+    import shutil
+
+    # the peak RSS comes from /usr/bin/time where there is one: a child's own ru_maxrss
+    # counts this (large) process's pages from before its exec
+    gnu_time = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+    full = [gnu_time, "-f", "@@maxrss_kb %M", *cmd] if gnu_time else cmd
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     err = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:5])} ... failed ({proc.returncode}): {err[-500:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+    peak_kb = usage.ru_maxrss
+    for line in err.splitlines():
+        if line.startswith("@@maxrss_kb "):
+            peak_kb = int(line.split()[1])
+    return wall, usage.ru_utime + usage.ru_stime, peak_kb / 1024.0
 
 
 def run_matrix(cells: tuple[Cell, ...], repeats: int, model: str | None, quick: bool) -> int:
