@@ -56,7 +56,7 @@ class MultitrackData:
         cached, and the target becomes its real mix, the sum of its original stems (the
         song's mix file is not used; ``target`` is then ignored). A dict holds
         :class:`~automix.raw_like.RawLike` fields (Hydra: ``data.raw_like={}`` for the
-        defaults, ``data.raw_like={tone_amount:0.7}``); None: off.
+        defaults, ``+data.raw_like.tone_amount=0.7`` for one field); None: off.
     cache_dir : str or None
         Decoded-audio cache (default :func:`default_cache_dir`).
     cache_dtype : {"float16", "float32"}
