@@ -128,19 +128,25 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="also write the results here")
 
 
+
+def held_out_songs(roots) -> list:
+    """Every song under the held-out folders that exist (an empty folder is skipped with a line)."""
+    songs = []
+    for root in roots:
+        if Path(root).is_dir():
+            try:
+                songs += scan_folder(root)
+            except Exception as exc:  # DatasetError: an empty held-out folder
+                print(f"skipping {root}: {exc}", file=sys.stderr)
+    return songs
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_protocol_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    songs = []
-    for root in args.data:
-        if Path(root).is_dir():
-            try:
-                songs += scan_folder(root)
-            except Exception as exc:  # DatasetError: an empty held-out folder
-                print(f"skipping {root}: {exc}", file=sys.stderr)
+    songs = held_out_songs(args.data)
     if not songs:
         print("no held-out songs found", file=sys.stderr)
         return 2

@@ -51,6 +51,7 @@ from automix.model.roles import role_name
 from automix.raw_like import RawLike, make_raw_like
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # mix_quality's protocol helpers
 DEFAULT_DATA = ("/work/data/heldout_midi", "/work/data/heldout_lmms")
 TRAINING_DATA = ("/work/data/midi_mt", "/work/data/lmms_mt")
 ROLE_LEVELS = HERE / "role_levels.json"
@@ -248,13 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mix_raw: bad --raw-like settings: {exc}", file=sys.stderr)
         return 2
 
-    songs: list[Song] = []
-    for root in args.data:
-        if Path(root).is_dir():
-            try:
-                songs += scan_folder(root)
-            except Exception as exc:  # DatasetError: an empty held-out folder
-                print(f"skipping {root}: {exc}", file=sys.stderr)
+    from mix_quality import held_out_songs
+
+    songs: list[Song] = held_out_songs(args.data)
     if not songs:
         print("mix_raw: no held-out songs found", file=sys.stderr)
         return 2
