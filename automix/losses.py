@@ -19,9 +19,9 @@ settings, and what it should have been) and returns a scalar tensor:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +50,9 @@ class MixPrediction:
         Strip settings (values, see :data:`automix.dsp.params.STRIP`) the model chose.
     sample_rate : int
         Hz.
+    cache : dict
+        What one term computed that another can reuse (spectra, target loudness), filled
+        by :func:`memo`; empty when the prediction is made.
     """
 
     mix: Tensor
@@ -59,6 +62,47 @@ class MixPrediction:
     mask: Tensor
     strip: Tensor
     sample_rate: int
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def memo(pred: MixPrediction, key: tuple, compute: Callable[[], Tensor], *, target: bool = False) -> Tensor:
+    """``compute()`` once per prediction and ``key``; target-side values (``target=True``) without autograd.
+
+    Several terms read the same spectra and the same target loudness; a step computes each
+    once. Target quantities never carry gradient, so they are computed under ``no_grad``.
+    """
+    if key not in pred.cache:
+        if target:
+            with torch.no_grad():
+                pred.cache[key] = compute()
+        else:
+            pred.cache[key] = compute()
+    return pred.cache[key]
+
+
+def target_stem_loudness(pred: MixPrediction) -> Tensor:
+    """K-weighted loudness (LUFS, ungated) of every target stem (B, S), computed once per prediction."""
+    return memo(pred, ("target_stem_lufs",), lambda: kweighted_loudness_db(pred.target_stems, pred.sample_rate),
+                target=True)
+
+
+def audible_target_stems(pred: MixPrediction, silence_lufs: float) -> Tensor:
+    """(B, S) bool: real stems whose target is louder than ``silence_lufs`` (LUFS)."""
+    return pred.mask & (target_stem_loudness(pred) > silence_lufs)
+
+
+def mid_side_power(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
+    """Power spectrogram of the sum (L+R) and difference (L-R) of stereo ``x`` (B, 2, T) -> (B, 2, F, frames).
+
+    One STFT call over both signals (Hann ``window``, ``center=True``); power is
+    ``re^2 + im^2`` (no complex ``abs``, whose gradient is undefined at zero).
+    """
+    x = x.float()
+    both = torch.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], 1)
+    spec = torch.stft(both.reshape(-1, both.shape[-1]), n_fft, hop, window=window.to(x.dtype),
+                      return_complex=True, center=True)
+    power = torch.view_as_real(spec).square().sum(-1)
+    return power.reshape(*both.shape[:2], *power.shape[-2:])
 
 
 # ----------------------------------------------------------------------------- STFT
@@ -88,22 +132,34 @@ class MultiResolutionSTFTLoss(nn.Module):
         for n in self.fft_sizes:
             self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
 
-    def _magnitude(self, x: Tensor, n_fft: int) -> Tensor:
-        window = getattr(self, f"window_{n_fft}")
-        hop = max(1, int(n_fft * self.hop_fraction))
-        spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=window.to(x.dtype),
+    def hop(self, n_fft: int) -> int:
+        """Hop (samples) of the ``n_fft`` resolution."""
+        return max(1, int(n_fft * self.hop_fraction))
+
+    def window(self, n_fft: int) -> Tensor:
+        return getattr(self, f"window_{n_fft}")
+
+    def _power(self, x: Tensor, n_fft: int) -> Tensor:
+        spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, self.hop(n_fft), window=self.window(n_fft).to(x.dtype),
                           return_complex=True, center=True)
-        return spec.abs()
+        return torch.view_as_real(spec).square().sum(-1)
+
+    def distance(self, est_power: Tensor, ref_power: Tensor) -> Tensor:
+        """The loss of one resolution from power spectrograms (any matching shape)."""
+        est_mag = (est_power + self.eps * self.eps).sqrt()
+        ref_mag = ref_power.sqrt()
+        convergence = torch.linalg.vector_norm(ref_mag - est_mag) / (torch.linalg.vector_norm(ref_mag) + self.eps)
+        # log(|X| + eps) on power: 0.5 log(|X|^2 + eps^2) (the same floor, smooth at zero)
+        log_mag = 0.5 * (torch.log(est_power + self.eps * self.eps) - torch.log(ref_power + self.eps * self.eps)).abs().mean()
+        return self.convergence_weight * convergence + self.log_magnitude_weight * log_mag
 
     def forward(self, estimate: Tensor, target: Tensor) -> Tensor:
         """Loss between ``estimate`` and ``target`` of shape (..., T) (same shape)."""
         total = estimate.new_zeros(())
         for n_fft in self.fft_sizes:
-            est = self._magnitude(estimate, n_fft)
-            ref = self._magnitude(target, n_fft)
-            convergence = torch.linalg.vector_norm(ref - est) / (torch.linalg.vector_norm(ref) + self.eps)
-            log_mag = (torch.log(est + self.eps) - torch.log(ref + self.eps)).abs().mean()
-            total = total + self.convergence_weight * convergence + self.log_magnitude_weight * log_mag
+            with torch.no_grad():
+                ref = self._power(target, n_fft)
+            total = total + self.distance(self._power(estimate, n_fft), ref)
         return total / len(self.fft_sizes)
 
 
@@ -126,11 +182,17 @@ class SumDifferenceSTFTLoss(nn.Module):
         self.difference_weight = float(difference_weight)
 
     def forward(self, pred: MixPrediction) -> Tensor:
-        est, ref = pred.mix, pred.target_mix
-        loss = self.sum_weight * self.stft(est[:, 0] + est[:, 1], ref[:, 0] + ref[:, 1])
-        if self.difference_weight:
-            loss = loss + self.difference_weight * self.stft(est[:, 0] - est[:, 1], ref[:, 0] - ref[:, 1])
-        return loss
+        stft = self.stft
+        total = pred.mix.new_zeros(())
+        for n_fft in stft.fft_sizes:
+            hop, window = stft.hop(n_fft), stft.window(n_fft)
+            est = memo(pred, ("mid_side_power", n_fft, hop), lambda: mid_side_power(pred.mix, n_fft, hop, window))
+            ref = memo(pred, ("target_mid_side_power", n_fft, hop),
+                       lambda: mid_side_power(pred.target_mix, n_fft, hop, window), target=True)
+            total = total + self.sum_weight * stft.distance(est[:, 0], ref[:, 0])
+            if self.difference_weight:
+                total = total + self.difference_weight * stft.distance(est[:, 1], ref[:, 1])
+        return total / len(stft.fft_sizes)
 
 
 # ----------------------------------------------------------------------------- loudness
@@ -158,13 +220,13 @@ class LoudnessLoss(nn.Module):
 
     def forward(self, pred: MixPrediction) -> Tensor:
         sr = pred.sample_rate
-        ref_mix = kweighted_loudness_db(pred.target_mix, sr)
-        est_mix = kweighted_loudness_db(pred.mix, sr)
+        ref_mix = memo(pred, ("target_mix_lufs",), lambda: kweighted_loudness_db(pred.target_mix, sr), target=True)
+        est_mix = memo(pred, ("mix_lufs",), lambda: kweighted_loudness_db(pred.mix, sr))
         loss = self.mix_weight * (est_mix - ref_mix).abs().mean()
         if self.stem_weight and pred.target_stems is not None:
-            ref = kweighted_loudness_db(pred.target_stems, sr)
-            est = kweighted_loudness_db(pred.stems, sr)
-            valid = pred.mask & (ref > self.silence_lufs)
+            ref = target_stem_loudness(pred)
+            est = memo(pred, ("stem_lufs",), lambda: kweighted_loudness_db(pred.stems, sr))
+            valid = audible_target_stems(pred, self.silence_lufs)
             if self.relative:
                 ref, est = ref - ref_mix[:, None], est - est_mix[:, None]
             if bool(valid.any()):
@@ -216,12 +278,14 @@ class StereoBalanceLoss(nn.Module):
     def forward(self, pred: MixPrediction) -> Tensor:
         if pred.target_stems is None or pred.stems.shape[2] != 2:
             return pred.mix.new_zeros(())
-        ref = channel_balance_db(pred.target_stems, self.limit_db)
-        est = channel_balance_db(pred.stems, self.limit_db)
-        valid = (pred.mask & (kweighted_loudness_db(pred.target_stems, pred.sample_rate) > self.silence_lufs)).float()
+        limit = self.limit_db
+        ref = memo(pred, ("target_stem_balance", limit), lambda: channel_balance_db(pred.target_stems, limit), target=True)
+        est = channel_balance_db(pred.stems, limit)
+        valid = audible_target_stems(pred, self.silence_lufs).float()
         count = valid.sum(-1).clamp_min(1)
-        est_mix = channel_balance_db(pred.mix, self.limit_db)
-        ref_mix = channel_balance_db(pred.target_mix, self.limit_db)
+        est_mix = channel_balance_db(pred.mix, limit)
+        ref_mix = memo(pred, ("target_mix_balance", limit), lambda: channel_balance_db(pred.target_mix, limit),
+                       target=True)
         error = ((est - ref).abs() * valid).sum(-1) / count + self.mix_weight * (est_mix - ref_mix).abs()
         if self.mirror_invariant:
             mirrored = ((est + ref).abs() * valid).sum(-1) / count + self.mix_weight * (est_mix + ref_mix).abs()
@@ -258,9 +322,24 @@ def side_mid_ratio_db(x: Tensor, sample_rate: int, n_fft: int = 2048, floor_db: 
         return power @ _band_matrix(n_fft, sample_rate, x.device)
 
     m, s = band_energy(mid), band_energy(side)
+    return _soft_floored_ratio_db(s, m, floor_db, eps).reshape(*lead, -1)
+
+
+def _soft_floored_ratio_db(side: Tensor, mid: Tensor, floor_db: float, eps: float = 1e-10) -> Tensor:
     floor = 10.0 ** (floor_db / 10.0)
-    ratio = 10.0 * torch.log10((s + floor * m + eps) / (m + eps))
-    return ratio.reshape(*lead, -1)
+    return 10.0 * torch.log10((side + floor * mid + eps) / (mid + eps))
+
+
+def side_mid_ratio_from_power(power: Tensor, sample_rate: int, n_fft: int, floor_db: float = -40.0,
+                              eps: float = 1e-10) -> Tensor:
+    """Side/mid ratio per octave band (dB) from :func:`mid_side_power` spectra (B, 2, F, frames) -> (B, bands).
+
+    The same quantity as :func:`side_mid_ratio_db` (the sum and difference are twice the mid
+    and side, which the ratio does not see), read from spectra another term already made.
+    """
+    bands = power.sum(-1) @ _band_matrix(n_fft, sample_rate, power.device)  # (B, 2, bands)
+    # the ratio's eps is for (L+R)/2 scaled signals: power of L+R is 4x theirs
+    return _soft_floored_ratio_db(bands[:, 1], bands[:, 0], floor_db, 4.0 * eps)
 
 
 def _band_matrix(n_fft: int, sample_rate: int, device: torch.device) -> Tensor:
@@ -288,17 +367,24 @@ class StereoImageLoss(nn.Module):
         Soft floor of the ratio (see :func:`side_mid_ratio_db`).
     """
 
-    def __init__(self, n_fft: int = 2048, floor_db: float = -40.0):
+    def __init__(self, n_fft: int = 2048, floor_db: float = -40.0, hop_fraction: float = 0.25):
         super().__init__()
         self.n_fft = int(n_fft)
         self.floor_db = float(floor_db)
+        self.hop = max(1, int(self.n_fft * float(hop_fraction)))
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def forward(self, pred: MixPrediction) -> Tensor:
         if pred.mix.shape[-2] != 2:
             return pred.mix.new_zeros(())
-        est = side_mid_ratio_db(pred.mix, pred.sample_rate, self.n_fft, self.floor_db)
-        ref = side_mid_ratio_db(pred.target_mix, pred.sample_rate, self.n_fft, self.floor_db)
-        return (est - ref).abs().mean()
+        n_fft, hop, sr = self.n_fft, self.hop, pred.sample_rate
+        # the same spectra as the STFT term's at this size and hop (computed once per step)
+        est = memo(pred, ("mid_side_power", n_fft, hop), lambda: mid_side_power(pred.mix, n_fft, hop, self.window))
+        ref = memo(pred, ("target_mid_side_power", n_fft, hop),
+                   lambda: mid_side_power(pred.target_mix, n_fft, hop, self.window), target=True)
+        est_ratio = side_mid_ratio_from_power(est, sr, n_fft, self.floor_db)
+        ref_ratio = side_mid_ratio_from_power(ref, sr, n_fft, self.floor_db)
+        return (est_ratio - ref_ratio).abs().mean()
 
 
 # ----------------------------------------------------------------------------- dynamics
@@ -373,10 +459,12 @@ class DynamicsLoss(nn.Module):
 
     def forward(self, pred: MixPrediction) -> Tensor:
         sr = pred.sample_rate
-        loss = self.spread_weight * (loudness_spread_db(pred.mix, sr) - loudness_spread_db(pred.target_mix, sr)).abs().mean()
+        ref_spread = memo(pred, ("target_spread",), lambda: loudness_spread_db(pred.target_mix, sr), target=True)
+        loss = self.spread_weight * (loudness_spread_db(pred.mix, sr) - ref_spread).abs().mean()
         if self.crest_weight and pred.target_stems is not None:
-            valid = (pred.mask & (kweighted_loudness_db(pred.target_stems, sr) > self.silence_lufs)).float()
-            error = (crest_factor_db(pred.stems, sr) - crest_factor_db(pred.target_stems, sr)).abs()
+            valid = audible_target_stems(pred, self.silence_lufs).float()
+            ref_crest = memo(pred, ("target_stem_crest",), lambda: crest_factor_db(pred.target_stems, sr), target=True)
+            error = (crest_factor_db(pred.stems, sr) - ref_crest).abs()
             loss = loss + self.crest_weight * (error * valid).sum() / valid.sum().clamp_min(1)
         return loss
 

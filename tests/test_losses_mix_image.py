@@ -156,3 +156,38 @@ def test_every_term_has_finite_gradients_with_a_silent_padding_stem():
     total.backward()
     assert set(parts) >= {"stft", "loudness", "stereo_balance", "stereo_image", "dynamics", "params"}
     assert torch.isfinite(total) and torch.isfinite(strip.grad).all()
+
+
+def test_shared_spectra_give_the_same_terms_as_computing_each_alone():
+    """The composite loss computes each spectrum once per step; every term must read what it would alone."""
+    from automix.losses import (CompositeLoss, MultiResolutionSTFTLoss, SumDifferenceSTFTLoss,
+                                side_mid_ratio_from_power, mid_side_power)
+
+    rng = np.random.default_rng(7)
+    target = torch.from_numpy(rng.standard_normal((2, 3, 2, SR)).astype(np.float32) * 0.1)
+    target[:, 0, 1] *= 0.3  # one stem leaning left: a side signal to measure
+    est = target * torch.tensor([1.0, 0.5, 2.0])[None, :, None, None]
+    est[:, 2] = est[:, 2].flip(1)  # mirrored placement
+    # side/mid from the shared power spectra = the stand-alone band ratio
+    power = mid_side_power(est.sum(1), 2048, 1024, torch.hann_window(2048))
+    direct = side_mid_ratio_db(est.sum(1), SR, 2048)
+    from_power = side_mid_ratio_from_power(power, SR, 2048)
+    assert torch.allclose(direct, from_power, atol=0.2)  # hop 1/4 vs 1/2: frames differ, band energies agree
+    # the sum/difference term = the stand-alone multi-resolution loss on L+R and L-R
+    stft = SumDifferenceSTFTLoss(fft_sizes=(1024, 256), hop_fraction=0.5, difference_weight=0.5)
+    mr = MultiResolutionSTFTLoss((1024, 256), 0.5)
+    m, t = est.sum(1), target.sum(1)
+    alone = mr(m[:, 0] + m[:, 1], t[:, 0] + t[:, 1]) + 0.5 * mr(m[:, 0] - m[:, 1], t[:, 0] - t[:, 1])
+    assert float(stft(_pred(est, target))) == pytest.approx(float(alone), rel=1e-5)
+    # every term of the composite equals the same term on a fresh prediction (nothing stale is shared)
+    terms = {"stft": stft, "image": StereoImageLoss(n_fft=1024, hop_fraction=0.5), "loudness": LoudnessLoss(relative=True),
+             "balance": StereoBalanceLoss(), "dynamics": DynamicsLoss()}
+    _, parts = CompositeLoss(terms)(_pred(est, target))
+    for name, term in terms.items():
+        assert parts[name] == pytest.approx(float(term(_pred(est, target))), rel=1e-6), name
+    # target-side values carry no gradient, the estimate's do
+    pred = _pred(est.clone().requires_grad_(True), target)
+    total, _ = CompositeLoss(terms)(pred)
+    total.backward()
+    assert all(not v.requires_grad for k, v in pred.cache.items() if k[0].startswith("target"))
+    assert pred.stems.grad is not None and torch.isfinite(pred.stems.grad).all() and pred.stems.grad.abs().sum() > 0
