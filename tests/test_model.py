@@ -47,7 +47,8 @@ def test_output_shape_and_declared_ranges():
 
 def test_untrained_model_is_near_neutral():
     model = _model()
-    out = model(_stems(1, 4), SR, torch.zeros(1, 4, dtype=torch.long))
+    # four different roles: no pair to spread (see the pair-spread test below)
+    out = model(_stems(1, 4), SR, torch.arange(4)[None])
     values = {n: out[0, :, i] for i, n in enumerate(STRIP.names)}
     # Settings that change the sound are (nearly) off; frequencies may sit anywhere.
     assert values["gain_db"].abs().max() < 0.5
@@ -281,3 +282,31 @@ def test_role_parity_alternates_within_a_role_and_old_checkpoints_still_load():
     stem = torch.randn(1, 1, 2, 24000) * 0.1
     out = fresh(stem.expand(1, 2, 2, 24000).contiguous(), 24000, torch.tensor([[3, 3]]))
     assert not torch.allclose(out[0, 0], out[0, 1])
+
+
+def test_two_identical_parts_of_one_role_leave_the_centre_in_opposite_directions():
+    """The pair-spread head: an untrained model already puts two alike guitars apart, a lone stem stays."""
+    from automix.model.mixnet import MAX_PAIR_SPREAD
+
+    torch.manual_seed(1)
+    model = MixModel(d_model=16, n_heads=2, n_layers=1, role_dim=4).eval()
+    i = STRIP.index("pan")
+    guitar = torch.randn(1, 1, 2, 24000) * 0.1
+    bass = torch.randn(1, 1, 2, 24000) * 0.1
+    stems = torch.cat([guitar, guitar, bass], 1)
+    roles = torch.tensor([[3, 3, 5]])
+    with torch.no_grad():
+        pans = model(stems, 24000, roles)[0, :, i]
+    gap = float(pans[0] - pans[1])
+    assert 0.55 < gap < 0.65  # the head starts at 0.6 pan units apart (sigmoid(0) x MAX_PAIR_SPREAD)
+    assert abs(float(pans[0] + pans[1]) / 2 - float(pans[2])) < 0.05  # the bass sits between them
+    # the spread is learned: it moves with its head and stays within MAX_PAIR_SPREAD
+    with torch.no_grad():
+        model.spread_bias.fill_(8.0)
+        wide = model(stems, 24000, roles)[0, :, i]
+    assert MAX_PAIR_SPREAD * 0.99 < float(wide[0] - wide[1]) <= MAX_PAIR_SPREAD + 1e-6
+    # a checkpoint from before the head loads with the starting spread
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("spread_")}
+    fresh = MixModel(d_model=16, n_heads=2, n_layers=1, role_dim=4)
+    fresh.load_state_dict(state)
+    assert float(fresh.spread_bias) == 0.0 and torch.count_nonzero(fresh.spread_weight) == 0

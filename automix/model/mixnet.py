@@ -71,6 +71,13 @@ class MixFeatures:
     reference: torch.Tensor | None = None
 
 
+#: Largest pan distance (pan units, -1..1 scale) the pair-spread head can put between
+#: two parts of one role (each moves half of it, in opposite directions).
+MAX_PAIR_SPREAD: float = 1.2
+#: Starting spread of a pair: sigmoid(0) x 1.2 = 0.6 apart, pans at +/-0.3 (about 4 dB to one side).
+_INITIAL_SPREAD_LOGIT: float = 0.0
+
+
 def centre_pans(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Strip values ``[B, S, P]`` with every mix's pans shifted so that their mean is 0.
 
@@ -140,6 +147,12 @@ class MixModel(nn.Module):
         self.context = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
         self.out_norm = nn.LayerNorm(d)
         self.head = _mlp(d, d, STRIP.size)
+        # how far apart (pan units) the parts of one role go: every such stem's pan moves by
+        # +/- spread / 2 (its role_parity sign), so two guitars leave the centre in opposite
+        # directions without the model having to learn the sign from their (alike) sound.
+        # Plain parameters (no random init drawn): models built before it stay the same.
+        self.spread_weight = nn.Parameter(torch.zeros(d))
+        self.spread_bias = nn.Parameter(torch.full((), _INITIAL_SPREAD_LOGIT))
         self.reset_heads()
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -148,6 +161,10 @@ class MixModel(nn.Module):
         key = prefix + "pair_side"
         if key not in state_dict:
             state_dict[key] = torch.zeros_like(self.pair_side)
+        # ... and before the spread head: the head's starting spread
+        if prefix + "spread_weight" not in state_dict:
+            state_dict[prefix + "spread_weight"] = torch.zeros_like(self.spread_weight)
+            state_dict[prefix + "spread_bias"] = torch.full_like(self.spread_bias, _INITIAL_SPREAD_LOGIT)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
@@ -159,6 +176,8 @@ class MixModel(nn.Module):
         nn.init.normal_(last.weight, std=1e-3)
         unit = STRIP.to_unit(STRIP.neutral.double()).clamp(UNIT_MARGIN, 1 - UNIT_MARGIN)
         last.bias.copy_(torch.logit(unit).float())
+        self.spread_weight.zero_()
+        self.spread_bias.fill_(_INITIAL_SPREAD_LOGIT)
 
     # ------------------------------------------------------------------ analysis
     def analyse(
@@ -206,8 +225,14 @@ class MixModel(nn.Module):
         ref_token = ref_token + self.token_type[2]
         sequence = torch.cat([tokens, mix_token.unsqueeze(1), ref_token.unsqueeze(1)], 1)
         pad = torch.cat([~mask, torch.zeros(B, 2, dtype=torch.bool, device=mask.device)], 1)
-        hidden = self.context(sequence, src_key_padding_mask=pad)[:, :S]
-        return torch.sigmoid(self.head(self.out_norm(hidden)))
+        hidden = self.out_norm(self.context(sequence, src_key_padding_mask=pad)[:, :S])
+        unit = torch.sigmoid(self.head(hidden))
+        # pair spread: the pan (unit 0.5 = centre; pan = 2 unit - 1) of every stem that shares its
+        # role moves by +/- spread / 2 (its role_parity sign): the pair ends `spread` apart
+        spread = MAX_PAIR_SPREAD * torch.sigmoid(hidden @ self.spread_weight + self.spread_bias)  # pan units
+        i = STRIP.index("pan")
+        pan_unit = (unit[..., i] + 0.25 * role_parity(roles, mask).to(unit.dtype) * spread).clamp(0.0, 1.0)
+        return torch.cat([unit[..., :i], pan_unit[..., None], unit[..., i + 1:]], -1)
 
     def predict(self, features: MixFeatures, roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Strip values ``[B, S, P]`` (units of :data:`STRIP`) from precomputed features.
