@@ -279,7 +279,7 @@ def _as_float64(typingctx, i):  # pragma: no cover - compiled
     return types.float64(types.int64), codegen
 
 
-@njit(inline="always", **_VEC)
+@njit(**_VEC)
 def _exp(v):  # pragma: no cover - compiled
     """``exp(v)`` for ``v`` clamped to [-708, 709] (float64, about 1 ulp).
 
@@ -305,7 +305,7 @@ def _exp(v):  # pragma: no cover - compiled
     return p * _as_float64((np.int64(k) + 1023) << 52)
 
 
-@njit(inline="always", **_VEC)
+@njit(**_VEC)
 def _ln(x):  # pragma: no cover - compiled
     """``ln(x)`` for positive normal float64 ``x`` (about 1 ulp).
 
@@ -334,7 +334,7 @@ def _ln(x):  # pragma: no cover - compiled
     return e * _LN2_HI + (e * _LN2_LO + 2.0 * s * p)
 
 
-@njit(inline="always", **_VEC)
+@njit(**_VEC)
 def _tanh(z):  # pragma: no cover - compiled
     """``tanh(z) = sign(z) (1 - q) / (1 + q)`` with ``q = exp(-2 |z|)`` (about 1e-16 absolute)."""
     q = _exp(-2.0 * min(abs(z), _TANH_SATURATES))
@@ -367,7 +367,7 @@ there for good: one stem with a silent outro made a whole render several times s
 is -400 dBFS, far below anything audible or any file's resolution."""
 
 
-@njit(inline="always", **_VEC)
+@njit(**_VEC)
 def _flush4(v):  # pragma: no cover - compiled
     """A 4-tuple with entries smaller than :data:`STATE_FLOOR` set to zero."""
     return (v[0] if abs(v[0]) >= STATE_FLOOR else 0.0, v[1] if abs(v[1]) >= STATE_FLOOR else 0.0,
@@ -463,19 +463,28 @@ def _strip_groups(x, coef, comp, sat, out_gain, sos_state, comp_state, y, first,
         _strip_group(rows, group * LANES, n_ch, coef, comp, sat, out_gain, states, comp_state, y)
 
 
-@njit(inline="always", **_VEC)
+# Compile time (the first run after install compiles the fused strip): every helper below is
+# compiled once and LLVM inlines it, rather than numba's ``inline="always"``, which types the
+# body again at every call site; and the indices passed to them are these int64 *values*, not
+# integer literals, for which numba compiles one specialisation per distinct constant (it had
+# compiled ``_lanes`` 42 times). Together about 40 % less compile time, same machine code speed
+# and bit-identical output.
+_I0, _I1, _I2, _I3, _I4, _I5 = (np.int64(k) for k in range(6))
+
+
+@njit(**_VEC)
 def _lanes(a, r, i, j):  # pragma: no cover - compiled
     """``a[r[l], i, j]`` for the four lanes ``l``."""
     return (a[r[0], i, j], a[r[1], i, j], a[r[2], i, j], a[r[3], i, j])
 
 
-@njit(inline="always", **_VEC)
+@njit(**_VEC)
 def _section_coefficients(coef, stem, k):  # pragma: no cover - compiled
-    return (_lanes(coef, stem, k, 0), _lanes(coef, stem, k, 1), _lanes(coef, stem, k, 2),
-            _lanes(coef, stem, k, 3), _lanes(coef, stem, k, 4))
+    return (_lanes(coef, stem, k, _I0), _lanes(coef, stem, k, _I1), _lanes(coef, stem, k, _I2),
+            _lanes(coef, stem, k, _I3), _lanes(coef, stem, k, _I4))
 
 
-@njit(inline="always", **_VEC)
+@njit(**_VEC)
 def _section4(u, cs, s1, s2):  # pragma: no cover - compiled
     """One transposed-direct-form-II biquad step on four lanes (tuples)."""
     b0, b1, b2, a1, a2 = cs
@@ -496,9 +505,9 @@ def _eq4_chunk(rows, lane_rows, lane_stems, coef, start, n, st, out):  # pragma:
     (loading the coefficients here rather than passing them in keeps it that way).
     """
     r0, r1, r2, r3 = lane_rows[0], lane_rows[1], lane_rows[2], lane_rows[3]
-    c0, c1 = _section_coefficients(coef, lane_stems, 0), _section_coefficients(coef, lane_stems, 1)
-    c2, c3 = _section_coefficients(coef, lane_stems, 2), _section_coefficients(coef, lane_stems, 3)
-    c4, c5 = _section_coefficients(coef, lane_stems, 4), _section_coefficients(coef, lane_stems, 5)
+    c0, c1 = _section_coefficients(coef, lane_stems, _I0), _section_coefficients(coef, lane_stems, _I1)
+    c2, c3 = _section_coefficients(coef, lane_stems, _I2), _section_coefficients(coef, lane_stems, _I3)
+    c4, c5 = _section_coefficients(coef, lane_stems, _I4), _section_coefficients(coef, lane_stems, _I5)
     s = st
     for t in range(n):
         u = (np.float64(rows[r0, start + t]), np.float64(rows[r1, start + t]),
@@ -526,10 +535,10 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
     for lane in range(LANES):  # lanes past the last channel repeat it (their output is dropped)
         lane_rows[lane] = min(first_row + lane, n_rows - 1)
         lane_stems[lane] = lane_rows[lane] // n_ch
-    st = (_lanes(states, lane_rows, 0, 0), _lanes(states, lane_rows, 0, 1), _lanes(states, lane_rows, 1, 0),
-          _lanes(states, lane_rows, 1, 1), _lanes(states, lane_rows, 2, 0), _lanes(states, lane_rows, 2, 1),
-          _lanes(states, lane_rows, 3, 0), _lanes(states, lane_rows, 3, 1), _lanes(states, lane_rows, 4, 0),
-          _lanes(states, lane_rows, 4, 1), _lanes(states, lane_rows, 5, 0), _lanes(states, lane_rows, 5, 1))
+    st = (_lanes(states, lane_rows, _I0, _I0), _lanes(states, lane_rows, _I0, _I1), _lanes(states, lane_rows, _I1, _I0),
+          _lanes(states, lane_rows, _I1, _I1), _lanes(states, lane_rows, _I2, _I0), _lanes(states, lane_rows, _I2, _I1),
+          _lanes(states, lane_rows, _I3, _I0), _lanes(states, lane_rows, _I3, _I1), _lanes(states, lane_rows, _I4, _I0),
+          _lanes(states, lane_rows, _I4, _I1), _lanes(states, lane_rows, _I5, _I0), _lanes(states, lane_rows, _I5, _I1))
     first_stem = first_row // n_ch
     n_group_stems = (min(first_row + LANES, n_rows) - first_row) // n_ch
     eq_out = np.empty((LANES, CHUNK))
@@ -572,7 +581,8 @@ def _strip_group(rows, first_row, n_ch, coef, comp, sat, out_gain, states, comp_
         for k in range(6):
             states[first_row + lane, k, 0] = st[2 * k][lane]
             states[first_row + lane, k, 1] = st[2 * k + 1][lane]
-    comp_state[first_stem:first_stem + n_group_stems] = g
+    for i in range(n_group_stems):  # element by element: a slice assignment compiles numba's
+        comp_state[first_stem + i] = g[i]  # shape-mismatch message (string formatting, seconds)
 
 
 @njit(**_VEC)
