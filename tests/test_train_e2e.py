@@ -173,3 +173,31 @@ def test_command_line_reports_a_bad_dataset_in_one_line(tmp_path):
     assert "automix-train: error: no songs found" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
+
+
+def test_resume_weights_only_fine_tunes_from_step_zero_and_a_changed_model_says_how(songs, tmp_path):
+    from automix.errors import AutomixError
+    from train.__main__ import run
+
+    root, _, cache = songs
+    run(compose(tiny_overrides(root, cache, tmp_path / "A", max_steps=2)), tmp_path / "A")
+    source = torch.load(tmp_path / "A" / "last.pt", weights_only=True)
+    # an optimiser state that does not fit the model (as after the model gained parameters)
+    broken = dict(source, training=dict(source["training"]))
+    optimizer = {**broken["training"]["optimizer"]}
+    optimizer["param_groups"] = [dict(g, params=g["params"][:-1]) for g in optimizer["param_groups"]]
+    broken["training"]["optimizer"] = optimizer
+    torch.save(broken, tmp_path / "changed.pt")
+    with pytest.raises(AutomixError, match="trainer.resume_weights_only=true"):
+        run(compose(tiny_overrides(root, cache, tmp_path / "B", max_steps=2)
+                    + [f"trainer.resume={tmp_path / 'changed.pt'}", "trainer.validate=false"]), tmp_path / "B")
+    # with the switch: the weights come over, the run starts at step 0 and trains max_steps steps
+    run(compose(tiny_overrides(root, cache, tmp_path / "C", max_steps=1)
+                + [f"trainer.resume={tmp_path / 'changed.pt'}", "trainer.resume_weights_only=true",
+                   "trainer.learning_rate=0", "trainer.validate=false"]), tmp_path / "C")
+    rows = _read_csv(tmp_path / "C" / "train.csv")
+    assert [int(r["step"]) for r in rows] == [1]
+    tuned = torch.load(tmp_path / "C" / "last.pt", weights_only=True)
+    assert tuned["training"]["step"] == 1
+    for name, value in source["state_dict"].items():  # learning rate 0: the weights are the source's
+        assert torch.equal(tuned["state_dict"][name], value), name

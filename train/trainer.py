@@ -80,6 +80,10 @@ class TrainerConfig:
         Seeds weights, excerpts and perturbations.
     resume : str
         ``"auto"`` (continue from ``RUN_DIR/last.pt`` if present), ``"never"``, or a checkpoint path.
+    resume_weights_only : bool
+        Take only the model's weights from the ``resume`` checkpoint and start a new run at
+        step 0 (fresh optimiser and schedule): fine-tuning a finished run, or continuing after
+        the model gained parameters (they start at their initial values).
     progress : bool
         Progress bar on rank 0.
     tensorboard : bool
@@ -106,6 +110,7 @@ class TrainerConfig:
     device: str = "auto"
     seed: int = 0
     resume: str = "auto"
+    resume_weights_only: bool = False
     progress: bool = True
     tensorboard: bool = False
     threads: int | None = None
@@ -300,10 +305,16 @@ class Trainer:
         payload = load_training_checkpoint(path)
         self.model.load_state_dict(payload["state_dict"])
         training = payload.get("training")
-        if not training:
-            log.info("initialised weights from %s (no training state: starting at step 0)", path)
+        if not training or self.config.resume_weights_only:
+            log.info("initialised weights from %s (%s: starting at step 0)", path,
+                     "trainer.resume_weights_only" if training else "no training state")
             return
-        self.optimizer.load_state_dict(training["optimizer"])
+        try:
+            self.optimizer.load_state_dict(training["optimizer"])
+        except ValueError as exc:
+            raise AutomixError(f"cannot resume from {path}: its optimiser state belongs to a model with other "
+                               "parameters (the model changed since it was written); start from its weights "
+                               "with trainer.resume_weights_only=true") from exc
         self.scheduler.load_state_dict(training["scheduler"])
         self.step, self.epoch = int(training["step"]), int(training["epoch"])
         self.batch_in_epoch = int(training["batch_in_epoch"])
