@@ -6,6 +6,9 @@ use and cached on disk (``cache=True``).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 from numba import njit
 
@@ -185,7 +188,41 @@ def quantize_interleaved(x, bits, out, start, stop):  # pragma: no cover - compi
 
 def warm_up() -> None:
     """Load a decoder from numba's on-disk cache now (numba's start-up, about half a second
-    of Python work in a fresh process, happens here rather than mid-read)."""
+    of Python work in a fresh process, happens here rather than mid-read).
+
+    Numba's start-up also probes for a BLAS by importing ``scipy.linalg`` (0.3-0.5 s here,
+    most of it scipy cloning numpy's namespace), which only decides whether jitted
+    ``np.convolve``/``np.correlate`` use BLAS for their inner products; no automix kernel
+    calls those (``np.dot`` and ``np.linalg`` in jitted code import it themselves when
+    compiled). :func:`without_blas_probe` skips that import for this one call.
+    """
     out = np.zeros((2, 1), dtype=np.float32)
     extremes = np.zeros((2, 2), dtype=np.int64)
-    pcm24_block_to_planar(np.zeros(6, dtype=np.uint8), 2, 1, out, 0, extremes, 2.0**-31)
+    with without_blas_probe():
+        pcm24_block_to_planar(np.zeros(6, dtype=np.uint8), 2, 1, out, 0, extremes, 2.0**-31)
+
+
+#: The module numba's start-up imports to probe for a BLAS (numba.np.linalg.ensure_blas).
+_BLAS_PROBE = "scipy.linalg.cython_blas"
+
+
+@contextmanager
+def without_blas_probe() -> Iterator[None]:
+    """Numba's start-up (its first compile or cache load in a process) inside this block
+    finds no BLAS, without importing scipy; afterwards scipy imports as usual.
+
+    Only while numba has not started (``numba.np.arraymath`` not yet imported) and scipy's
+    BLAS is not loaded; otherwise it does nothing. A ``None`` in ``sys.modules`` makes
+    that one import fail at once (Python's documented way to block an import).
+    """
+    import sys
+
+    if "numba.np.arraymath" in sys.modules or _BLAS_PROBE in sys.modules:
+        yield
+        return
+    sys.modules[_BLAS_PROBE] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get(_BLAS_PROBE, 0) is None:
+            del sys.modules[_BLAS_PROBE]

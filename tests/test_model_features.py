@@ -189,3 +189,19 @@ def test_features_of_stems_on_threads_equal_the_plain_analysis():
     assert plain.shape == threaded.shape == (3, N_FEATURES)
     assert float(plain.abs().max()) > 0.5  # real values, not all zeros
     assert torch.max(torch.abs(plain - threaded)) < 1e-5
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 44100, 48000, 96000])
+def test_mel_filterbank_equals_torchaudio(sample_rate):
+    """automix's own HTK mel filterbank (no torchaudio import in a mix) is torchaudio's."""
+    import torchaudio.functional as AF
+
+    from automix.model.features import MEL_FMAX_HZ, MEL_FMIN_HZ, N_MELS, fft_size, mel_filterbank
+
+    n_freqs = fft_size(sample_rate) // 2 + 1
+    fmax = min(MEL_FMAX_HZ, sample_rate / 2.0)
+    ours = mel_filterbank(n_freqs, MEL_FMIN_HZ, fmax, N_MELS, sample_rate)
+    ref = AF.melscale_fbanks(n_freqs, MEL_FMIN_HZ, fmax, N_MELS, sample_rate, norm=None, mel_scale="htk")
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype
+    assert torch.equal(ours, ref)
+    assert bool((ours.amax(0) > 0).all())  # every band has bins

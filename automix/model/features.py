@@ -32,7 +32,6 @@ from functools import lru_cache
 from typing import Iterator
 
 import torch
-import torchaudio.functional as AF
 
 #: Number of mel bands in the spectral-shape features.
 N_MELS = 24
@@ -82,6 +81,25 @@ def fft_size(sample_rate: int) -> int:
     return 1 << max(6, round(math.log2(WINDOW_MS * 1e-3 * sample_rate)))
 
 
+def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:
+    """Triangular HTK-mel filters ``[n_freqs, n_mels]`` (float32, unnormalised) over the bins
+    ``0 .. sample_rate // 2`` Hz.
+
+    The same operations as ``torchaudio.functional.melscale_fbanks(..., norm=None,
+    mel_scale="htk")`` (a test checks they are equal), written here so that a mix does not
+    import torchaudio (a sixth of a second of every command's start-up).
+    """
+    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
+    m_min = 2595.0 * math.log10(1.0 + f_min / 700.0)
+    m_max = 2595.0 * math.log10(1.0 + f_max / 700.0)
+    f_pts = 700.0 * (10.0 ** (torch.linspace(m_min, m_max, n_mels + 2) / 2595.0) - 1.0)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)
+    down = (-1.0 * slopes[:, :-2]) / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    return torch.max(torch.zeros(1), torch.min(down, up))
+
+
 @lru_cache(maxsize=16)
 def _analysis_setup(sample_rate: int, device: str) -> tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     n_fft = fft_size(sample_rate)
@@ -98,7 +116,7 @@ def _analysis_setup(sample_rate: int, device: str) -> tuple[int, int, torch.Tens
 
     k_weight = torch.from_numpy(k_weighting_power_response(n_fft, sample_rate)).float().to(device) * norm
     fmax = min(MEL_FMAX_HZ, sample_rate / 2.0)
-    mel = AF.melscale_fbanks(n_fft // 2 + 1, MEL_FMIN_HZ, fmax, N_MELS, sample_rate, norm=None, mel_scale="htk")
+    mel = mel_filterbank(n_fft // 2 + 1, MEL_FMIN_HZ, fmax, N_MELS, sample_rate)
     mel = mel.to(device)
     band = ((freqs >= SPECTRAL_BAND_HZ[0]) & (freqs <= SPECTRAL_BAND_HZ[1])).nonzero().squeeze(-1)
     return n_fft, hop, window, freqs, k_weight, mel, band

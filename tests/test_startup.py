@@ -1,0 +1,68 @@
+"""Start-up of ``automix mix`` (issue 17): what a mix imports and what numba's start-up costs.
+
+A short session's command time is mostly start-up (Python, numpy, numba, torch), so the
+modules a mix does not need must stay out of it.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+
+from mix_models import opinionated_model_checkpoint
+
+#: Modules a plain ``automix mix`` must not import (each costs 0.05-0.5 s of start-up).
+NOT_IMPORTED = ("scipy.linalg", "torchaudio", "matplotlib", "fastapi", "hydra", "pandas", "pedalboard",
+                "pyloudnorm", "automix.studio", "automix.mastering", "automix.plots")
+
+
+def _imported_modules(stderr: str) -> set[str]:
+    """Module names from ``python -X importtime`` output."""
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names
+
+
+def test_mix_command_imports_only_what_a_mix_needs(tmp_path):
+    rng = np.random.default_rng(0)
+    song = tmp_path / "song"
+    song.mkdir()
+    for name in ("kick", "bass", "vocals"):
+        sf.write(song / f"{name}.wav", 0.1 * rng.standard_normal((44100, 2)), 44100, subtype="PCM_24")
+    model = opinionated_model_checkpoint(tmp_path, seed=1)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "automix", "mix", str(song), "-o",
+                           str(tmp_path / "mix.wav"), "--model", str(model), "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "mix.wav").is_file()
+    modules = _imported_modules(proc.stderr)
+    assert "torch" in modules and "numba" in modules  # the parse found the imports
+    # a package's own entry is logged whenever any of its modules loads (numba's blocked
+    # BLAS probe, scipy.linalg.cython_blas, is logged alone: it never loaded)
+    unwanted = [n for n in NOT_IMPORTED if n in modules]
+    assert not unwanted, f"a mix imported {unwanted}"
+
+
+def test_numba_start_up_without_blas_probe_leaves_scipy_and_jitted_dot_working():
+    """In a fresh process: the decoder warm-up does not import scipy.linalg; afterwards
+    scipy.linalg imports and a jitted ``np.dot`` compiles and is right."""
+    code = """
+import sys
+import numpy as np
+from automix.audio_kernels import warm_up
+warm_up()
+assert "scipy.linalg" not in sys.modules, "warm-up imported scipy.linalg"
+assert sys.modules.get("scipy.linalg.cython_blas", 0) is not None or "scipy.linalg.cython_blas" not in sys.modules
+import scipy.linalg
+from numba import njit
+dot = njit(lambda a, b: np.dot(a, b))
+a = np.arange(6.0).reshape(2, 3)
+b = np.arange(3.0)
+assert np.allclose(dot(a, b), a @ b)
+assert np.allclose(scipy.linalg.solve(np.eye(2) * 2.0, np.ones(2)), 0.5)
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
