@@ -372,7 +372,9 @@ def render(stems: Stems, values: torch.Tensor, *, keep_stems: bool = False,
     processed : Tensor ``[S, 2, T]`` or None
     """
     from automix.dsp.console import BlockRenderer
+    from automix.precompile import wait_for_helper
 
+    wait_for_helper()  # a first run's kernels, compiled by `automix mix`'s helper process
     STRIP.validate(values)
     if values.shape[0] != stems.num_stems:
         raise SettingsError(f"{values.shape[0]} sets of settings for {stems.num_stems} stems")

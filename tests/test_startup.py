@@ -66,3 +66,32 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_precompile_helper_fills_the_cache_the_mix_then_loads(tmp_path):
+    """First run after install: with an empty numba cache the console kernel is reported
+    uncached; ``python -m automix.precompile`` compiles it (and the loudness meter and the
+    PCM writer) into the cache; a fresh process then loads all three without compiling."""
+    import os
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
+    check = "from automix.precompile import console_kernel_cached; print(console_kernel_cached())"
+    run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,  # noqa: E731
+                                       timeout=600)
+    assert run("-c", check).stdout.strip() == "False"
+    helper = run("-m", "automix.precompile")
+    assert helper.returncode == 0, helper.stderr[-2000:]
+    assert run("-c", check).stdout.strip() == "True"
+    code = """
+from automix.precompile import compile_late_kernels
+from automix.dsp.kernels import _strip_groups
+from automix.loudness_kernels import k_weighted_hop_energies
+from automix.audio_kernels import quantize_interleaved
+compile_late_kernels()
+for kernel in (_strip_groups, k_weighted_hop_energies, quantize_interleaved):
+    stats = kernel.stats
+    assert not stats.cache_misses and sum(stats.cache_hits.values()) == 1, (kernel, stats)
+print("ok")
+"""
+    loaded = run("-c", code)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "ok", loaded.stderr[-2000:]
