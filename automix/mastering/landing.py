@@ -32,8 +32,9 @@ from numba import njit
 
 from automix.mastering.clipper import CLIP_DB, KNEE_DB, soft_clip
 from automix.mastering.distortion import Residual, gain_residual
-from automix.mastering.limiter import (detect_peaks, detected_true_peak_dbtp, gain_from_peaks, limit_blocks,
-                                       verified_peak_dbtp)
+from automix.mastering.subset import Excerpt, Trial
+from automix.mastering.limiter import (bounded_peak_dbtp, detect_peaks, detected_true_peak_dbtp, gain_from_peaks,
+                                       limit_blocks, verified_peak_dbtp)
 
 PEAK_CACHE_FRAMES = 1 << 24
 """Signals up to this many frames keep their full-rate peak envelope between the passes
@@ -80,6 +81,9 @@ class Landing:
         The same at the loudness asked for, when the distortion budget stopped the landing short.
     asked_lufs : float or None
         The loudness asked for, when the budget stopped the landing short.
+    excerpt_share : float or None
+        Length of the excerpt the tries ran on over the signal's (:mod:`automix.mastering.subset`);
+        None when the tries rendered the whole signal.
     """
 
     samples: np.ndarray
@@ -96,6 +100,7 @@ class Landing:
     distortion: Residual | None = None
     asked_distortion: Residual | None = None
     asked_lufs: float | None = None
+    excerpt_share: float | None = None
 
 
 def _db_gain(db: float) -> float:
@@ -172,15 +177,20 @@ class LevelModel:
         return gain_from_peaks(self.block_peaks, self.sample_rate, ceiling_dbtp, self.lookahead_ms, self.release_ms,
                                level=_db_gain(drive_db), decimation=self.decimation)
 
-    def lufs(self, drive_db: float, gain: np.ndarray | None) -> float:
-        """Integrated loudness (LUFS) after ``drive_db`` and the block gain ``gain`` (None: no limiter)."""
-        from automix.loudness import gated_integrated
-
+    def hop_energies(self, drive_db: float, gain: np.ndarray | None) -> np.ndarray:
+        """Modelled K-weighted energy per loudness hop after ``drive_db`` and the block gain ``gain``
+        (None: no limiter), without :attr:`bias`."""
         per_hop = self.hop // self.decimation
         hops = np.empty(self.energies.size // per_hop)
         _hop_sums(self.energies, np.ones(1, np.float32) if gain is None else gain, gain is not None, per_hop, hops)
         hops *= 10.0 ** (drive_db / 10.0)
-        return gated_integrated(hops, self.hop) + self.bias
+        return hops
+
+    def lufs(self, drive_db: float, gain: np.ndarray | None) -> float:
+        """Integrated loudness (LUFS) after ``drive_db`` and the block gain ``gain`` (None: no limiter)."""
+        from automix.loudness import gated_integrated
+
+        return gated_integrated(self.hop_energies(drive_db, gain), self.hop) + self.bias
 
 
 def _envelopes(x: np.ndarray, threshold: float, ranges: list[tuple[int, int]]):
@@ -343,6 +353,19 @@ def land_loudness(x: np.ndarray, sample_rate: int, target_lufs: float, *, ceilin
     model.detect(0.9 * min(ceiling, clip_level or ceiling) / _db_gain(covered))
     warnings: list[str] = []
     iterations = renders = 0
+    if not in_place and clip_level is not None:
+        excerpt = Excerpt(x, model.hop)
+        if excerpt.worth_it:  # the tries run on an excerpt, the whole signal is rendered once (rarely twice)
+            for _round in range(3):
+                drive, reached, n = _iterate(model, drive, target_lufs, ceiling_dbtp, max_limiting_db, tolerance_lu,
+                                             max_iterations)
+                iterations += n
+                if drive <= covered:
+                    break
+                covered = drive + max_limiting_db + 3.0
+                model.detect(0.9 * min(ceiling, clip_level) / _db_gain(covered))
+            return _land_on_excerpt(x, model, stage, excerpt, drive, target_lufs, tolerance_lu, max_limiting_db,
+                                    max_distortion_db, iterations, clip_db)
     out = None
     dirty = False  # x holds an in-place render, no longer the input
     for _round in range(4):
@@ -470,6 +493,136 @@ def _back_off(stage: "_Stage", model: LevelModel, x: np.ndarray, out: np.ndarray
     return best[0], lufs, tp, reduction, dist, renders
 
 
+def _secant_slope(history: list[tuple[float, float]], default: float, lo: float, hi: float) -> float:
+    """Slope of the last two ``(drive, value)`` points, clipped to ``lo .. hi`` (``default`` with fewer)."""
+    if len(history) >= 2:
+        (d0, v0), (d1, v1) = history[-2], history[-1]
+        if abs(d1 - d0) > 1e-6:
+            return min(hi, max(lo, (v1 - v0) / (d1 - d0)))
+    return default
+
+
+FULL_TOLERANCE_LU = 0.05
+"""A whole-signal render of the excerpt landing within this of the target is kept (LU); one further
+than it is corrected by a second render."""
+
+
+def _land_on_excerpt(x: np.ndarray, model: LevelModel, stage: "_Stage", excerpt: Excerpt, drive: float,
+                     target_lufs: float, tolerance_lu: float, max_limiting_db: float, max_distortion_db: float | None,
+                     iterations: int, clip_db: float | None, max_trials: int = 8) -> Landing:
+    """The clipper landing with its tries on ``excerpt`` (:mod:`automix.mastering.subset`): secant on the
+    predicted loudness, then (over the distortion budget) on the loud-block residual; then one render of
+    the whole signal, measured exactly, and one correcting render if it missed."""
+    from automix.loudness import gated_integrated
+
+    sr = stage.sample_rate
+    trials: list[tuple[Trial, float]] = []
+
+    def trial(d: float) -> Trial:
+        reduction = stage.render_excerpt(excerpt, d, model)
+        measured = excerpt.kept_hop_energies(excerpt.out, sr)
+        hops = model.hop_energies(d, model.gain(d, stage.ceiling_dbtp))
+        overall, loud = excerpt.residual(excerpt.out)
+        t = Trial(d, gated_integrated(excerpt.predict(hops, measured), excerpt.hop),
+                  gated_integrated(measured, excerpt.hop), loud, overall)
+        trials.append((t, reduction))
+        return t
+
+    reached = True
+    history: list[tuple[float, float]] = []
+    t = None
+    for _ in range(max_trials):
+        t = trial(drive)
+        reduction = trials[-1][1]
+        if reduction > max_limiting_db + 0.05:
+            drive -= reduction - max_limiting_db
+            reached = False
+            continue
+        history.append((drive, t.lufs))
+        error = target_lufs - t.lufs
+        if abs(error) <= tolerance_lu * 0.5 or (error > 0 and not reached):
+            break
+        drive += float(np.clip(error / _secant_slope(history, 0.7, 0.1, 1.0), -6.0, 6.0))
+    asked = asked_lufs = None
+    budget_stop = False
+    if max_distortion_db is not None and reached and t.loud_db > max_distortion_db + 0.05:
+        asked, asked_lufs = t, t.lufs
+        drive = _back_off_excerpt(trial, drive, t.loud_db, max_distortion_db)
+        budget_stop = True
+    # the whole signal, once; measured exactly (the excerpt's arrays are freed first)
+    share = excerpt.share
+    excerpt.release()
+    out = np.empty_like(x)
+    lufs, tp, reduction_db = stage.render(x, out, drive, model)
+    renders = 1
+    distortion = gain_residual(x, out, sr)
+    if budget_stop:
+        if distortion.loud_db > max_distortion_db + 0.15:  # the excerpt read low: one step back
+            drive -= (distortion.loud_db - max_distortion_db + 0.05) / 2.0
+            lufs, tp, reduction_db = stage.render(x, out, drive, model)
+            distortion = gain_residual(x, out, sr)
+            renders += 1
+    elif reached and abs(lufs - target_lufs) > FULL_TOLERANCE_LU:
+        drive += float(np.clip((target_lufs - lufs) / _secant_slope(history, 0.7, 0.1, 1.0), -3.0, 3.0))
+        lufs, tp, reduction_db = stage.render(x, out, drive, model)
+        distortion = gain_residual(x, out, sr)
+        renders += 1
+    warnings: list[str] = []
+    if budget_stop:
+        reached = False
+        asked_residual = Residual(overall_db=asked.overall_db, loud_db=asked.loud_db, taps=1, iterations=0)
+        warnings.append(
+            f"reached {lufs:.1f} LUFS of the {target_lufs:.1f} LUFS asked ({target_lufs - lufs:.1f} LU more was asked): "
+            f"the rest would raise the distortion in the loudest passages from {distortion.loud_db:.1f} dB to "
+            f"{asked.loud_db:.1f} dB (non-linear residual; budget {max_distortion_db:g} dB); "
+            f"--max-distortion {math.ceil(asked.loud_db + 0.5):g} goes further")
+    else:
+        asked_residual = None
+        if abs(lufs - target_lufs) > 0.1 and lufs < target_lufs and not reached:
+            warnings.append(
+                f"target {target_lufs:.1f} LUFS would need more than {max_limiting_db:g} dB of limiting; "
+                f"stopped at the safe level {lufs:.1f} LUFS (raise --max-limiting or lower the target)")
+        elif abs(lufs - target_lufs) > 0.1:
+            warnings.append(f"loudness landed at {lufs:.2f} LUFS, {lufs - target_lufs:+.2f} LU from the target")
+    clip_reduction = max(0.0, 20.0 * math.log10(max(float(model.block_peaks.max()), 1e-30) * _db_gain(drive)
+                                                / stage.clip_level))
+    return Landing(samples=out, drive_db=float(drive), integrated_lufs=float(lufs), true_peak_dbtp=float(tp),
+                   max_gain_reduction_db=reduction_db, iterations=iterations + len(trials),
+                   reached=reached and abs(lufs - target_lufs) <= 0.1, renders=renders, warnings=warnings,
+                   clip_db=clip_db, clip_reduction_db=clip_reduction, distortion=distortion,
+                   asked_distortion=asked_residual, asked_lufs=asked_lufs if budget_stop else None,
+                   excerpt_share=share)
+
+
+def _back_off_excerpt(trial: Callable[[float], Trial], drive: float, loud_db: float, budget_db: float,
+                      max_trials: int = 6) -> float:
+    """The highest drive whose excerpt residual in the loudest blocks meets ``budget_db`` (secant on the
+    excerpt's trials; the residual grows about 2 dB per dB of drive)."""
+    high = (drive, loud_db)
+    low: tuple[float, float] | None = None
+    d = drive - max(0.5, (loud_db - budget_db) / 2.0)
+    for _ in range(max_trials):
+        t = trial(d)
+        if t.loud_db <= budget_db + 0.05:
+            if low is None or d > low[0]:
+                low = (d, t.loud_db)
+            if t.loud_db >= budget_db - 0.3:
+                break
+        else:
+            high = (d, t.loud_db)
+        ref = low if low is not None else (d, t.loud_db)
+        slope = (high[1] - ref[1]) / (high[0] - ref[0]) if abs(high[0] - ref[0]) > 1e-6 else 2.0
+        d = ref[0] + (budget_db - 0.1 - ref[1]) / min(8.0, max(0.5, slope))
+        if low is not None:
+            d = min(d, high[0] - 0.02)
+    while low is None:  # rare: quieter in plain steps until it is met
+        d -= 1.0
+        t = trial(d)
+        if t.loud_db <= budget_db + 0.05 or d < drive - 30:
+            low = (d, t.loud_db)
+    return low[0]
+
+
 class _Stage:
     """The loudness stage at full rate: drive -> (soft clipper) -> true-peak limiter, into ``out``."""
 
@@ -479,6 +632,49 @@ class _Stage:
         self.lookahead_ms, self.release_ms = lookahead_ms, release_ms
         self.clip_level, self.knee_db = clip_level, knee_db
 
+    @property
+    def floor(self) -> float:
+        """Envelopes the stage limits from are exact at and above this level (linear)."""
+        return FLOOR_SHARE * 10.0 ** (self.ceiling_dbtp / 20.0)
+
+    def render_excerpt(self, excerpt: Excerpt, drive_db: float, model: LevelModel) -> float:
+        """Clipper and limiter over ``excerpt.samples`` into ``excerpt.out`` (no verification: a trial);
+        returns the limiter's largest gain reduction (dB)."""
+        g = _db_gain(drive_db)
+        if excerpt.peaks is None or excerpt.threshold != model.threshold:
+            excerpt.peaks, excerpt.threshold = detect_peaks(excerpt.samples, model.threshold), model.threshold
+        if model.threshold * g <= self.floor * 1.0001:
+            smallest, _ = self._clip_limit(excerpt.samples, excerpt.out, g, excerpt.peaks)
+        else:
+            soft_clip(excerpt.samples, self.clip_level, knee_db=self.knee_db, gain=g, out=excerpt.out)
+            smallest = limit_blocks(excerpt.out, excerpt.out, self.sample_rate, self.ceiling_dbtp, self.lookahead_ms,
+                                    self.release_ms)
+        return max(0.0, -20.0 * math.log10(max(smallest, 1e-30)))
+
+    def _clip_limit(self, x: np.ndarray, out: np.ndarray, g: float, peaks: np.ndarray,
+                    stats: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Clipper at linear drive ``g`` then one limiter pass, ``x`` into ``out`` (not in place), with
+        ``peaks`` the envelope of ``x`` exact at and above ``floor / g``. Returns ``(smallest gain, envelope of
+        the clipper's output)``.
+
+        The clipper is linear below its knee: there the clipped signal's envelope is the input's times the
+        drive; it is detected only in the detector blocks within reach of a sample the clipper bent."""
+        from automix.mastering import profile
+        from automix.mastering.limiter import BOUND_BLOCK, _block_stats
+
+        knee = self.clip_level * 10.0 ** (-max(self.knee_db, 1e-3) / 20.0) / g
+        step = profile.BLOCK_FRAMES  # a multiple of BOUND_BLOCK
+        clipping = np.zeros(-(-x.shape[-1] // BOUND_BLOCK), bool)  # per detector block: a sample bent
+        for start in range(0, x.shape[-1], step):
+            sl = slice(start, start + step)
+            bent = _block_stats(np.abs(x[:, sl]).max(axis=0) > knee, BOUND_BLOCK, np.logical_or)
+            clipping[start // BOUND_BLOCK: start // BOUND_BLOCK + bent.size] = bent
+            soft_clip(x[:, sl], self.clip_level, knee_db=self.knee_db, gain=g, out=out[:, sl])
+        envelope = _clipped_envelope(out, peaks, np.float32(g), clipping, self.floor)
+        smallest = limit_blocks(out, out, self.sample_rate, self.ceiling_dbtp, self.lookahead_ms, self.release_ms,
+                                peaks=envelope, stats=stats)
+        return smallest, envelope
+
     def render(self, x: np.ndarray, out: np.ndarray, drive_db: float, model: LevelModel) -> tuple[float, float, float]:
         """Returns ``(LUFS, dBTP, limiter gain reduction dB)`` of ``out``."""
         if self.clip_level is None:
@@ -486,11 +682,50 @@ class _Stage:
                            self.release_ms)
         from automix.mastering import profile
 
-        for start in range(0, x.shape[-1], profile.BLOCK_FRAMES):  # in place when out is x: block by block
-            sl = slice(start, start + profile.BLOCK_FRAMES)
-            soft_clip(x[:, sl], self.clip_level, knee_db=self.knee_db, gain=_db_gain(drive_db), out=out[:, sl])
-        return _render(out, out, self.sample_rate, 0.0, None, self.ceiling_dbtp, self.lookahead_ms,
-                       self.release_ms)
+        g = _db_gain(drive_db)
+        if not (model is not None and model.peaks is not None and x is not out
+                and model.threshold * g <= self.floor * 1.0001):
+            for start in range(0, x.shape[-1], profile.BLOCK_FRAMES):  # in place when out is x: block by block
+                sl = slice(start, start + profile.BLOCK_FRAMES)
+                soft_clip(x[:, sl], self.clip_level, knee_db=self.knee_db, gain=g, out=out[:, sl])
+            return _render(out, out, self.sample_rate, 0.0, None, self.ceiling_dbtp, self.lookahead_ms,
+                           self.release_ms)
+        from automix.mastering.limiter import BOUND_BLOCK
+
+        stats = np.empty((3, -(-x.shape[-1] // BOUND_BLOCK)), np.float32)
+        smallest, envelope = self._clip_limit(x, out, g, model.peaks, stats=stats)
+        reduction_db = -20.0 * math.log10(max(smallest, 1e-30))
+        held, tp = bounded_peak_dbtp(out, envelope, stats, self.ceiling_dbtp, self.floor)
+        envelope = None
+        if held > self.ceiling_dbtp:
+            tp = held  # over by the bound: the passes of _finish read it exactly and repeat
+        elif tp < self.ceiling_dbtp - 1.0:  # far under the ceiling: the exact reading for the report
+            tp = verified_peak_dbtp(out, self.ceiling_dbtp)
+        return _finish(out, self.sample_rate, self.ceiling_dbtp, self.lookahead_ms, self.release_ms, tp, reduction_db)
+
+
+FLOOR_SHARE = 0.9
+"""Envelopes of the final render are exact at and above this share of the ceiling (linear)."""
+
+
+def _clipped_envelope(clipped: np.ndarray, peaks: np.ndarray, drive: np.float32, clipping: np.ndarray,
+                      floor: float) -> np.ndarray:
+    """Detector envelope of the clipper's output ``clipped``: ``drive * peaks`` (the input's envelope) except in
+    the detector blocks within reach of a block with a sample the clipper bent (``clipping``, per
+    :data:`~automix.mastering.limiter.BOUND_BLOCK` samples), detected there."""
+    from automix.mastering.limiter import BOUND_BLOCK, _neighbours
+
+    envelope = peaks * drive
+    flagged = np.flatnonzero(_neighbours(clipping, np.logical_or))
+    if flagged.size:
+        breaks = np.flatnonzero(np.diff(flagged) > 1)
+        starts = np.concatenate([[flagged[0]], flagged[breaks + 1]]) * BOUND_BLOCK
+        stops = (np.concatenate([flagged[breaks], [flagged[-1]]]) + 1) * BOUND_BLOCK
+        frames = clipped.shape[-1]
+        for b0, b1 in zip(starts, stops):
+            b1 = min(frames, int(b1))
+            envelope[b0:b1] = detect_peaks(clipped, floor, start=int(b0), stop=b1)
+    return envelope
 
 
 def _render(x: np.ndarray, out: np.ndarray, sample_rate: int, drive_db: float, model: LevelModel | None,
@@ -509,6 +744,15 @@ def _render(x: np.ndarray, out: np.ndarray, sample_rate: int, drive_db: float, m
                             peaks=None if model is None else model.peaks)
     reduction_db = -20.0 * math.log10(max(smallest, 1e-30))
     tp = verified_peak_dbtp(out, ceiling_dbtp)
+    return _finish(out, sample_rate, ceiling_dbtp, lookahead_ms, release_ms, tp, reduction_db, max_passes)
+
+
+def _finish(out: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead_ms: float, release_ms: float,
+            tp: float, reduction_db: float, max_passes: int = 3) -> tuple[float, float, float]:
+    """After a limiter pass read ``tp`` dBTP: further passes on the output while it is over the ceiling, then
+    a plain trim; returns ``(LUFS, dBTP, gain reduction dB)``."""
+    from automix.loudness import integrated_loudness
+
     passes = 1
     while tp > ceiling_dbtp and passes < max_passes:
         smallest = limit_blocks(out, out, sample_rate, ceiling_dbtp - 0.02 * passes, lookahead_ms, release_ms)

@@ -243,6 +243,86 @@ def verified_peak_dbtp(x: np.ndarray, ceiling_dbtp: float) -> float:
     return tp
 
 
+BOUND_BLOCK = 64
+"""Samples per block of :func:`bounded_peak_dbtp`'s bound (the detector's own block)."""
+
+
+def _block_stats(a: np.ndarray, block: int, op) -> np.ndarray:
+    """``op`` (np.maximum / np.minimum reduce) of ``a`` ``(T,)`` per block of ``block`` samples (the last padded
+    with its own edge value)."""
+    tail = (-a.size) % block
+    if tail:
+        a = np.concatenate([a, np.full(tail, a[-1], a.dtype)])
+    return op.reduce(a.reshape(-1, block), axis=1)
+
+
+def _neighbours(b: np.ndarray, op) -> np.ndarray:
+    """``op`` of each block's value with its two neighbours (the detector reads 11 samples past a block)."""
+    out = b.copy()
+    op(out[1:], b[:-1], out=out[1:])
+    op(out[:-1], b[1:], out=out[:-1])
+    return out
+
+
+def bounded_peak_dbtp(y: np.ndarray, envelope: np.ndarray, stats: np.ndarray, ceiling_dbtp: float,
+                      floor: float) -> tuple[float, float]:
+    """True peak of ``y = gain * c``, a limiter's output, from the detector envelope of its input ``c`` and the
+    gain's block statistics -- exact detection only where a bound cannot show that the ceiling holds.
+
+    Per block of :data:`BOUND_BLOCK` samples, every interpolated point of ``y`` near sample ``k`` is at most
+    ``gain[k] * envelope[k]`` plus the interpolator's gain bound (the largest L1 norm of its phases) times
+    the largest ``|c|`` within its reach times the change of ``gain`` within its reach (the gain is smooth,
+    so this term is small except at attacks); ``envelope`` is exact at and above ``floor`` (linear; below it
+    ``floor`` is taken). Blocks whose bound passes the ceiling are detected exactly.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        ``(channels, T)`` float32 limiter output.
+    envelope : np.ndarray
+        ``(T,)`` :func:`detect_peaks` of the limiter's input (exact at and above ``floor``).
+    stats : np.ndarray
+        ``(3, blocks)`` from :func:`limit_blocks` (largest gain, smallest gain, largest ``gain * envelope``).
+    ceiling_dbtp : float
+    floor : float
+        Linear.
+
+    Returns
+    -------
+    (held, reading) : tuple of float
+        dBTP. ``held``: the larger of the bounds and the exact readings, at or above the detector's own
+        reading of ``y`` (the ceiling holds when ``held`` is at or under it). ``reading``: the same with
+        ``gain * envelope`` in place of the bound where nothing was detected (the detector's reading to
+        within the small gain-change term; for reports).
+    """
+    ceiling = 10.0 ** (ceiling_dbtp / 20.0)
+    _, bound = _detector_phases()
+    block = BOUND_BLOCK
+    g_max, g_min, plain = stats
+    c_max = _neighbours(_block_stats(envelope, block, np.maximum), np.maximum)
+    upper = (np.maximum(plain, np.float32(floor) * g_max)
+             + np.float32(bound) * c_max * (_neighbours(g_max, np.maximum) - _neighbours(g_min, np.minimum)))
+    over = np.flatnonzero(upper > ceiling)
+    peak = float(np.delete(upper, over).max(initial=0.0))
+    reading = float(np.delete(plain, over).max(initial=0.0))
+    if over.size:
+        # runs of flagged blocks, detected exactly
+        breaks = np.flatnonzero(np.diff(over) > 1)
+        starts = np.concatenate([[over[0]], over[breaks + 1]])
+        stops = np.concatenate([over[breaks], [over[-1]]]) + 1
+        threshold = 10.0 ** ((ceiling_dbtp - VERIFY_RANGE_DB) / 20.0)
+        frames = y.shape[-1]
+        for b0, b1 in zip(starts, stops):
+            exact = float(detect_peaks(y, threshold, start=int(b0) * block, stop=min(frames, int(b1) * block))
+                          .max(initial=0.0))
+            peak, reading = max(peak, exact), max(reading, exact)
+
+    def db(v: float) -> float:
+        return 20.0 * math.log10(v) if v > 0 else -math.inf
+
+    return db(peak), db(reading)
+
+
 @njit(cache=True)
 def _gain_range(peaks, offset, n_total, s, e, L, alpha, ceiling, level, r0, out):  # pragma: no cover - compiled
     """Limiter gain of the samples ``s .. e - 1`` of a signal of ``n_total`` samples into ``out``.
@@ -367,7 +447,7 @@ def limiter_gain(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, lookahead
 def limit_blocks(src: np.ndarray, dst: np.ndarray, sample_rate: int, ceiling_dbtp: float,
                  lookahead_ms: float = 5.0, release_ms: float = 150.0, level: float = 1.0,
                  threshold: float | None = None, peaks: np.ndarray | None = None,
-                 block: int | None = None) -> float:
+                 block: int | None = None, stats: np.ndarray | None = None) -> float:
     """One limiter pass, block by block: ``dst = src * level * gain`` (``dst`` may be ``src``: in place).
 
     The same gain as :func:`gain_from_peaks` on the whole signal's envelope (the release state is
@@ -387,6 +467,10 @@ def limit_blocks(src: np.ndarray, dst: np.ndarray, sample_rate: int, ceiling_dbt
         lowest peak the limiter can act on).
     block : int, optional
         Frames per block (default :data:`automix.mastering.profile.BLOCK_FRAMES`).
+    stats : np.ndarray, optional
+        ``(3, ceil(T / BOUND_BLOCK))`` float32, with ``peaks`` and a ``block`` that is a multiple of
+        :data:`BOUND_BLOCK`: receives per block of :data:`BOUND_BLOCK` samples the largest and smallest
+        limiter gain and the largest ``gain * peaks`` (what :func:`bounded_peak_dbtp` reads).
 
     Returns
     -------
@@ -419,6 +503,12 @@ def limit_blocks(src: np.ndarray, dst: np.ndarray, sample_rate: int, ceiling_dbt
         gain = np.empty(e - s, np.float32)
         r = _gain_range(env, offset, n, s, e, lookahead, alpha, ceiling, level32, r, gain)
         smallest = min(smallest, float(gain.min()))
+        if stats is not None:
+            b0 = s // BOUND_BLOCK
+            b1 = b0 + -(-(e - s) // BOUND_BLOCK)
+            stats[0, b0:b1] = _block_stats(gain, BOUND_BLOCK, np.maximum)
+            stats[1, b0:b1] = _block_stats(gain, BOUND_BLOCK, np.minimum)
+            stats[2, b0:b1] = _block_stats(gain * env[s - offset: e - offset], BOUND_BLOCK, np.maximum)
         np.multiply(src[:, s:e], gain * level32, out=dst[:, s:e])
     return smallest
 
