@@ -27,10 +27,12 @@ run) and, for two cells, cold (an empty ``NUMBA_CACHE_DIR``: the first run after
 Every second stem plays only in sections, digital silence between and a float-export tail
 (as DAWs export them). Each cell is timed against its own command floor in the same run: a
 fresh Python that reads the same files, sums them and writes the same outputs (the mix, and
-with ``--stems-out`` one float WAV per stem). Printed per cell: best wall times, ratio, and
-the peak memory (RSS) of each child process. ``--quick``: stems of at most 20 s (but the
-60-s session), one repeat;
-``--cells 0,3``: only those cells.
+with ``--stems-out`` one float WAV per stem). Printed per cell: best wall and CPU times,
+ratios, the start-up every mix pays before its first sample (:data:`START_UP_COMMAND`, timed
+beside it) and what the mix costs beyond it, and the peak memory (RSS) of each child process;
+cold cells also without the compile helper process (``AUTOMIX_PRECOMPILE=0``).
+``--quick``: stems of at most 20 s (but the 60-s session), one repeat; ``--cells 0,3``: only
+those cells.
 """
 from __future__ import annotations
 
@@ -99,6 +101,15 @@ class Cell:
 #: Format name -> (extension, libsndfile subtype).
 FORMATS = {"wav16": (".wav", "PCM_16"), "wav24": (".wav", "PCM_24"), "float": (".wav", "FLOAT"),
            "flac16": (".flac", "PCM_16"), "flac24": (".flac", "PCM_24")}
+
+#: What any command that mixes with automix's model and console starts with: Python, numpy,
+#: soundfile, numba's start-up with one cached kernel, torch. Timed beside every cell so that
+#: the table can show what a mix costs beyond it.
+START_UP_COMMAND = """
+import numpy, soundfile, torch
+from automix.audio_kernels import warm_up
+warm_up()
+"""
 
 #: A covering design: every rate, format, stem count, stems-out and cache level appears;
 #: the first cell is the 13-stem, 60-s, 48 kHz float session with --stems-out of issue 17.
@@ -246,23 +257,31 @@ def run_matrix(cells: tuple[Cell, ...], repeats: int, model: str | None, quick: 
                    "--overwrite", "-q"] + (["--stems-out", str(out / "stems")] if cell.stems_out else []) \
                 + (["--model", model] if model else [])
             env_warm = dict(os.environ, NUMBA_CACHE_DIR=str(warm_cache))
-            cold = None
+            start_cmd = [sys.executable, "-c", START_UP_COMMAND]
+            cold = cold_alone = None
             timed_child(floor_cmd)  # the stems in the page cache, as for any run
             if cell.cold:  # the first run after install: no compiled kernel cached anywhere
                 cold_cache = tmp / f"numba_cold{k}"
                 cold = timed_child(cli, dict(os.environ, NUMBA_CACHE_DIR=str(cold_cache)))
                 shutil.rmtree(cold_cache, ignore_errors=True)
+                # the same without the compile helper process (AUTOMIX_PRECOMPILE=0)
+                cold_alone = timed_child(cli, dict(os.environ, NUMBA_CACHE_DIR=str(cold_cache),
+                                                   AUTOMIX_PRECOMPILE="0"))
+                shutil.rmtree(cold_cache, ignore_errors=True)
             timed_child(cli, env_warm)  # fills the warm cache (first cell), as after any first run
-            floors, mixes = [], []
-            for _ in range(repeats):  # interleaved: a noisy spell hits both alike
+            floors, mixes, starts = [], [], []
+            for _ in range(repeats):  # interleaved: a noisy spell hits all alike
                 floors.append(timed_child(floor_cmd))
                 mixes.append(timed_child(cli, env_warm))
+                starts.append(timed_child(start_cmd, env_warm))
             best = [(min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs))
-                    for runs in (floors, mixes)]
-            (floor_s, floor_cpu, floor_mb), (mix_s, mix_cpu, mix_mb) = best
-            rows.append((cell, floor_s, floor_cpu, floor_mb, mix_s, mix_cpu, mix_mb, cold))
-            print(f"  {cell.label}: floor {floor_s:.2f} s, automix {mix_s:.2f} s"
-                  + (f", cold {cold[0]:.2f} s" if cold else ""), flush=True)
+                    for runs in (floors, mixes, starts)]
+            (floor_s, floor_cpu, floor_mb), (mix_s, mix_cpu, mix_mb), (start_s, start_cpu, _) = best
+            rows.append((cell, floor_s, floor_cpu, floor_mb, mix_s, mix_cpu, mix_mb, cold, cold_alone,
+                         start_s, start_cpu))
+            print(f"  {cell.label}: floor {floor_s:.2f} s, automix {mix_s:.2f} s, start-up {start_s:.2f} s"
+                  + (f", cold {cold[0]:.2f} s (without helper {cold_alone[0]:.2f} s)" if cold else ""),
+                  flush=True)
             shutil.rmtree(folder, ignore_errors=True)
     import torch
 
@@ -270,18 +289,24 @@ def run_matrix(cells: tuple[Cell, ...], repeats: int, model: str | None, quick: 
           f"best of {repeats}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
     print("wall: seconds on the clock; CPU: user + system seconds of the child, all threads (less "
           "sensitive to other jobs on a shared machine)")
+    print("start-up: a fresh Python importing numpy, soundfile and torch and starting numba (what any "
+          "mix costs before its first sample); beyond: mix - start-up")
     print(f"{'cell':32s} {'floor s':>7s} {'mix s':>7s} {'ratio':>6s} | {'CPU fl':>6s} {'CPU mix':>7s} {'ratio':>6s} |"
-          f" {'peak MB':>7s} {'floor MB':>8s} | {'cold s':>7s} {'cold/warm':>9s}")
+          f" {'start s':>7s} {'beyond':>6s} {'CPU st':>6s} {'beyond':>6s} | {'peak MB':>7s} {'floor MB':>8s} | {'cold s':>7s} {'cold/warm':>9s}"
+          f" {'no helper':>9s}")
     warm_ok, cold_ok = True, True
-    for cell, floor_s, floor_cpu, floor_mb, mix_s, mix_cpu, mix_mb, cold in rows:
+    for cell, floor_s, floor_cpu, floor_mb, mix_s, mix_cpu, mix_mb, cold, cold_alone, start_s, start_cpu in rows:
         ratio = mix_s / floor_s
         warm_ok &= ratio <= 3.0
         cold_txt = ""
         if cold is not None:
             cold_ok &= cold[0] / mix_s <= 2.0
-            cold_txt = f" | {cold[0]:7.2f} {cold[0] / mix_s:9.2f} (CPU {cold[1] / mix_cpu:.2f})"
+            cold_txt = (f" | {cold[0]:7.2f} {cold[0] / mix_s:9.2f} {cold_alone[0]:9.2f}"
+                        f" (CPU {cold[1] / mix_cpu:.2f}, without helper {cold_alone[1] / mix_cpu:.2f})")
         print(f"{cell.label:32s} {floor_s:7.2f} {mix_s:7.2f} {ratio:6.2f} | {floor_cpu:6.2f} {mix_cpu:7.2f}"
-              f" {mix_cpu / floor_cpu:6.2f} | {mix_mb:7.0f} {floor_mb:8.0f}{cold_txt}")
+              f" {mix_cpu / floor_cpu:6.2f} | {start_s:7.2f} {mix_s - start_s:6.2f} {start_cpu:6.2f} {mix_cpu - start_cpu:6.2f} |"
+              f" {mix_mb:7.0f} {floor_mb:8.0f}"
+              f"{cold_txt}")
     print(f"every warm cell <= 3x its floor: {'met' if warm_ok else 'not met'}; "
           f"cold <= 2x warm: {'met' if cold_ok else 'not met'}")
     return 0

@@ -23,6 +23,7 @@ Usage::
 
     python benchmarks/train_speed.py                 # synthetic songs, several minutes
     python benchmarks/train_speed.py --ratio-only    # part 0 only: step / render ratio, examples/s
+    python benchmarks/train_speed.py --deterministic-only  # part 3 only: cost of trainer.deterministic
     python benchmarks/train_speed.py --data /work/data/midi_mt --steps 10
 """
 from __future__ import annotations
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--repeats", type=int, default=7, help="side-by-side step/render pairs (default 7)")
     parser.add_argument("--ratio-only", action="store_true", help="only part 0 (step vs render)")
+    parser.add_argument("--deterministic-only", action="store_true", help="only part 3 (cost of trainer.deterministic)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import logging
@@ -179,28 +181,29 @@ def main(argv: list[str] | None = None) -> int:
         cache = tmp / "cache"
         print(f"data: {data}  batch {args.batch_size} x {args.excerpt_seconds:g} s excerpts, "
               f"{args.steps} measured steps, {args.threads} torch threads, CPU")
-        for sr in args.sample_rates:
+        for sr in ([] if args.deterministic_only else args.sample_rates):
             t_step, t_render = step_vs_render(data, cache, sr, args.batch_size, args.excerpt_seconds, args.repeats)
             print(f"step vs render @ {sr:5d} Hz: step {1000 * t_step:7.0f} ms, forward render {1000 * t_render:6.0f} ms, "
                   f"ratio {t_step / t_render:5.2f} (target <= 3); {args.batch_size / t_step:6.2f} examples/s")
         if args.ratio_only:
             return 0
         results = {}
-        for sr in args.sample_rates:
+        for sr in ([] if args.deterministic_only else args.sample_rates):
             for workers in args.workers:
                 eps, wait = train_run(data, cache, tmp / f"run-{sr}-{workers}", sr, workers, args.steps,
                                       args.batch_size, args.excerpt_seconds)
                 results[sr, workers] = eps
                 print(f"train @ {sr:5d} Hz, {workers} workers: {eps:6.2f} examples/s, "
                       f"waiting for data {100 * wait:5.1f} % of step time (target < 10 %)")
-        if len(args.sample_rates) > 1:
+        if len(args.sample_rates) > 1 and not args.deterministic_only:
             lo, hi = min(args.sample_rates), max(args.sample_rates)
             w = args.workers[0]
             print(f"speed-up of training at {lo} Hz over {hi} Hz ({w} workers): "
                   f"{results[lo, w] / results[hi, w]:.2f}x")
-        t_cache, t_decode = read_speed(data, cache, args.sample_rates[0], args.excerpt_seconds)
-        print(f"one example: {1000 * t_cache:.2f} ms from the memory-mapped cache, "
-              f"{1000 * t_decode:.1f} ms decoding the files: cache {t_decode / t_cache:.0f}x faster")
+        if not args.deterministic_only:
+            t_cache, t_decode = read_speed(data, cache, args.sample_rates[0], args.excerpt_seconds)
+            print(f"one example: {1000 * t_cache:.2f} ms from the memory-mapped cache, "
+                  f"{1000 * t_decode:.1f} ms decoding the files: cache {t_decode / t_cache:.0f}x faster")
         sr = args.sample_rates[0]
         speeds = {}
         for flag in ("true", "false", "true", "false"):  # interleaved: the machine's load drifts
