@@ -49,6 +49,10 @@ class Perturbation:
         Compression ratio range (log-uniform), :1.
     attack_ms_range, release_ms_range : tuple of float
         Compressor time constants (log-uniform), ms.
+    mono_probability : float
+        Chance that a stem reaches the model folded to mono (both channels ``(L + R) / 2``,
+        after the rest of the perturbation), as dry mono recordings arrive: the mix's width
+        must then come from the pans. No draw is made when 0 (earlier seeds unchanged).
     """
 
     gain_db: float = 12.0
@@ -60,6 +64,7 @@ class Perturbation:
     ratio_range: tuple[float, float] = (1.5, 6.0)
     attack_ms_range: tuple[float, float] = (1.0, 30.0)
     release_ms_range: tuple[float, float] = (50.0, 300.0)
+    mono_probability: float = 0.0
 
     def sample_strip(self, stems: Tensor, generator: torch.Generator) -> Tensor:
         """Random strip settings (B, S, P) for ``stems`` (B, S, C, T), on ``stems.device``.
@@ -127,7 +132,12 @@ class Perturbation:
         strip = self.sample_strip(stems, generator)
         with torch.no_grad():
             result = render(stems, strip, sample_rate, stem_mask=stem_mask)
-        return result.stems, strip
+            out = result.stems
+            if self.mono_probability > 0:
+                fold = torch.rand(out.shape[:2], generator=generator) < self.mono_probability
+                mid = out.mean(dim=2, keepdim=True).expand_as(out)
+                out = torch.where(fold.to(out.device)[..., None, None], mid, out)
+        return out, strip
 
 
 TRAINING = Perturbation()

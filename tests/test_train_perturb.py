@@ -68,3 +68,23 @@ def test_tilt_brightens_or_darkens_by_the_drawn_amount():
     tilt_drawn = (strip[..., STRIP.index("eq.high_shelf.gain_db")] - strip[..., STRIP.index("eq.low_shelf.gain_db")]).numpy()
     np.testing.assert_allclose(tilt_measured, tilt_drawn, atol=0.6)
     assert np.abs(tilt_drawn).max() > 2.0
+
+
+def test_mono_fold_makes_some_stems_dry_mono_and_leaves_the_rest():
+    x = _noise(4, 6, seconds=0.5, seed=3)  # independent channels: correlation ~0
+    plain = Perturbation(gain_db=2.0, pan=0.0, eq_gain_db=0.0, tilt_db=0.0, compression_probability=0.0)
+    folding = Perturbation(gain_db=2.0, pan=0.0, eq_gain_db=0.0, tilt_db=0.0, compression_probability=0.0,
+                           mono_probability=0.5)
+    a, strip_a = plain.apply(x, SR, torch.Generator().manual_seed(1))
+    b, strip_b = folding.apply(x, SR, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(strip_a, strip_b)  # the fold is drawn after the strip: same settings
+    side = (b[:, :, 0] - b[:, :, 1]).square().mean(-1)
+    mid = (b[:, :, 0] + b[:, :, 1]).square().mean(-1)
+    folded = side < 1e-12 * mid
+    assert 4 <= int(folded.sum()) <= 20  # about half of 24 stems
+    # a folded stem is the mid of the plain result; the others are untouched
+    torch.testing.assert_close(b[folded], a[folded].mean(1, keepdim=True).expand_as(a[folded]))
+    torch.testing.assert_close(b[~folded], a[~folded])
+    # no draw when off: earlier seeds give what they gave
+    c, _ = plain.apply(x, SR, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, c)
