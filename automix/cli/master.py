@@ -64,9 +64,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ceiling", type=float, default=-1.0, metavar="DBTP", help="true-peak ceiling in dBTP (default -1.0)")
     p.add_argument("--max-limiting", type=float, default=12.0, metavar="DB",
                    help="most limiter gain reduction allowed to reach the target (default 12 dB)")
-    p.add_argument("--max-distortion", type=float, default=-12.0, metavar="DB",
+    p.add_argument("--max-distortion", type=float, default=None, metavar="DB",
                    help="distortion budget of the loudness stage: its non-linear residual in the loudest 10%% of "
-                        "the master, relative to it (default -12 dB; higher goes louder, dirtier)")
+                        "the master, relative to it (default -10 dB; higher goes louder, dirtier)")
     p.add_argument("--bit-depth", choices=["16", "24", "32f"], default="24",
                    help="output encoding: 16 (TPDF-dithered), 24 or 32-bit float (default 24)")
     p.add_argument("--no-dither", action="store_true", help="no dither on 16-bit output")
@@ -99,13 +99,15 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def _options(args):
     from automix.mastering import MasteringOptions
+    from automix.mastering.landing import MAX_DISTORTION_DB
 
+    budget = MAX_DISTORTION_DB if args.max_distortion is None else args.max_distortion
     return MasteringOptions(target=args.target, ceiling_dbtp=args.ceiling, eq_amount=args.eq_amount,
                             width_amount=args.width_amount, dynamics_amount=args.dynamics_amount,
                             eq=not args.no_eq, fine_eq=not args.no_fine_eq, width=not args.no_width,
                             dynamics=args.dynamics and not args.no_dynamics, clipper=not args.no_clipper,
                             limiter=not args.no_limiter, max_limiting_db=args.max_limiting,
-                            max_distortion_db=args.max_distortion, reference_weights=args.reference_weights,
+                            max_distortion_db=budget, reference_weights=args.reference_weights,
                             model=None if str(args.model).lower() == "none" else args.model)
 
 

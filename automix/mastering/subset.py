@@ -5,8 +5,8 @@ comes out. Rendering the whole signal for every try scales badly with its length
 render runs the 8x true-peak detector over all of it), so the tries run on an excerpt that
 stands for the whole:
 
-* every 400 ms block among the loudest :data:`LOUD_SHARE` of the signal (by energy) -- the
-  blocks where the stage works hardest and over which the distortion budget is measured --
+* every 400 ms block among the loudest :data:`CANDIDATE_SHARE` of the signal (by energy) -- the
+  blocks where the stage works hardest, among them those over which the distortion budget is measured --
   plus windows of :data:`SPREAD_WINDOW_S` spread evenly over the signal (:data:`SPREAD_SHARE`
   of it), so the quieter passages that also set the integrated loudness are represented;
 * each run of chosen blocks is rendered with :data:`PREROLL_S` of the signal before it (the
@@ -28,9 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 
 LOUD_SHARE = 0.1
-"""Share of the 400 ms blocks, loudest first, always in the excerpt (the distortion budget's blocks)."""
+"""Share of the whole signal's 400 ms blocks the loud-block residual is taken over (the distortion budget's)."""
 
-SPREAD_SHARE = 0.15
+CANDIDATE_SHARE = 0.2
+"""Share of the 400 ms blocks, loudest input first, always in the excerpt: the stage evens out the loudest
+passages, so the loudest tenth of the output is found among the loudest fifth of the input."""
+
+SPREAD_SHARE = 0.1
 """Share of the signal sampled in evenly spread windows besides the loudest blocks."""
 
 SPREAD_WINDOW_S = 2.0
@@ -45,8 +49,8 @@ POSTROLL_S = 0.1
 MAX_SHARE = 0.6
 """An excerpt longer than this share of the signal is not worth it: the landing renders the whole."""
 
-RATIO_SMOOTHING_HOPS = 15
-"""Hops (neighbours in modelled level) the excerpt's measured-over-modelled ratio is averaged over."""
+NEIGHBOURS = 12
+"""Excerpt hops (nearest in level and crest) whose measured-over-modelled ratio stands for a hop outside it."""
 
 FADE_S = 0.01
 """Fade at the excerpt's artificial edges (s)."""
@@ -99,7 +103,7 @@ class Excerpt:
                                            x[:, b * block:(b + 1) * block], dtype=np.float64))
                            for b in range(n_blocks)])
         chosen = np.zeros(n_blocks, bool)
-        loud = max(1, int(math.ceil(LOUD_SHARE * n_blocks)))
+        loud = max(1, int(math.ceil(CANDIDATE_SHARE * n_blocks)))
         chosen[np.argsort(energy)[::-1][:loud]] = True
         window = max(1, int(round(SPREAD_WINDOW_S / (4 * 0.1))))
         every = max(window, int(round(window / SPREAD_SHARE)))
@@ -140,6 +144,7 @@ class Excerpt:
         self.out = np.empty_like(self.samples)
         self.peaks: np.ndarray | None = None  # detector envelope of ``samples`` (set by the landing)
         self.threshold = math.inf  # the detector threshold ``peaks`` was taken with
+        self.neighbours: np.ndarray | None = None  # (hops, NEIGHBOURS) positions in hop_index (see fit_features)
 
     def release(self) -> None:
         """Free the excerpt's arrays (the trials are over)."""
@@ -157,27 +162,40 @@ class Excerpt:
         energies, _ = hop_energies(y, sample_rate, hop_s=self.hop / float(sample_rate))
         return np.concatenate([energies[k0 // self.hop: k1 // self.hop] for k0, k1 in self.kept])
 
+    def fit_features(self, energies: np.ndarray, peaks: np.ndarray) -> None:
+        """Pair every hop of the whole signal with the :data:`NEIGHBOURS` excerpt hops most like it, by level
+        and crest (dB): the stage takes more from louder hops and from peakier ones at the same level.
+
+        Parameters
+        ----------
+        energies : np.ndarray
+            ``(hops,)`` energy of each hop of the whole signal at no drive (the block model's).
+        peaks : np.ndarray
+            ``(hops,)`` largest true peak of each hop (linear).
+        """
+        from scipy.spatial import cKDTree
+
+        tiny = 1e-30
+        level = 10.0 * np.log10(np.maximum(energies / float(self.hop), tiny))
+        crest = 20.0 * np.log10(np.maximum(peaks, tiny)) - level
+        features = np.stack([level, crest], axis=1)
+        k = min(NEIGHBOURS, len(self.hop_index))
+        tree = cKDTree(features[self.hop_index])
+        _, idx = tree.query(features, k=k)
+        self.neighbours = np.asarray(idx, dtype=np.int64).reshape(len(features), k)
+
     def predict(self, modelled: np.ndarray, measured: np.ndarray) -> np.ndarray:
         """The whole signal's hop energies after the stage: ``measured`` (:meth:`kept_hop_energies`) on the
         excerpt's hops; elsewhere the block model's ``modelled`` energies (every hop of the whole) times the
-        measured-over-modelled ratio the excerpt shows at the same modelled level (the clipper takes more
-        from louder hops), smoothed over neighbouring levels."""
+        mean measured-over-modelled ratio (dB) of the hop's excerpt neighbours (:meth:`fit_features`)."""
         tiny = 1e-30
-        own = modelled[self.hop_index]
-        keep = (own > tiny) & (measured > tiny)
-        if keep.sum() < 4:
-            out = modelled.copy()
-            out[self.hop_index] = measured
-            return out
-        level = 10.0 * np.log10(own[keep])
-        ratio = 10.0 * np.log10(measured[keep] / own[keep])
-        order = np.argsort(level)
-        level, ratio = level[order], ratio[order]
-        width = max(1, min(RATIO_SMOOTHING_HOPS, level.size // 4))
-        kernel = np.ones(width) / width
-        padded = np.concatenate([np.full(width // 2, ratio[0]), ratio, np.full(width - 1 - width // 2, ratio[-1])])
-        smooth = np.convolve(padded, kernel, mode="valid")
-        out = modelled * 10.0 ** (np.interp(10.0 * np.log10(np.maximum(modelled, tiny)), level, smooth) / 10.0)
+        own = np.maximum(modelled[self.hop_index], tiny)
+        ratio = 10.0 * np.log10(np.maximum(measured, tiny) / own)
+        out = modelled.copy()
+        if self.neighbours is not None and self.neighbours.shape[0] == modelled.shape[0]:
+            out *= 10.0 ** (ratio[self.neighbours].mean(axis=1) / 10.0)
+        elif ratio.size:
+            out *= 10.0 ** (float(np.median(ratio)) / 10.0)
         out[self.hop_index] = measured
         return out
 
