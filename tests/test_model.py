@@ -305,8 +305,13 @@ def test_two_identical_parts_of_one_role_leave_the_centre_in_opposite_directions
         model.spread_bias.fill_(8.0)
         wide = model(stems, 24000, roles)[0, :, i]
     assert MAX_PAIR_SPREAD * 0.99 < float(wide[0] - wide[1]) <= MAX_PAIR_SPREAD + 1e-6
-    # a checkpoint from before the head loads with the starting spread
+    # a checkpoint from before the head loads without spread: it mixes exactly as it did
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("spread_")}
-    fresh = MixModel(d_model=16, n_heads=2, n_layers=1, role_dim=4)
+    fresh = MixModel(d_model=16, n_heads=2, n_layers=1, role_dim=4).eval()
     fresh.load_state_dict(state)
-    assert float(fresh.spread_bias) == 0.0 and torch.count_nonzero(fresh.spread_weight) == 0
+    with torch.no_grad():
+        pans = fresh(stems, 24000, roles)[0, :, i]
+        fresh.spread_bias.fill_(-1e9)
+        fresh.spread_weight.zero_()
+        unspread = fresh(stems, 24000, roles)[0, :, i]
+    assert torch.equal(pans, unspread) and abs(float(pans[0] - pans[1])) < 1e-6

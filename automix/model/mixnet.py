@@ -76,6 +76,8 @@ class MixFeatures:
 MAX_PAIR_SPREAD: float = 1.2
 #: Starting spread of a pair: sigmoid(0) x 1.2 = 0.6 apart, pans at +/-0.3 (about 4 dB to one side).
 _INITIAL_SPREAD_LOGIT: float = 0.0
+#: Spread head bias of checkpoints written before the head existed: sigmoid(-40) ~ 4e-18, no spread.
+_NO_SPREAD_LOGIT: float = -40.0
 
 
 def centre_pans(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -161,10 +163,11 @@ class MixModel(nn.Module):
         key = prefix + "pair_side"
         if key not in state_dict:
             state_dict[key] = torch.zeros_like(self.pair_side)
-        # ... and before the spread head: the head's starting spread
+        # ... and before the spread head: no spread, so an old model mixes exactly as it did
+        # (fine-tuning such a checkpoint starts the pairs together; reset the bias to start apart)
         if prefix + "spread_weight" not in state_dict:
             state_dict[prefix + "spread_weight"] = torch.zeros_like(self.spread_weight)
-            state_dict[prefix + "spread_bias"] = torch.full_like(self.spread_bias, _INITIAL_SPREAD_LOGIT)
+            state_dict[prefix + "spread_bias"] = torch.full_like(self.spread_bias, _NO_SPREAD_LOGIT)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
