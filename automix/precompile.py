@@ -91,6 +91,9 @@ def compile_late_kernels(sample_rate: int = 48000) -> None:
 
 
 def main() -> int:
+    from automix.audio_kernels import warm_up
+
+    warm_up()  # numba's start-up as in the mix (without its scipy BLAS probe)
     compile_late_kernels()
     return 0
 
