@@ -111,14 +111,21 @@ def measure(path: Path, mix: np.ndarray, ref: np.ndarray, ref_sr: int, target: f
             "residual_db": residual.overall_db, "residual_loud_db": residual.loud_db}
 
 
-def timed(cmd: list[str], log: Path) -> float:
+def timed(cmd: list[str], log: Path) -> tuple[float, float]:
+    """``(wall s, CPU s)`` of the process (CPU: user + system of it and its threads, from the kernel's
+    accounting of the waited child: on a machine other jobs keep busy the CPU time barely moves, where the
+    wall time swings with the load and with how many cores the process could use)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(log, "w") as handle:
         done = subprocess.run(["nice", "-n", "10", *cmd], stdout=handle, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {log.read_text()[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("/work/data/masters"))
     parser.add_argument("--ceiling", type=float, default=-1.0, help="automix's default ceiling (dBTP), for the check")
     parser.add_argument("--cases", type=int, default=len(CASES), help="run only the first N cases")
+    parser.add_argument("--only", type=int, nargs="+", default=None, help="run only these cases (0-based)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
     try:
@@ -151,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-master-") as tmp_name:
         tmp = Path(tmp_name)
         for i, (mix_name, mix_off, ref_name, ref_off) in enumerate(CASES[: args.cases]):
+            if args.only is not None and i not in args.only:
+                continue
             mix, sr = read(args.data / mix_name, mix_off)
             ref, rsr = read(args.data / ref_name, ref_off)
             mix_path, ref_path = tmp / f"mix{i}.wav", tmp / f"ref{i}.wav"
@@ -165,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                                              str(m_out)], tmp / f"m{i}.log"),
             }
             order = ["automix", "matchering"] if i % 2 == 0 else ["matchering", "automix"]
-            times = {tool: runs[tool]() for tool in order}
+            measured = {tool: runs[tool]() for tool in order}
+            times = {tool: wall for tool, (wall, _) in measured.items()}
+            cpu = {tool: c for tool, (_, c) in measured.items()}
             a = measure(a_out, mix, ref, rsr, target)
             m = measure(m_out, mix, ref, rsr, target)
             whole = mix_off is None
@@ -173,16 +185,17 @@ def main(argv: list[str] | None = None) -> int:
                      + (" (whole)" if whole else f" ({mix.shape[-1] / sr:.0f} s)"))
             row = {"mix": mix_name, "reference": ref_name, "whole_tracks": whole,
                    "seconds": mix.shape[-1] / sr, "target_lufs": target,
-                   "automix": {**a, "time_s": times["automix"]},
-                   "matchering": {**m, "time_s": times["matchering"]},
+                   "automix": {**a, "time_s": times["automix"], "cpu_s": cpu["automix"]},
+                   "matchering": {**m, "time_s": times["matchering"], "cpu_s": cpu["matchering"]},
                    "time_ratio": times["automix"] / times["matchering"],
+                   "cpu_ratio": cpu["automix"] / max(cpu["matchering"], 1e-9),
                    "automix_log_tail": (tmp / f"a{i}.log").read_text()[-600:]}
             rows.append(row)
             print(f"{label:44s} {target:8.2f} | {a['loudness_error_lu']:5.2f} {a['tonal_distance_db']:5.2f} "
                   f"{a['true_peak_dbtp_8x']:6.2f} {a['residual_db']:6.1f} {a['residual_loud_db']:6.1f} "
                   f"{times['automix']:5.1f} | {m['loudness_error_lu']:5.2f} {m['tonal_distance_db']:5.2f} "
                   f"{m['true_peak_dbtp_8x']:6.2f} {m['residual_db']:6.1f} {m['residual_loud_db']:6.1f} "
-                  f"{times['matchering']:5.1f} | {row['time_ratio']:5.2f}", flush=True)
+                  f"{times['matchering']:5.1f} | {row['time_ratio']:5.2f} (CPU {row['cpu_ratio']:4.2f})", flush=True)
 
     def med(tool: str, key: str) -> float:
         return statistics.median(r[tool][key] for r in rows)
@@ -204,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "residual_better_cases": wins("residual_db"),
         "residual_loud_better_cases": wins("residual_loud_db"),
         "median_time_ratio": statistics.median(r["time_ratio"] for r in rows),
+        "median_cpu_ratio": statistics.median(r["cpu_ratio"] for r in rows),
         "load_average": os.getloadavg(),
     }
     print("-" * len(header))
@@ -220,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['median_residual_db']['matchering']:.1f} dB ({summary['median_residual_loud_db']['matchering']:.1f}); "
           f"automix cleaner on {summary['residual_better_cases']}/{n} overall, "
           f"{summary['residual_loud_better_cases']}/{n} in the loudest blocks")
-    print(f"  time automix / matchering (processes, start-up included): median {summary['median_time_ratio']:.2f} "
-          f"(load average {summary['load_average'][0]:.1f})")
+    print(f"  time automix / matchering (processes, start-up included): median {summary['median_time_ratio']:.2f}, "
+          f"CPU time median {summary['median_cpu_ratio']:.2f} (load average {summary['load_average'][0]:.1f})")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
     return 0

@@ -13,6 +13,7 @@ from automix.mastering.distortion import gain_residual
 from automix.mastering.landing import FLOOR_SHARE, LevelModel, _Stage, land_loudness
 from automix.mastering.limiter import (BOUND_BLOCK, _block_stats, bounded_peak_dbtp, detect_peaks,
                                        detected_true_peak_dbtp, limit_blocks)
+from automix.mastering.report import loudness_stage_dict
 from automix.mastering.subset import MAX_SHARE, Excerpt
 from master_signals import dense_electronic, song
 
@@ -84,6 +85,8 @@ def test_landing_on_an_excerpt_renders_the_whole_once_or_twice(sections):
     assert landed.true_peak_dbtp <= CEILING and _polyphase_peak_dbtp(landed.samples) <= CEILING
     assert landed.distortion is not None
     assert landed.distortion.loud_db == pytest.approx(gain_residual(sections, landed.samples, SR).loud_db, abs=1e-6)
+    stage = loudness_stage_dict(landed)  # the report JSON's figures
+    assert stage["full_renders"] == landed.renders and 0 < stage["excerpt_share"] <= MAX_SHARE
 
 
 def test_distortion_budget_on_an_excerpt_stops_with_one_line(sections):

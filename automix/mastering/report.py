@@ -66,7 +66,9 @@ def loudness_stage_dict(landing: Any) -> dict:
             "limiter_gain_reduction_db": round(landing.max_gain_reduction_db, 3),
             "distortion": residual(landing.distortion),
             "asked_lufs": None if landing.asked_lufs is None else round(landing.asked_lufs, 2),
-            "distortion_at_asked_lufs": residual(landing.asked_distortion)}
+            "distortion_at_asked_lufs": residual(landing.asked_distortion),
+            "full_renders": landing.renders,
+            "excerpt_share": None if landing.excerpt_share is None else round(landing.excerpt_share, 3)}
 
 
 def plot_report(result: Any, path: Path, overwrite: bool = False) -> Path:
