@@ -11,8 +11,13 @@ automix.precompile`` at once: a second process (no torch import: numpy arrays on
 compiles those kernels into the same cache on the other CPU core while the mixing process
 reads the stems, imports torch and analyses. The mix waits for it just before rendering
 (:func:`wait_for_helper`) and then loads the kernels from the cache. Warm runs start no
-helper (one index-file read decides). If the helper fails, the mix compiles for itself;
-``AUTOMIX_PRECOMPILE=0`` turns the helper off.
+helper (one index-file read decides). If the helper fails, the mix compiles for itself.
+
+**Off by default** (``AUTOMIX_PRECOMPILE=1`` turns it on): measured on the 2-core machine,
+first runs took longer with it than without (12.3 vs 9.3 s and 9.2 vs 8.3 s on a nearly
+idle machine, 95 vs 102 s and 91 vs 84 s on a loaded one: ``benchmarks/mix_speed.py
+--matrix``): the helper's own start-up and the parent's work share the same two cores, and
+the render waits for all three kernels. It may pay with more idle cores; that is unmeasured.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import sys
 
 import numpy as np
 
-#: Environment variable: ``0`` starts no helper (the mix compiles for itself, as on one CPU).
+#: Environment variable: ``1`` starts the helper on a first run (off by default: see above).
 SWITCH = "AUTOMIX_PRECOMPILE"
 #: The helper process of this run, if one was started.
 _HELPER: list[subprocess.Popen] = []
@@ -44,8 +49,9 @@ def console_kernel_cached() -> bool:
 
 
 def start_helper_if_cold() -> bool:
-    """Start the helper process when the console kernel is not cached; returns whether it started."""
-    if _HELPER or os.environ.get(SWITCH, "1") == "0" or console_kernel_cached():
+    """Start the helper process when ``AUTOMIX_PRECOMPILE=1`` and the console kernel is not
+    cached; returns whether it started."""
+    if _HELPER or os.environ.get(SWITCH, "0") != "1" or console_kernel_cached():
         return False
     try:
         _HELPER.append(subprocess.Popen([sys.executable, "-m", "automix.precompile"], stdin=subprocess.DEVNULL,

@@ -76,9 +76,11 @@ def test_precompile_helper_fills_the_cache_the_mix_then_loads(tmp_path):
 
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
     check = "from automix.precompile import console_kernel_cached; print(console_kernel_cached())"
+    off = "from automix.precompile import start_helper_if_cold; print(start_helper_if_cold())"
     run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,  # noqa: E731
                                        timeout=600)
     assert run("-c", check).stdout.strip() == "False"
+    assert run("-c", off).stdout.strip() == "False"  # off by default, even with a cold cache
     helper = run("-m", "automix.precompile")
     assert helper.returncode == 0, helper.stderr[-2000:]
     assert run("-c", check).stdout.strip() == "True"

@@ -54,7 +54,7 @@ def read_stems_while_importing(stems, sample_rate: int | None):
     warm_up()
     from automix.precompile import start_helper_if_cold
 
-    start_helper_if_cold()  # first run after install: the console kernels compile in another process
+    start_helper_if_cold()  # AUTOMIX_PRECOMPILE=1, first run: the late kernels compile in another process
 
     box: dict = {}
 
