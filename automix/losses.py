@@ -53,6 +53,10 @@ class MixPrediction:
     cache : dict
         What one term computed that another can reuse (spectra, target loudness), filled
         by :func:`memo`; empty when the prediction is made.
+    free_balance : Tensor (B, S) bool or None
+        Stems whose left/right balance is not a target (:func:`width_from_effects`): they
+        reached the model as mono while their target is wide and centred, so a pan is the
+        console's only way to give back their width and the mix's image decides it.
     """
 
     mix: Tensor
@@ -63,6 +67,34 @@ class MixPrediction:
     strip: Tensor
     sample_rate: int
     cache: dict = field(default_factory=dict, repr=False, compare=False)
+    free_balance: Tensor | None = None
+
+
+#: A target stem counts as wide above this side/mid energy ratio (dB) ...
+WIDE_SIDE_MID_DB = -20.0
+#: ... and as centred within this left/right balance (dB).
+CENTRED_BALANCE_DB = 1.5
+
+
+def width_from_effects(inputs: Tensor, target_stems: Tensor, mask: Tensor | None = None) -> Tensor:
+    """(B, S) bool: stems that arrive mono (left equals right) but sit wide and centred in the target.
+
+    A stereo-reverb pad or a chorused piano folded to dry mono cannot be given its width
+    back by a pan-and-EQ console: the real stem's centred balance is then no target (a pan
+    that spreads it is the nearest the console gets to its width; the mix's image loss
+    decides how far). A panned source that arrived centred (its target off-centre by more
+    than :data:`CENTRED_BALANCE_DB`) keeps its balance target, as do stems that arrive stereo.
+    Wide: target side/mid energy above :data:`WIDE_SIDE_MID_DB`.
+    """
+    with torch.no_grad():
+        x, y = inputs.float(), target_stems.float()
+        mono = (x[..., 0, :] - x[..., 1, :]).abs().amax(-1) <= 1e-7 * x.abs().amax((-2, -1)).clamp_min(1e-30)
+        mid = (y[..., 0, :] + y[..., 1, :]).square().mean(-1)
+        side = (y[..., 0, :] - y[..., 1, :]).square().mean(-1)
+        wide = side > mid * 10.0 ** (WIDE_SIDE_MID_DB / 10.0)
+        centred = channel_balance_db(y).abs() < CENTRED_BALANCE_DB
+        free = mono & wide & centred
+        return free if mask is None else free & mask.bool()
 
 
 def memo(pred: MixPrediction, key: tuple, compute: Callable[[], Tensor], *, target: bool = False) -> Tensor:
@@ -252,7 +284,9 @@ class StereoBalanceLoss(nn.Module):
     Nothing in a stem tells which side a mix engineer put it on, only that two parts of one
     role go to opposite sides; a mix mirrored left for right is as good a mix. The loss is
     therefore the smaller of the error of the rendered balance and of its mirror image, per
-    example (all stems of an example flip together).
+    example (all stems of an example flip together). Stems in ``pred.free_balance`` (width
+    that came from effects, :func:`width_from_effects`) have no per-stem target; the mix's
+    balance still counts.
 
     Parameters
     ----------
@@ -281,7 +315,10 @@ class StereoBalanceLoss(nn.Module):
         limit = self.limit_db
         ref = memo(pred, ("target_stem_balance", limit), lambda: channel_balance_db(pred.target_stems, limit), target=True)
         est = channel_balance_db(pred.stems, limit)
-        valid = audible_target_stems(pred, self.silence_lufs).float()
+        valid = audible_target_stems(pred, self.silence_lufs)
+        if pred.free_balance is not None:
+            valid = valid & ~pred.free_balance
+        valid = valid.float()
         count = valid.sum(-1).clamp_min(1)
         est_mix = channel_balance_db(pred.mix, limit)
         ref_mix = memo(pred, ("target_mix_balance", limit), lambda: channel_balance_db(pred.target_mix, limit),

@@ -191,3 +191,31 @@ def test_shared_spectra_give_the_same_terms_as_computing_each_alone():
     total.backward()
     assert all(not v.requires_grad for k, v in pred.cache.items() if k[0].startswith("target"))
     assert pred.stems.grad is not None and torch.isfinite(pred.stems.grad).all() and pred.stems.grad.abs().sum() > 0
+
+
+def test_width_from_effects_frees_only_mono_inputs_of_wide_centred_targets():
+    from automix.losses import width_from_effects
+
+    x, d = _noise(1.0, 5), _noise(1.0, 6)
+    wide = np.stack([x + 0.8 * d, x - 0.8 * d])        # centred, decorrelated: a stereo reverb's width
+    panned = np.stack([x, 0.4 * x])                     # +8 dB to the left, no width of its own
+    narrow = np.stack([x + 0.01 * d, x - 0.01 * d])     # centred and nearly mono (-40 dB side)
+    targets = torch.from_numpy(np.stack([wide, panned, narrow, wide]))[None]
+    mono = lambda s: np.stack([s.mean(0), s.mean(0)])  # noqa: E731
+    inputs = torch.from_numpy(np.stack([mono(wide), mono(panned), mono(narrow), wide]))[None]  # the last stays stereo
+    free = width_from_effects(inputs, targets)
+    assert free.tolist() == [[True, False, False, False]]
+    # the freed stem's balance is no target: panning it costs nothing, panning the others does
+    hard_left = torch.from_numpy(np.stack([np.stack([s[0] + s[1], 0.2 * (s[0] + s[1])]) for s in
+                                           (wide, panned, narrow, wide)]))[None]
+    loss = StereoBalanceLoss(limit_db=1e4, mix_weight=0.0)
+    pred = _pred(targets.clone(), targets)
+    pred_free = _pred(targets.clone(), targets)
+    pred_free.free_balance = free
+    moved = targets.clone()
+    moved[:, 0] = hard_left[:, 0]
+    pred_moved, pred_moved_free = _pred(moved, targets), _pred(moved, targets)
+    pred_moved_free.free_balance = free
+    assert float(loss(pred)) == pytest.approx(0.0, abs=1e-4) and float(loss(pred_free)) == pytest.approx(0.0, abs=1e-4)
+    assert float(loss(pred_moved)) > 3.0  # 14 dB off on one of four stems
+    assert float(loss(pred_moved_free)) == pytest.approx(0.0, abs=1e-4)

@@ -201,3 +201,15 @@ def test_resume_weights_only_fine_tunes_from_step_zero_and_a_changed_model_says_
     assert tuned["training"]["step"] == 1
     for name, value in source["state_dict"].items():  # learning rate 0: the weights are the source's
         assert torch.equal(tuned["state_dict"][name], value), name
+    # a checkpoint from before the pair-spread head: fine-tuning starts the head at pairs 0.6 apart
+    # (loaded for inference it has no spread, and no gradient to learn one)
+    old = dict(source, state_dict={k: v for k, v in source["state_dict"].items() if "spread" not in k})
+    torch.save(old, tmp_path / "old.pt")
+    from automix.model.mixnet import MAX_PAIR_SPREAD
+
+    run(compose(tiny_overrides(root, cache, tmp_path / "D", max_steps=1)
+                + [f"trainer.resume={tmp_path / 'old.pt'}", "trainer.resume_weights_only=true",
+                   "trainer.learning_rate=0", "trainer.validate=false"]), tmp_path / "D")
+    started = torch.load(tmp_path / "D" / "last.pt", weights_only=True)["state_dict"]
+    assert MAX_PAIR_SPREAD * float(torch.sigmoid(started["spread_bias"])) == pytest.approx(0.6)
+    assert not started["spread_weight"].any()

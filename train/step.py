@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from automix.losses import MixPrediction
+from automix.losses import MixPrediction, width_from_effects
 from automix.perturb import Perturbation
 
 
@@ -64,8 +64,9 @@ def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_ra
             model(inputs, sample_rate, roles, mask, reference=reference)
     strip = strip.float()
     result = render(inputs, strip, sample_rate, stem_mask=mask)
+    target_stems = batch.get("target_stems", stems if target_is_sum else None)
     prediction = MixPrediction(mix=result.mix, stems=result.stems, target_mix=batch["target_mix"],
-                               target_stems=batch.get("target_stems", stems if target_is_sum else None),
-                               mask=mask, strip=strip,
-                               sample_rate=sample_rate)
+                               target_stems=target_stems, mask=mask, strip=strip, sample_rate=sample_rate,
+                               free_balance=None if target_stems is None else
+                               width_from_effects(inputs, target_stems, mask))
     return prediction, inputs

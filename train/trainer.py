@@ -308,6 +308,11 @@ class Trainer:
         if not training or self.config.resume_weights_only:
             log.info("initialised weights from %s (%s: starting at step 0)", path,
                      "trainer.resume_weights_only" if training else "no training state")
+            model = getattr(self.model, "module", self.model)
+            if not any(k.endswith("spread_weight") for k in payload["state_dict"]) and \
+                    hasattr(model, "start_pair_spread"):
+                model.start_pair_spread()  # written before the pair-spread head: it starts learning from 0.6 apart
+                log.info("%s has no pair-spread head: it starts with pairs 0.6 apart", path)
             return
         try:
             self.optimizer.load_state_dict(training["optimizer"])

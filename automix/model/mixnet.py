@@ -179,6 +179,12 @@ class MixModel(nn.Module):
         nn.init.normal_(last.weight, std=1e-3)
         unit = STRIP.to_unit(STRIP.neutral.double()).clamp(UNIT_MARGIN, 1 - UNIT_MARGIN)
         last.bias.copy_(torch.logit(unit).float())
+        self.start_pair_spread()
+
+    @torch.no_grad()
+    def start_pair_spread(self) -> None:
+        """Put the pair-spread head at its starting point (pairs 0.6 apart), e.g. to fine-tune a
+        checkpoint from before the head existed (which loads with no spread and no gradient)."""
         self.spread_weight.zero_()
         self.spread_bias.fill_(_INITIAL_SPREAD_LOGIT)
 
