@@ -53,10 +53,10 @@ class MixPrediction:
     cache : dict
         What one term computed that another can reuse (spectra, target loudness), filled
         by :func:`memo`; empty when the prediction is made.
-    free_balance : Tensor (B, S) bool or None
-        Stems whose left/right balance is not a target (:func:`width_from_effects`): they
-        reached the model as mono while their target is wide and centred, so a pan is the
-        console's only way to give back their width and the mix's image decides it.
+    width_from_effects : Tensor (B, S) bool or None
+        Stems that reached the model as mono while their target is wide
+        (:func:`width_from_effects`): a pan is the console's only way to give back their
+        width, so their left/right balance target is one-sided (see :class:`StereoBalanceLoss`).
     """
 
     mix: Tensor
@@ -67,34 +67,35 @@ class MixPrediction:
     strip: Tensor
     sample_rate: int
     cache: dict = field(default_factory=dict, repr=False, compare=False)
-    free_balance: Tensor | None = None
+    width_from_effects: Tensor | None = None
 
 
-#: A target stem counts as wide above this side/mid energy ratio (dB) ...
-WIDE_SIDE_MID_DB = -20.0
-#: ... and as centred within this left/right balance (dB).
+#: A target stem counts as wide when the energy across its main left/right direction is
+#: above this fraction of the energy along it (dB).
+WIDE_MINOR_DB = -20.0
+#: A wide target stem within this left/right balance (dB) counts as centred.
 CENTRED_BALANCE_DB = 1.5
 
 
 def width_from_effects(inputs: Tensor, target_stems: Tensor, mask: Tensor | None = None) -> Tensor:
-    """(B, S) bool: stems that arrive mono (left equals right) but sit wide and centred in the target.
+    """(B, S) bool: stems that arrive mono (left equals right) but are wide in the target.
 
-    A stereo-reverb pad or a chorused piano folded to dry mono cannot be given its width
-    back by a pan-and-EQ console: the real stem's centred balance is then no target (a pan
-    that spreads it is the nearest the console gets to its width; the mix's image loss
-    decides how far). A panned source that arrived centred (its target off-centre by more
-    than :data:`CENTRED_BALANCE_DB`) keeps its balance target, as do stems that arrive stereo.
-    Wide: target side/mid energy above :data:`WIDE_SIDE_MID_DB`.
+    A stereo-reverb pad, a chorused piano or a double-tracked guitar folded to dry mono
+    cannot be given its width back by a pan-and-EQ console: a pan further out than the
+    real stem's placement is the nearest the console gets. Wide: the target's energy across
+    its main direction above :data:`WIDE_MINOR_DB` of the energy along it (so a panned mono
+    source is not wide). Stems that arrive stereo keep their full balance target.
     """
     with torch.no_grad():
         x, y = inputs.float(), target_stems.float()
         mono = (x[..., 0, :] - x[..., 1, :]).abs().amax(-1) <= 1e-7 * x.abs().amax((-2, -1)).clamp_min(1e-30)
-        mid = (y[..., 0, :] + y[..., 1, :]).square().mean(-1)
-        side = (y[..., 0, :] - y[..., 1, :]).square().mean(-1)
-        wide = side > mid * 10.0 ** (WIDE_SIDE_MID_DB / 10.0)
-        centred = channel_balance_db(y).abs() < CENTRED_BALANCE_DB
-        free = mono & wide & centred
-        return free if mask is None else free & mask.bool()
+        # width across the stem's main direction (a panned mono source has none): the 2 x 2
+        # channel covariance's smaller eigenvalue against its larger one
+        ll, rr = y[..., 0, :].square().mean(-1), y[..., 1, :].square().mean(-1)
+        lr = (y[..., 0, :] * y[..., 1, :]).mean(-1)
+        half, spread = (ll + rr) / 2, ((ll - rr).square() / 4 + lr.square()).sqrt()
+        wide = mono & (half - spread > (half + spread) * 10.0 ** (WIDE_MINOR_DB / 10.0))
+        return wide if mask is None else wide & mask.bool()
 
 
 def memo(pred: MixPrediction, key: tuple, compute: Callable[[], Tensor], *, target: bool = False) -> Tensor:
@@ -278,15 +279,34 @@ def channel_balance_db(x: Tensor, limit_db: float = 24.0, eps: float = 1e-8) -> 
     return limit_db * torch.tanh(ratio / limit_db)
 
 
+def pan_equivalent_of_width_db(x: Tensor, limit_db: float = 24.0, eps: float = 1e-12) -> Tensor:
+    """Left/right balance (dB) of a panned mono source with the side/mid energy of ``x`` (..., 2, T).
+
+    With channel gains ``a > b`` a panned source has ``side / mid = ((a - b) / (a + b))^2``;
+    the balance that reproduces the side/mid ratio ``q`` of ``x`` is therefore
+    ``20 log10((1 + sqrt q) / (1 - sqrt q))``, soft-clamped to ``limit_db`` like
+    :func:`channel_balance_db` (a stem with more side than mid maps to the limit).
+    """
+    x = x.float()
+    mid = (x[..., 0, :] + x[..., 1, :]).square().mean(-1)
+    side = (x[..., 0, :] - x[..., 1, :]).square().mean(-1)
+    r = (side / (mid + eps)).sqrt().clamp(max=0.999999)
+    balance = 20.0 * torch.log10((1.0 + r) / (1.0 - r))
+    return limit_db * torch.tanh(balance / limit_db)
+
+
 class StereoBalanceLoss(nn.Module):
     """Mean absolute error (dB) of every stem's left/right balance against the target stems.
 
     Nothing in a stem tells which side a mix engineer put it on, only that two parts of one
     role go to opposite sides; a mix mirrored left for right is as good a mix. The loss is
     therefore the smaller of the error of the rendered balance and of its mirror image, per
-    example (all stems of an example flip together). Stems in ``pred.free_balance`` (width
-    that came from effects, :func:`width_from_effects`) have no per-stem target; the mix's
-    balance still counts.
+    example (all stems of an example flip together). Stems in ``pred.width_from_effects``
+    (mono in, wide in the target: :func:`width_from_effects`) count only when they fall short
+    of their target's side (a pan further out is the console's stand-in for their width);
+    centred ones (within :data:`CENTRED_BALANCE_DB`) may go to either side, as far as the pan
+    that gives them their target's side energy (:func:`pan_equivalent_of_width_db`). The
+    mix's own balance always counts.
 
     Parameters
     ----------
@@ -315,17 +335,31 @@ class StereoBalanceLoss(nn.Module):
         limit = self.limit_db
         ref = memo(pred, ("target_stem_balance", limit), lambda: channel_balance_db(pred.target_stems, limit), target=True)
         est = channel_balance_db(pred.stems, limit)
-        valid = audible_target_stems(pred, self.silence_lufs)
-        if pred.free_balance is not None:
-            valid = valid & ~pred.free_balance
-        valid = valid.float()
+        valid = audible_target_stems(pred, self.silence_lufs).float()
         count = valid.sum(-1).clamp_min(1)
         est_mix = channel_balance_db(pred.mix, limit)
         ref_mix = memo(pred, ("target_mix_balance", limit), lambda: channel_balance_db(pred.target_mix, limit),
                        target=True)
-        error = ((est - ref).abs() * valid).sum(-1) / count + self.mix_weight * (est_mix - ref_mix).abs()
+        one_sided = pred.width_from_effects
+        if one_sided is not None:
+            centred = ref.abs() < CENTRED_BALANCE_DB
+            side = torch.where(centred, torch.zeros_like(ref), torch.sign(ref))
+            allowance = memo(pred, ("target_stem_pan_width", limit),
+                             lambda: pan_equivalent_of_width_db(pred.target_stems, limit), target=True)
+
+        def stem_error(estimate: Tensor) -> Tensor:
+            error = (estimate - ref).abs()
+            if one_sided is not None:
+                # off-centre: only falling short of the target's side counts; centred: any side,
+                # up to the pan that gives the stem its target's side energy
+                short = torch.where(centred, torch.relu(estimate.abs() - allowance),
+                                    torch.relu(ref.abs() - estimate * side))
+                error = torch.where(one_sided, short, error)
+            return error
+
+        error = (stem_error(est) * valid).sum(-1) / count + self.mix_weight * (est_mix - ref_mix).abs()
         if self.mirror_invariant:
-            mirrored = ((est + ref).abs() * valid).sum(-1) / count + self.mix_weight * (est_mix + ref_mix).abs()
+            mirrored = (stem_error(-est) * valid).sum(-1) / count + self.mix_weight * (est_mix + ref_mix).abs()
             error = torch.minimum(error, mirrored)
         return error.mean()
 

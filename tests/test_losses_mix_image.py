@@ -193,29 +193,53 @@ def test_shared_spectra_give_the_same_terms_as_computing_each_alone():
     assert pred.stems.grad is not None and torch.isfinite(pred.stems.grad).all() and pred.stems.grad.abs().sum() > 0
 
 
-def test_width_from_effects_frees_only_mono_inputs_of_wide_centred_targets():
+def test_width_from_effects_makes_the_balance_target_one_sided_for_mono_inputs_of_wide_stems():
     from automix.losses import width_from_effects
 
     x, d = _noise(1.0, 5), _noise(1.0, 6)
-    wide = np.stack([x + 0.8 * d, x - 0.8 * d])        # centred, decorrelated: a stereo reverb's width
-    panned = np.stack([x, 0.4 * x])                     # +8 dB to the left, no width of its own
-    narrow = np.stack([x + 0.01 * d, x - 0.01 * d])     # centred and nearly mono (-40 dB side)
-    targets = torch.from_numpy(np.stack([wide, panned, narrow, wide]))[None]
+    wide = np.stack([x + 0.3 * d, x - 0.3 * d])               # centred, decorrelated: a stereo reverb's width
+    wide_left = np.stack([x + 0.5 * d, 0.5 * x - 0.5 * d])    # wide and placed to the left (+4.3 dB)
+    panned = np.stack([x, 0.4 * x])                           # +8 dB to the left, no width of its own
+    narrow = np.stack([x + 0.01 * d, x - 0.01 * d])           # centred and nearly mono (-40 dB side)
+    targets = torch.from_numpy(np.stack([wide, wide_left, panned, narrow, wide]))[None]
     mono = lambda s: np.stack([s.mean(0), s.mean(0)])  # noqa: E731
-    inputs = torch.from_numpy(np.stack([mono(wide), mono(panned), mono(narrow), wide]))[None]  # the last stays stereo
-    free = width_from_effects(inputs, targets)
-    assert free.tolist() == [[True, False, False, False]]
-    # the freed stem's balance is no target: panning it costs nothing, panning the others does
-    hard_left = torch.from_numpy(np.stack([np.stack([s[0] + s[1], 0.2 * (s[0] + s[1])]) for s in
-                                           (wide, panned, narrow, wide)]))[None]
+    inputs = torch.from_numpy(np.stack([mono(wide), mono(wide_left), mono(panned), mono(narrow), wide]))[None]
+    flags = width_from_effects(inputs, targets)
+    assert flags.tolist() == [[True, True, False, False, False]]  # the last arrives stereo
+
+    def placed(index: int, left: float, right: float) -> torch.Tensor:
+        """The targets with stem ``index`` replaced by its mid at channel gains (left, right)."""
+        out = targets.clone()
+        mid = targets[0, index].mean(0)
+        out[0, index] = torch.stack([left * mid, right * mid])
+        return out
+
     loss = StereoBalanceLoss(limit_db=1e4, mix_weight=0.0)
-    pred = _pred(targets.clone(), targets)
-    pred_free = _pred(targets.clone(), targets)
-    pred_free.free_balance = free
-    moved = targets.clone()
-    moved[:, 0] = hard_left[:, 0]
-    pred_moved, pred_moved_free = _pred(moved, targets), _pred(moved, targets)
-    pred_moved_free.free_balance = free
-    assert float(loss(pred)) == pytest.approx(0.0, abs=1e-4) and float(loss(pred_free)) == pytest.approx(0.0, abs=1e-4)
-    assert float(loss(pred_moved)) > 3.0  # 14 dB off on one of four stems
-    assert float(loss(pred_moved_free)) == pytest.approx(0.0, abs=1e-4)
+
+    def error(estimate: torch.Tensor, one_sided: bool) -> float:
+        pred = _pred(estimate, targets)
+        pred.width_from_effects = flags if one_sided else None
+        return float(loss(pred))
+
+    assert error(targets.clone(), True) == pytest.approx(0.0, abs=1e-4)
+    # a centred wide stem may go to either side, as far as the pan with its side energy; two-sided,
+    # the whole 14 dB count (over 5 stems)
+    from automix.losses import pan_equivalent_of_width_db
+
+    allowance = float(pan_equivalent_of_width_db(targets[0, 0], limit_db=1e4))
+    ratio = np.mean((wide[0] - wide[1]) ** 2) / np.mean((wide[0] + wide[1]) ** 2)  # side / mid of the target
+    assert allowance == pytest.approx(20 * math.log10((1 + math.sqrt(ratio)) / (1 - math.sqrt(ratio))), abs=1e-3)
+    a = 10 ** (allowance / 20)
+    for left, right in ((1.0, 0.2), (0.2, 1.0)):
+        assert error(placed(0, left, right), True) == pytest.approx((20 * math.log10(5) - allowance) / 5, abs=0.05)
+        assert error(placed(0, left, right), False) == pytest.approx(20 * math.log10(5) / 5, abs=0.05)
+    assert error(placed(0, a, 1.0), True) == pytest.approx(0.0, abs=1e-3)
+    assert error(placed(0, 1.0, a), True) == pytest.approx(0.0, abs=1e-3)
+    # a wide stem placed left: further left is free, short of its side counts
+    target_db = float(channel_balance_db(targets[0, 1], limit_db=1e4))
+    assert error(placed(1, 1.0, 0.2), True) == pytest.approx(0.0, abs=1e-4)
+    assert error(placed(1, 1.0, 1.0), True) == pytest.approx(target_db / 5, abs=0.05)
+    assert error(placed(1, 1.0, 0.2), False) == pytest.approx((20 * math.log10(5) - target_db) / 5, abs=0.05)
+    # stems that are not flagged keep the two-sided error
+    two_sided = error(placed(2, 1.0, 0.2), False)
+    assert two_sided > 0.5 and error(placed(2, 1.0, 0.2), True) == pytest.approx(two_sided, abs=1e-4)

@@ -67,6 +67,6 @@ def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor], *, sample_ra
     target_stems = batch.get("target_stems", stems if target_is_sum else None)
     prediction = MixPrediction(mix=result.mix, stems=result.stems, target_mix=batch["target_mix"],
                                target_stems=target_stems, mask=mask, strip=strip, sample_rate=sample_rate,
-                               free_balance=None if target_stems is None else
+                               width_from_effects=None if target_stems is None else
                                width_from_effects(inputs, target_stems, mask))
     return prediction, inputs
