@@ -143,9 +143,9 @@ def run(args) -> int:
 
     options = _options(args)
     if options.model is not None and str(options.model) != "auto":  # a damaged file is named even when unused
-        from automix.mastering.model import load_model
+        from automix.mastering.model import load_predictor
 
-        load_model(options.model)
+        load_predictor(options.model)
     progress = not args.quiet and sys.stderr.isatty()
     dither = not args.no_dither
     if args.album or len(args.mixes) > 1:

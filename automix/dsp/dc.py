@@ -58,12 +58,10 @@ def dc_blocker_coefficients(sample_rate: int, cutoff_hz: float = DC_CUTOFF_HZ) -
     is the bilinear-transformed Butterworth, pre-warped at the corner: scipy's ``butter``
     design (the tests compare them).
     """
-    import torch
-
     from automix.dsp.biquad import design_highpass
 
-    b, a = design_highpass(torch.tensor(float(cutoff_hz), dtype=torch.float64), 1.0 / np.sqrt(2.0), sample_rate)
-    return np.concatenate([b.numpy(), a.numpy()[1:]]).astype(np.float64)
+    b, a = design_highpass(np.float64(cutoff_hz), 1.0 / np.sqrt(2.0), sample_rate)
+    return np.concatenate([b, a[1:]]).astype(np.float64)
 
 
 @njit(cache=True, nogil=True)

@@ -15,8 +15,9 @@ Two ways to apply it:
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-import torch
 
 from automix.dsp import biquad as bq
 from automix.dsp.params import HPF_Q, SHELF_Q, ParamTable
@@ -33,17 +34,19 @@ def eq_sos(values: torch.Tensor, table: ParamTable, sample_rate: float) -> torch
 
     Parameters
     ----------
-    values : Tensor (..., P) parameter values (not unit-mapped).
+    values : Tensor or numpy array (..., P) parameter values (not unit-mapped); a numpy array gives a
+        numpy cascade (no torch needed).
     table : ParamTable with the ``eq.*`` parameters (STRIP or MASTER).
     sample_rate : float, Hz.
     """
-    v = values.to(torch.float64)
+    ops = bq.array_ops(values)
+    v = values.to(ops.torch.float64) if bq._is_torch(values) else np.asarray(values, dtype=np.float64)
 
-    def p(name: str) -> torch.Tensor:
+    def p(name: str):
         return v[..., table.index(f"eq.{name}")]
 
     b_hp, a_hp = bq.design_highpass(p("hpf.freq_hz"), HPF_Q, sample_rate)
-    mix = p("hpf.mix").unsqueeze(-1)
+    mix = ops.unsqueeze(p("hpf.mix"), -1)
     sections = [bq.to_sos((1.0 - mix) * a_hp + mix * b_hp, a_hp),
                 bq.to_sos(*bq.design_low_shelf(p("low_shelf.freq_hz"), p("low_shelf.gain_db"), sample_rate, SHELF_Q))]
     for band in ("peak1", "peak2", "peak3"):
@@ -51,7 +54,7 @@ def eq_sos(values: torch.Tensor, table: ParamTable, sample_rate: float) -> torch
                                                      p(f"{band}.q"), sample_rate)))
     sections.append(bq.to_sos(*bq.design_high_shelf(p("high_shelf.freq_hz"), p("high_shelf.gain_db"),
                                                     sample_rate, SHELF_Q)))
-    return torch.stack(sections, dim=-2)
+    return ops.stack(sections, -2)
 
 
 def eq_response(values: torch.Tensor, table: ParamTable, freqs_hz, sample_rate: float) -> torch.Tensor:
@@ -66,6 +69,8 @@ def apply_eq_exact(x: torch.Tensor, sos: torch.Tensor) -> torch.Tensor:
 
 def eq_fir(sos: torch.Tensor, sample_rate: float, fir_length: int = DEFAULT_FIR_LENGTH) -> torch.Tensor:
     """FIR (..., fir_length) float64 whose DFT equals the cascade's response on the DFT grid."""
+    import torch
+
     return torch.fft.irfft(grid_response(sos, fir_length), n=fir_length)
 
 
@@ -75,6 +80,8 @@ def grid_response(sos: torch.Tensor, n: int) -> torch.Tensor:
     On the CPU a compiled kernel with an exact custom backward (:class:`_GridResponse`);
     elsewhere :func:`automix.dsp.biquad.sos_response` (torch operations, the reference).
     """
+    import torch
+
     sos = sos.to(torch.float64)
     if sos.device.type != "cpu":
         freqs = torch.fft.rfftfreq(n, d=1.0, dtype=torch.float64, device=sos.device)
@@ -82,7 +89,7 @@ def grid_response(sos: torch.Tensor, n: int) -> torch.Tensor:
     a0 = sos[..., 3:4]
     coef = torch.cat([sos[..., :3] / a0, sos[..., 4:] / a0], dim=-1)
     lead, n_sec = coef.shape[:-2], coef.shape[-2]
-    out = _GridResponse.apply(coef.reshape(-1, n_sec, 5).contiguous(), int(n))
+    out = _grid_response_function().apply(coef.reshape(-1, n_sec, 5).contiguous(), int(n))
     return torch.view_as_complex(out).reshape(*lead, n // 2 + 1)
 
 
@@ -91,27 +98,34 @@ def _grid_trig(n: int):
     return np.cos(w), np.sin(w), np.cos(2.0 * w), np.sin(2.0 * w)
 
 
-class _GridResponse(torch.autograd.Function):
-    """``coef`` (N, K, 5) -> response (N, n // 2 + 1, 2) (real, imaginary) on the ``n``-point grid."""
+@lru_cache(maxsize=1)
+def _grid_response_function():
+    """The autograd function of :func:`grid_response` (defined on first use: torch imports then)."""
+    import torch
 
-    @staticmethod
-    def forward(ctx, coef, n):
-        from automix.dsp.train_kernels import cascade_response
-        trig = _grid_trig(n)
-        out = np.empty((coef.shape[0], n // 2 + 1, 2))
-        cascade_response(np.ascontiguousarray(coef.detach().numpy()), *trig, out)
-        ctx.save_for_backward(coef)
-        ctx.n = n
-        return torch.from_numpy(out)
+    class _GridResponse(torch.autograd.Function):
+        """``coef`` (N, K, 5) -> response (N, n // 2 + 1, 2) (real, imaginary) on the ``n``-point grid."""
 
-    @staticmethod
-    def backward(ctx, grad):
-        from automix.dsp.train_kernels import cascade_response_backward
-        (coef,) = ctx.saved_tensors
-        grad_coef = np.empty(tuple(coef.shape))
-        cascade_response_backward(np.ascontiguousarray(coef.detach().numpy()), *_grid_trig(ctx.n),
-                                  np.ascontiguousarray(grad.detach().to(torch.float64).numpy()), grad_coef)
-        return torch.from_numpy(grad_coef), None
+        @staticmethod
+        def forward(ctx, coef, n):
+            from automix.dsp.train_kernels import cascade_response
+            trig = _grid_trig(n)
+            out = np.empty((coef.shape[0], n // 2 + 1, 2))
+            cascade_response(np.ascontiguousarray(coef.detach().numpy()), *trig, out)
+            ctx.save_for_backward(coef)
+            ctx.n = n
+            return torch.from_numpy(out)
+
+        @staticmethod
+        def backward(ctx, grad):
+            from automix.dsp.train_kernels import cascade_response_backward
+            (coef,) = ctx.saved_tensors
+            grad_coef = np.empty(tuple(coef.shape))
+            cascade_response_backward(np.ascontiguousarray(coef.detach().numpy()), *_grid_trig(ctx.n),
+                                      np.ascontiguousarray(grad.detach().to(torch.float64).numpy()), grad_coef)
+            return torch.from_numpy(grad_coef), None
+
+    return _GridResponse
 
 
 def fft_length(n: int) -> int:
@@ -143,6 +157,8 @@ def apply_eq_fir(x: torch.Tensor, sos: torch.Tensor, sample_rate: float,
     x : Tensor (..., C, T) float32/float64.
     sos : Tensor (..., 6, 6) one cascade per leading index, shared by the channels.
     """
+    import torch
+
     n_samples = x.shape[-1]
     h = eq_fir(sos, sample_rate, fir_length).to(x.dtype)
     n_fft = fft_length(n_samples + fir_length - 1)

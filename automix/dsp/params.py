@@ -14,6 +14,11 @@ Two tables exist:
   :data:`PARAM_TABLE_VERSION` so that saved settings and checkpoints can be checked.
 
 Every default is *neutral*: a strip or master bus at its defaults leaves the audio untouched.
+
+The tables work on torch tensors (the networks, training) and on numpy arrays (mastering, which
+runs without importing torch): each mapping returns the kind of array it is given, and
+:meth:`ParamTable.defaults` / :meth:`ParamTable.neutral_like` / :meth:`ParamTable.from_dict` return
+numpy arrays when asked for a numpy dtype (torch tensors otherwise, as before).
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
-import torch
+import numpy as np
 
 from automix.errors import SettingsError
 
@@ -88,6 +93,18 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
+def _is_torch_dtype(dtype: Any) -> bool:
+    """True for a ``torch.dtype`` (told apart without importing torch)."""
+    return type(dtype).__module__.split(".")[0] == "torch"
+
+
+def _float64_rows(values: Any, size: int) -> np.ndarray:
+    """``values`` (a torch tensor on any device, or an array) as float64 numpy rows ``(-1, size)``."""
+    if not isinstance(values, np.ndarray) and hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64).reshape(-1, size)
+
+
 class ParamTable:
     """An ordered, immutable collection of :class:`ParamSpec` (the last axis of settings tensors).
 
@@ -106,11 +123,25 @@ class ParamTable:
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"{label}: duplicate parameter names")
         self._index = {n: i for i, n in enumerate(self.names)}
-        self._min = torch.tensor([s.minimum for s in self.specs], dtype=torch.float64)
-        self._max = torch.tensor([s.maximum for s in self.specs], dtype=torch.float64)
-        self._is_log = torch.tensor([s.scale == "log" for s in self.specs])
-        self._default = torch.tensor([s.default for s in self.specs], dtype=torch.float64)
-        self._neutral = torch.tensor([s.neutral_value for s in self.specs], dtype=torch.float64)
+        self._arrays = {  # numpy copies; the torch ones are made on first use (no torch import here)
+            "_min": np.array([s.minimum for s in self.specs], dtype=np.float64),
+            "_max": np.array([s.maximum for s in self.specs], dtype=np.float64),
+            "_is_log": np.array([s.scale == "log" for s in self.specs]),
+            "_default": np.array([s.default for s in self.specs], dtype=np.float64),
+            "_neutral": np.array([s.neutral_value for s in self.specs], dtype=np.float64),
+        }
+        self._tensors: dict[str, Any] = {}
+
+    def __getattr__(self, name: str):
+        """``_min``, ``_max``, ``_is_log``, ``_default``, ``_neutral``: the torch tensors (float64, bool)."""
+        arrays = self.__dict__.get("_arrays")
+        if arrays is None or name not in arrays:
+            raise AttributeError(name)
+        if name not in self._tensors:
+            import torch
+
+            self._tensors[name] = torch.from_numpy(arrays[name].copy())
+        return self._tensors[name]
 
     # ----------------------------------------------------------------- structure
     @property
@@ -148,7 +179,13 @@ class ParamTable:
         return ParamTable(label or self.label, list(self.specs) + list(specs))
 
     # ----------------------------------------------------------------- mapping
+    def _bounds_np(self, like: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        dtype = like.dtype if np.issubdtype(like.dtype, np.floating) else np.float32
+        return self._arrays["_min"].astype(dtype), self._arrays["_max"].astype(dtype), self._arrays["_is_log"]
+
     def _bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import torch
+
         dtype = like.dtype if like.is_floating_point() else torch.float32
         lo = self._min.to(device=like.device, dtype=dtype)
         hi = self._max.to(device=like.device, dtype=dtype)
@@ -156,6 +193,8 @@ class ParamTable:
 
     def _log_ratio(self, lo: torch.Tensor, hi: torch.Tensor, is_log: torch.Tensor):
         """(safe minimum, log(max/min)) with 1 and 0 where the scale is linear (no NaN anywhere)."""
+        import torch
+
         lo_safe = torch.where(is_log, lo, torch.ones_like(lo))
         hi_safe = torch.where(is_log, hi, torch.ones_like(hi))
         return lo_safe, torch.log(hi_safe / lo_safe)
@@ -177,43 +216,71 @@ class ParamTable:
 
         Returns
         -------
-        Tensor, shape (..., P), same dtype as ``unit``.
+        Tensor, shape (..., P), same dtype as ``unit`` (a numpy array for a numpy ``unit``).
         """
         self._check_last_axis(unit)
+        if isinstance(unit, np.ndarray):
+            lo, hi, is_log = self._bounds_np(unit)
+            lo_safe = np.where(is_log, lo, 1.0)
+            span = np.log(np.where(is_log, hi, 1.0) / lo_safe)
+            return np.where(is_log, lo_safe * np.exp(unit * span), lo + unit * (hi - lo)).astype(lo.dtype)
         lo, hi, is_log = self._bounds(unit)
         linear = lo + unit * (hi - lo)
         lo_safe, span = self._log_ratio(lo, hi, is_log)
+        import torch
+
         log = lo_safe * torch.exp(unit * span)
         return torch.where(is_log, log, linear)
 
     def to_unit(self, values: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`from_unit`: parameter values (..., P) to positions in [0, 1]."""
         self._check_last_axis(values)
+        if isinstance(values, np.ndarray):
+            lo, hi, is_log = self._bounds_np(values)
+            lo_safe = np.where(is_log, lo, 1.0)
+            span = np.log(np.where(is_log, hi, 1.0) / lo_safe)
+            safe = np.maximum(np.where(is_log, values, 1.0), 1e-30)
+            log = np.log(safe / lo_safe) / np.where(is_log, span, 1.0)
+            return np.where(is_log, log, (values - lo) / (hi - lo)).astype(lo.dtype)
         lo, hi, is_log = self._bounds(values)
         linear = (values - lo) / (hi - lo)
         lo_safe, span = self._log_ratio(lo, hi, is_log)
+        import torch
+
         safe = torch.where(is_log, values, torch.ones_like(values)).clamp_min(1e-30)
         log = torch.log(safe / lo_safe) / torch.where(is_log, span, torch.ones_like(span))
         return torch.where(is_log, log, linear)
 
-    def defaults(self, *shape: int, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None) -> torch.Tensor:
-        """Default values broadcast to ``(*shape, P)``."""
-        return self._default.to(dtype=dtype, device=device).expand(*shape, self.size).clone()
+    def defaults(self, *shape: int, dtype: Any = None, device: Any = None) -> torch.Tensor:
+        """Default values broadcast to ``(*shape, P)``: a torch tensor (``dtype`` default float32), or a
+        numpy array when ``dtype`` is a numpy dtype."""
+        return self._filled("_default", shape, dtype, device)
 
     @property
     def neutral(self) -> torch.Tensor:
-        """Settings (P,) float32 that leave the audio untouched."""
-        return self._neutral.to(torch.float32).clone()
+        """Settings (P,) float32 that leave the audio untouched (torch)."""
+        return self._filled("_neutral", (), None, None)
 
-    def neutral_like(self, *shape: int, dtype: torch.dtype = torch.float32,
-                     device: torch.device | str | None = None) -> torch.Tensor:
-        """Neutral settings broadcast to ``(*shape, P)``."""
-        return self._neutral.to(dtype=dtype, device=device).expand(*shape, self.size).clone()
+    def neutral_like(self, *shape: int, dtype: Any = None, device: Any = None) -> torch.Tensor:
+        """Neutral settings broadcast to ``(*shape, P)`` (torch, or numpy for a numpy ``dtype``)."""
+        return self._filled("_neutral", shape, dtype, device)
+
+    def _filled(self, name: str, shape: tuple[int, ...], dtype: Any, device: Any):
+        if dtype is not None and not _is_torch_dtype(dtype):
+            return np.broadcast_to(self._arrays[name].astype(dtype), (*shape, self.size)).copy()
+        import torch
+
+        dtype = torch.float32 if dtype is None else dtype
+        return getattr(self, name).to(dtype=dtype, device=device).expand(*shape, self.size).clone()
 
     def clamp(self, values: torch.Tensor) -> torch.Tensor:
         """Clamp values (..., P) into their declared ranges."""
         self._check_last_axis(values)
+        if isinstance(values, np.ndarray):
+            lo, hi, _ = self._bounds_np(values)
+            return np.clip(values, lo, hi)
+        import torch
+
         lo, hi, _ = self._bounds(values)
         return torch.maximum(torch.minimum(values, hi), lo)
 
@@ -221,11 +288,12 @@ class ParamTable:
     def validate(self, values: torch.Tensor) -> None:
         """Raise SettingsError naming the first value (..., P) that is non-finite or out of range."""
         self._check_last_axis(values)
-        v = values.detach().to("cpu", torch.float64).reshape(-1, self.size)
-        bad = ~torch.isfinite(v) | (v < self._min - 1e-9 * self._min.abs().clamp_min(1)) | (
-            v > self._max + 1e-9 * self._max.abs().clamp_min(1))
+        v = _float64_rows(values, self.size)
+        lo, hi = self._arrays["_min"], self._arrays["_max"]
+        bad = ~np.isfinite(v) | (v < lo - 1e-9 * np.maximum(np.abs(lo), 1)) | (
+            v > hi + 1e-9 * np.maximum(np.abs(hi), 1))
         if bool(bad.any()):
-            row, col = (int(i) for i in bad.nonzero()[0])
+            row, col = (int(i) for i in np.argwhere(bad)[0])
             self._raise_range(self.specs[col], float(v[row, col]))
 
     def _raise_range(self, spec: ParamSpec, value: Any) -> None:
@@ -237,12 +305,12 @@ class ParamTable:
     def to_dict(self, values: torch.Tensor) -> dict[str, float]:
         """Settings (P,) to ``{name: float}`` in table order (for JSON/YAML)."""
         self._check_last_axis(values)
-        if values.dim() != 1:
+        if values.ndim != 1:
             raise SettingsError(f"to_dict needs one set of {self.label} settings (shape ({self.size},))")
-        return {n: float(round(float(x), 6)) for n, x in zip(self.names, values.detach().cpu().tolist())}
+        return {n: float(round(float(x), 6)) for n, x in zip(self.names, _float64_rows(values, self.size)[0].tolist())}
 
     def from_dict(self, settings: Mapping[str, Any], *, fill_defaults: bool = True,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                  dtype: Any = None) -> torch.Tensor:
         """Validated tensor (P,) from ``{name: number}``.
 
         Parameters
@@ -284,7 +352,11 @@ class ParamTable:
             if not math.isfinite(value) or not (spec.minimum <= value <= spec.maximum):
                 self._raise_range(spec, raw)
             out.append(value)
-        return torch.tensor(out, dtype=dtype)
+        if dtype is not None and not _is_torch_dtype(dtype):
+            return np.array(out, dtype=dtype)
+        import torch
+
+        return torch.tensor(out, dtype=torch.float32 if dtype is None else dtype)
 
     def format_table(self) -> str:
         """Markdown table: name, unit, range, default, scale, description."""
@@ -394,19 +466,25 @@ class SettingsBase:
     @classmethod
     def from_tensor(cls, values: torch.Tensor):
         """Settings from a tensor (P,) of values (validated)."""
+        import torch
+
         cls.table.validate(values)
         floats = values.detach().cpu().tolist()
         if values.dtype in (torch.float32, torch.float16, torch.bfloat16):
             floats = [float(f"{v:.7g}") for v in floats]  # 0.699999988 -> 0.7
         return cls(**dict(zip(cls._fields, floats)))
 
-    def to_tensor(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Tensor (P,) in table order."""
-        return torch.tensor([getattr(self, f) for f in self._fields], dtype=dtype)
+    def to_tensor(self, dtype: Any = None) -> torch.Tensor:
+        """Tensor (P,) in table order (``dtype`` default float32)."""
+        import torch
+
+        return torch.tensor([getattr(self, f) for f in self._fields], dtype=torch.float32 if dtype is None else dtype)
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]):
         """Settings from ``{dotted name: number}`` (missing names take defaults; validated)."""
+        import torch
+
         return cls.from_tensor(cls.table.from_dict(settings, dtype=torch.float64))
 
     def to_dict(self) -> dict[str, float]:
@@ -416,11 +494,13 @@ class SettingsBase:
     @classmethod
     def neutral(cls):
         """Settings that leave the audio untouched."""
+        import torch
+
         return cls.from_tensor(cls.table.neutral_like(dtype=torch.float64))
 
     def validate(self) -> None:
         """Raise SettingsError if any value is outside its range."""
-        self.table.validate(self.to_tensor(torch.float64))
+        self.table.validate(np.array([getattr(self, f) for f in self._fields], dtype=np.float64))
 
 
 def field_name(param_name: str) -> str:

@@ -8,6 +8,9 @@ same names in JSON reports) plus an optional fine correction curve. Two renderer
   neutral settings are skipped.
 * :func:`render_chain_torch` -- the same chain, differentiable in torch (used for
   per-track refinement by gradient descent and for training the mastering model).
+
+The settings may be a torch tensor or a numpy array; the default file path (linear-phase tonal
+filters, no compressor) runs without importing torch.
 """
 from __future__ import annotations
 
@@ -15,11 +18,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from automix.dsp.compressor import compress
 from automix.dsp.dc import remove_dc
-from automix.dsp.eq import apply_eq_exact, eq_sos
 from automix.dsp.params import MASTERING
 from automix.mastering.tonal import apply_fir, fine_correction_fir
 from automix.mastering.width import apply_width, is_neutral as width_is_neutral
@@ -86,13 +86,11 @@ def linear_phase_firs(settings: ChainSettings, sample_rate: int, length: int | N
 
     length = length or fir_length(sample_rate)
     bins = np.fft.rfftfreq(length + 1, 1.0 / sample_rate)
-    v = settings.values.to(torch.float64)
+    v = settings_array(settings.values)
     # biquad responses are smooth on a log axis: evaluate on 512 log-spaced points, interpolate to the bins
     coarse = np.geomspace(5.0, sample_rate / 2.0, 512)
-    coarse_t = torch.from_numpy(coarse)
-    with torch.no_grad():
-        mid_c = (20.0 * torch.log10(eq_response(v, MASTERING, coarse_t, sample_rate).abs().clamp_min(1e-9))).numpy()
-        side_c = side_response_db(v, coarse_t, sample_rate).numpy()
+    mid_c = 20.0 * np.log10(np.maximum(np.abs(eq_response(v, MASTERING, coarse, sample_rate)), 1e-9))
+    side_c = side_response_db(v, coarse, sample_rate)
     mid_db = curve_on_bins(coarse, mid_c, bins)
     side_db = curve_on_bins(coarse, side_c, bins)
     if settings.fine_db is not None:
@@ -121,25 +119,42 @@ def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linea
     if settings.dc_cutoff_hz > 0:
         x = remove_dc(x, sample_rate, settings.dc_cutoff_hz, out=x if in_place else None)
     if linear_phase and tonal and x.shape[0] == 2:
-        firs = linear_phase_firs(settings, sample_rate)
-        y = torch.from_numpy(_mid_side_fir(x, firs, out=x if in_place else None))
+        y = _mid_side_fir(x, linear_phase_firs(settings, sample_rate), out=x if in_place else None)
     elif in_place:
-        y = torch.from_numpy(x)
+        y = x
     else:
-        y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        with torch.no_grad():
-            if settings.eq_active:
-                y = apply_eq_exact(y, eq_sos(v, MASTERING, sample_rate)).to(torch.float32)
-            if has_fine:
-                taps = fine_correction_fir(settings.fine_freqs_hz, settings.fine_db, sample_rate)
-                y = torch.from_numpy(apply_fir(y.numpy(), taps))
-            if not width_is_neutral(v):
-                y = apply_width(y, v, sample_rate)
+        y = np.ascontiguousarray(x, dtype=np.float32)
+        if settings.eq_active or has_fine or not width_is_neutral(v):  # minimum-phase IIR bands (torch kernels)
+            import torch
+
+            from automix.dsp.eq import apply_eq_exact, eq_sos
+
+            vt = torch.as_tensor(settings_array(v))
+            yt = torch.from_numpy(y)
+            with torch.no_grad():
+                if settings.eq_active:
+                    yt = apply_eq_exact(yt, eq_sos(vt, MASTERING, sample_rate)).to(torch.float32)
+                if has_fine:
+                    taps = fine_correction_fir(settings.fine_freqs_hz, settings.fine_db, sample_rate)
+                    yt = torch.from_numpy(apply_fir(yt.numpy(), taps))
+                if not width_is_neutral(v):
+                    yt = apply_width(yt, vt, sample_rate)
+            y = yt.numpy()
     if settings.comp_active:
-        own = in_place or not np.shares_memory(y.numpy(), x)  # compress the chain's own array in place
+        import torch
+
+        own = in_place or not np.shares_memory(y, x)  # compress the chain's own array in place
+        yt = torch.from_numpy(np.ascontiguousarray(y))
         with torch.no_grad():
-            y = compress_blocks(y, v, sample_rate, out=y if own else None)
-    return np.ascontiguousarray(y.numpy(), dtype=np.float32)
+            y = compress_blocks(yt, torch.as_tensor(settings_array(v)), sample_rate, out=yt if own else None).numpy()
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def settings_array(values) -> np.ndarray:
+    """MASTERING settings (torch tensor or array) as a float64 numpy array."""
+    if not isinstance(values, np.ndarray) and hasattr(values, "detach"):
+        return values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
 
 
 def _mid_side_fir(x: np.ndarray, firs: np.ndarray, fft_size: int | None = None,
@@ -214,6 +229,8 @@ def compress_blocks(y: torch.Tensor, v: torch.Tensor, sample_rate: int, block: i
     (``block`` frames, default :data:`automix.mastering.profile.BLOCK_FRAMES`). ``out`` (may be ``y``
     itself: in place) receives the result; default a new tensor.
     """
+    import torch
+
     from automix.dsp.compressor import detector_level_db, gain_computer_db, smooth_gain
     from automix.mastering import profile
 
@@ -235,6 +252,8 @@ def compress_blocks(y: torch.Tensor, v: torch.Tensor, sample_rate: int, block: i
 
 
 def _compress(y: torch.Tensor, v: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    from automix.dsp.compressor import compress
+
     def p(name: str) -> torch.Tensor:
         return v[..., MASTERING.index(f"comp.{name}")].to(y.dtype)
 
@@ -256,6 +275,10 @@ def render_chain_torch(x: torch.Tensor, values: torch.Tensor, sample_rate: int,
     -------
     Tensor (..., 2, T) (no limiter: the loss looks at tone and loudness before it).
     """
+    import torch
+
+    from automix.dsp.eq import apply_eq_exact, eq_sos
+
     y = apply_eq_exact(x, eq_sos(values, MASTERING, sample_rate)).to(x.dtype)
     if fine_fir is not None:
         n, taps = y.shape[-1], fine_fir.shape[-1]

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from automix.dsp.dc import DC_CUTOFF_HZ, dc_offset
 from automix.dsp.params import MASTERING
@@ -248,14 +247,16 @@ def _common(a: Profile, b: Profile) -> int:
     return min(len(a.freqs_hz), len(b.freqs_hz))
 
 
-def tonal_target(mix: Profile, ref: Profile, width_values: torch.Tensor, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def tonal_target(mix: Profile, ref: Profile, width_values, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """EQ (dB per band) that moves the mix's stereo spectrum, after the width change, onto the reference's.
 
     Both spectra are level-normalised (mean over 31.5 Hz - 16 kHz), so the EQ changes tone, not level.
     """
     n = _common(mix, ref)
     freqs = mix.freqs_hz[:n]
-    side_gain = side_response_db(width_values.to(torch.float64), torch.from_numpy(freqs), sample_rate).numpy()
+    from automix.mastering.chain import settings_array
+
+    side_gain = side_response_db(settings_array(width_values), freqs, sample_rate)
     mix_total = 10 * np.log10(10 ** (mix.mid_db[:n] / 10) + 10 ** ((mix.side_db[:n] + side_gain) / 10) + 1e-30)
     target = normalised(ref.total_db[:n], freqs) - normalised(mix_total, freqs)
     target = np.clip(target, -MAX_MATCH_DB, MAX_MATCH_DB)
@@ -268,9 +269,10 @@ def tonal_target(mix: Profile, ref: Profile, width_values: torch.Tensor, sample_
 _MODELS: dict[str, Any] = {}
 
 
-def _model_prediction(model: Any, mix: Profile, ref: Profile) -> torch.Tensor | None:
-    """MASTERING values the mastering model proposes, or None (no model, or features it cannot read)."""
-    from automix.mastering.model import DEFAULT_MODEL, load_model, predict_values, profile_features
+def _model_prediction(model: Any, mix: Profile, ref: Profile) -> np.ndarray | None:
+    """MASTERING values the mastering model proposes (numpy, the model run without torch), or None (no
+    model, or features it cannot read)."""
+    from automix.mastering.model import DEFAULT_MODEL, feature_array, load_predictor, predict_values
 
     if model is None:
         return None
@@ -279,9 +281,9 @@ def _model_prediction(model: Any, mix: Profile, ref: Profile) -> torch.Tensor | 
         return None
     key = str(path)
     if key not in _MODELS:
-        _MODELS[key] = load_model(path)
+        _MODELS[key] = load_predictor(path)
     net = _MODELS[key]
-    if profile_features(mix, ref).shape[0] != net.n_features:
+    if feature_array(mix, ref).shape[0] != net.n_features:
         return None  # e.g. a low sample rate whose spectrum stops below the model's top band
     return predict_values(net, mix, ref)
 
@@ -289,7 +291,7 @@ def _model_prediction(model: Any, mix: Profile, ref: Profile) -> torch.Tensor | 
 def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: MasteringOptions,
                rms_dbfs: float) -> tuple[ChainSettings, Any]:
     """Choose the chain's settings for ``mix`` towards ``ref`` (or a plain loudness target)."""
-    settings = ChainSettings(values=MASTERING.defaults().clone())
+    settings = ChainSettings(values=MASTERING.defaults(dtype=np.float32))
     settings.set("limiter.ceiling_dbtp", options.ceiling_dbtp)
     settings.set("limiter.lookahead_ms", options.lookahead_ms)
     settings.set("limiter.release_ms", options.release_ms)
@@ -304,7 +306,7 @@ def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: Mas
         base = settings.values
         predicted = _model_prediction(options.model, mix, ref)
         if predicted is not None and options.eq_amount == 1.0:
-            base = base.clone()
+            base = base.copy()
             for name in FITTED:
                 base[MASTERING.index(name)] = predicted[MASTERING.index(name)]
         match = fit_parametric_eq(freqs, target * options.eq_amount, sample_rate, base=base)
@@ -369,13 +371,18 @@ def master_audio(samples: np.ndarray, sample_rate: int,
     -------
     MasterResult
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the torch work here is many tiny ops: threads only add waiting
+    import sys
+
+    torch = sys.modules.get("torch")  # mastering runs without torch; a caller that imported it keeps its threads
+    threads = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)  # any torch work here is tiny ops: threads only add waiting
     try:
         return _master_audio(samples, sample_rate, references, options, name=name,
                              reference_profile=reference_profile, progress=progress, reload=reload)
     finally:
-        torch.set_num_threads(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
 
 
 def _master_audio(samples, sample_rate, references, options, *, name, reference_profile, progress,

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from automix.dsp.eq import eq_response
 from automix.dsp.params import MASTERING
@@ -43,8 +42,9 @@ class TonalMatch:
 
     Attributes
     ----------
-    values : torch.Tensor
-        ``(P,)`` MASTERING settings with the fitted ``eq.*`` values (others neutral/default).
+    values : np.ndarray or torch.Tensor
+        ``(P,)`` float32 MASTERING settings with the fitted ``eq.*`` values (others neutral/default); the
+        array type of the fit's ``base`` (torch when there was none).
     freqs_hz : np.ndarray
         Grid of the curves.
     target_db, parametric_db, fine_db : np.ndarray
@@ -101,8 +101,9 @@ def fit_parametric_eq(freqs_hz: np.ndarray, target_db: np.ndarray, sample_rate: 
     max_evaluations : int
         Trust-region iterations at most (the fine correction curve takes what the bands
         leave, so a rough fit only costs readability, not accuracy).
-    base : torch.Tensor (P,), optional
-        MASTERING settings to start from (defaults: neutral).
+    base : np.ndarray or torch.Tensor (P,), optional
+        MASTERING settings to start from (defaults: neutral). The fit computes in numpy either way;
+        the result's ``values`` are of ``base``'s type (torch without a ``base``).
 
     Returns
     -------
@@ -110,25 +111,31 @@ def fit_parametric_eq(freqs_hz: np.ndarray, target_db: np.ndarray, sample_rate: 
     """
     from scipy.optimize import least_squares
 
+    from automix.dsp.biquad import _is_torch
+
     freqs = np.asarray(freqs_hz, dtype=np.float64)
     target = np.asarray(target_db, dtype=np.float64)
-    values0 = (MASTERING.defaults(dtype=torch.float64) if base is None else base.to(torch.float64)).clone()
+    torch_out = base is None or _is_torch(base)
+    if base is None:
+        values0 = MASTERING.defaults(dtype=np.float64)
+    elif _is_torch(base):
+        values0 = base.detach().cpu().double().numpy().copy()
+    else:
+        values0 = np.array(base, dtype=np.float64)
     values0[MASTERING.index("eq.hpf.mix")] = 0.0
-    idx = torch.tensor([MASTERING.index(n) for n in FITTED])
+    idx = np.array([MASTERING.index(n) for n in FITTED])
     gain_pos = [i for i, n in enumerate(FITTED) if n.endswith("gain_db")]
     unit_base = MASTERING.to_unit(values0)
-    u0 = unit_base[idx].clamp(0.0, 1.0).numpy()
-    f_t = torch.from_numpy(freqs)
+    u0 = np.clip(unit_base[idx], 0.0, 1.0)
     sqrt_w = np.sqrt(fit_weights(freqs) / fit_weights(freqs).mean())
     penalty = math.sqrt(1e-3)
 
     def responses(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        unit = unit_base.expand(units.shape[0], -1).clone()
-        unit[:, idx] = torch.from_numpy(units)
+        unit = np.repeat(unit_base[None], units.shape[0], axis=0)
+        unit[:, idx] = units
         values = MASTERING.from_unit(unit)
-        with torch.no_grad():
-            resp = 20.0 * torch.log10(eq_response(values, MASTERING, f_t, sample_rate).abs().clamp_min(1e-9))
-        return resp.numpy(), values[:, idx[gain_pos]].numpy()
+        resp = 20.0 * np.log10(np.maximum(np.abs(eq_response(values, MASTERING, freqs, sample_rate)), 1e-9))
+        return resp, values[:, idx[gain_pos]]
 
     def residuals_of(resp: np.ndarray, gains: np.ndarray) -> np.ndarray:
         return np.concatenate([sqrt_w * (resp - target), penalty * gains], axis=-1)
@@ -150,12 +157,15 @@ def fit_parametric_eq(freqs_hz: np.ndarray, target_db: np.ndarray, sample_rate: 
     solution = least_squares(fun, u0, jac=jac, bounds=(0.0, 1.0), method="trf", max_nfev=max_evaluations,
                              x_scale=1.0)
     resp, _ = responses(solution.x[None])
-    unit = unit_base.clone()
-    unit[idx] = torch.from_numpy(solution.x)
-    values = MASTERING.from_unit(unit)
+    unit = unit_base.copy()
+    unit[idx] = solution.x
+    values = MASTERING.from_unit(unit).astype(np.float32)
+    if torch_out:
+        import torch
+
+        values = torch.from_numpy(values)
     fine = np.clip(target - resp[0], -FINE_LIMIT_DB, FINE_LIMIT_DB)
-    return TonalMatch(values=values.to(torch.float32), freqs_hz=freqs, target_db=target, parametric_db=resp[0],
-                      fine_db=fine)
+    return TonalMatch(values=values, freqs_hz=freqs, target_db=target, parametric_db=resp[0], fine_db=fine)
 
 
 def fir_length(sample_rate: int) -> int:
