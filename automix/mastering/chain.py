@@ -73,19 +73,55 @@ class ChainSettings:
         return self.get("comp.ratio") > 1.0 + 1e-6
 
 
+CHAIN_FIR_SECONDS = 0.09
+"""Length of the chain's linear-phase tonal filters (s, rounded up to a power of two minus one: 4095 taps at 44.1 kHz): a few thousand taps, as
+long as the linear fit that scores a master's distortion (:data:`automix.mastering.distortion.DEFAULT_TAPS`).
+The filters used to be 0.74 s long (32767 taps): the fit could not follow their tails, so a linear EQ
+read as distortion (-26 to -38 dB of residual before any limiting on real masters; -41 to -58 dB at
+4095 taps). The response is still designed on the long grid (1.3 Hz bins) and only the impulse is cut
+to length, with a Tukey window that keeps its centre whole (the bass resolution a Hann window over the
+short length would blur away)."""
+
+TUKEY_SHARE = 0.5
+"""Share of the chain filter's length over which its Tukey window tapers (half at each end)."""
+
+
+def chain_fir_length(sample_rate: int) -> int:
+    """Odd tap count of the chain's tonal filters (:data:`CHAIN_FIR_SECONDS` rounded up to a power of two, minus one)."""
+    return int(2 ** math.ceil(math.log2(sample_rate * CHAIN_FIR_SECONDS))) - 1
+
+
+def tukey(length: int, share: float = TUKEY_SHARE) -> np.ndarray:
+    """Tukey (tapered cosine) window of ``length`` points: flat in the middle, cosine tapers over ``share``
+    of the length (``scipy.signal.windows.tukey``'s definition)."""
+    n = np.arange(length, dtype=np.float64)
+    w = np.ones(length)
+    width = share * (length - 1) / 2.0
+    if width <= 0:
+        return w
+    lo = n < width
+    hi = n > (length - 1) - width
+    w[lo] = 0.5 * (1 + np.cos(np.pi * (n[lo] / width - 1)))
+    w[hi] = 0.5 * (1 + np.cos(np.pi * ((n[hi] - (length - 1)) / width + 1)))
+    return w
+
+
 def linear_phase_firs(settings: ChainSettings, sample_rate: int, length: int | None = None) -> np.ndarray:
     """Mid and side FIRs ``(2, L)`` with the magnitude of EQ bands x fine curve (mid) and x width (side).
 
     The whole tonal and width part of the chain as one linear-phase filter pair, designed by
     frequency sampling of the exact biquad responses (:func:`automix.dsp.eq.eq_response`,
-    :func:`automix.mastering.width.side_response_db`).
+    :func:`automix.mastering.width.side_response_db`) on the grid of
+    :func:`automix.mastering.tonal.fir_length`, then cut to ``length`` taps (odd; default
+    :func:`chain_fir_length`) under a Tukey window (:data:`CHAIN_FIR_SECONDS`).
     """
     from automix.dsp.eq import eq_response
     from automix.mastering.tonal import curve_on_bins, fir_length, zero_phase_fir
     from automix.mastering.width import side_response_db
 
-    length = length or fir_length(sample_rate)
-    bins = np.fft.rfftfreq(length + 1, 1.0 / sample_rate)
+    taps = int(length or chain_fir_length(sample_rate))
+    design = max(fir_length(sample_rate), taps)
+    bins = np.fft.rfftfreq(design + 1, 1.0 / sample_rate)
     v = settings_array(settings.values)
     # biquad responses are smooth on a log axis: evaluate on 512 log-spaced points, interpolate to the bins
     coarse = np.geomspace(5.0, sample_rate / 2.0, 512)
@@ -97,8 +133,12 @@ def linear_phase_firs(settings: ChainSettings, sample_rate: int, length: int | N
         mid_db = mid_db + curve_on_bins(settings.fine_freqs_hz, settings.fine_db, bins)
     mid_db = np.minimum(mid_db, MAX_BOOST_DB)
     side_db = np.minimum(mid_db + side_db, MAX_BOOST_DB) - mid_db
-    return np.stack([zero_phase_fir(10.0 ** (mid_db / 20.0), length),
-                     zero_phase_fir(10.0 ** ((mid_db + side_db) / 20.0), length)])
+    firs = np.stack([zero_phase_fir(10.0 ** (mid_db / 20.0), design),
+                     zero_phase_fir(10.0 ** ((mid_db + side_db) / 20.0), design)])
+    if taps < design:
+        centre, half = design // 2, taps // 2
+        firs = firs[:, centre - half: centre + half + 1] * tukey(taps)[None]
+    return firs
 
 
 def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linear_phase: bool = True,
