@@ -279,22 +279,6 @@ def channel_balance_db(x: Tensor, limit_db: float = 24.0, eps: float = 1e-8) -> 
     return limit_db * torch.tanh(ratio / limit_db)
 
 
-def pan_equivalent_of_width_db(x: Tensor, limit_db: float = 24.0, eps: float = 1e-12) -> Tensor:
-    """Left/right balance (dB) of a panned mono source with the side/mid energy of ``x`` (..., 2, T).
-
-    With channel gains ``a > b`` a panned source has ``side / mid = ((a - b) / (a + b))^2``;
-    the balance that reproduces the side/mid ratio ``q`` of ``x`` is therefore
-    ``20 log10((1 + sqrt q) / (1 - sqrt q))``, soft-clamped to ``limit_db`` like
-    :func:`channel_balance_db` (a stem with more side than mid maps to the limit).
-    """
-    x = x.float()
-    mid = (x[..., 0, :] + x[..., 1, :]).square().mean(-1)
-    side = (x[..., 0, :] - x[..., 1, :]).square().mean(-1)
-    r = (side / (mid + eps)).sqrt().clamp(max=0.999999)
-    balance = 20.0 * torch.log10((1.0 + r) / (1.0 - r))
-    return limit_db * torch.tanh(balance / limit_db)
-
-
 class StereoBalanceLoss(nn.Module):
     """Mean absolute error (dB) of every stem's left/right balance against the target stems.
 
@@ -304,9 +288,9 @@ class StereoBalanceLoss(nn.Module):
     example (all stems of an example flip together). Stems in ``pred.width_from_effects``
     (mono in, wide in the target: :func:`width_from_effects`) count only when they fall short
     of their target's side (a pan further out is the console's stand-in for their width);
-    centred ones (within :data:`CENTRED_BALANCE_DB`) may go to either side, as far as the pan
-    that gives them their target's side energy (:func:`pan_equivalent_of_width_db`). The
-    mix's own balance always counts.
+    centred ones (within :data:`CENTRED_BALANCE_DB`: drums, a centred reverb pad) keep the
+    two-sided error, because a pan would give them a direction they never had. The mix's
+    own balance always counts.
 
     Parameters
     ----------
@@ -340,21 +324,16 @@ class StereoBalanceLoss(nn.Module):
         est_mix = channel_balance_db(pred.mix, limit)
         ref_mix = memo(pred, ("target_mix_balance", limit), lambda: channel_balance_db(pred.target_mix, limit),
                        target=True)
-        one_sided = pred.width_from_effects
-        if one_sided is not None:
-            centred = ref.abs() < CENTRED_BALANCE_DB
-            side = torch.where(centred, torch.zeros_like(ref), torch.sign(ref))
-            allowance = memo(pred, ("target_stem_pan_width", limit),
-                             lambda: pan_equivalent_of_width_db(pred.target_stems, limit), target=True)
+        # width from effects, off-centre: only falling short of the target's side counts (centred
+        # stems keep their centre: a pan is a direction, and the real stem had none)
+        one_sided = None if pred.width_from_effects is None else \
+            pred.width_from_effects & (ref.abs() >= CENTRED_BALANCE_DB)
+        side = torch.sign(ref)
 
         def stem_error(estimate: Tensor) -> Tensor:
             error = (estimate - ref).abs()
             if one_sided is not None:
-                # off-centre: only falling short of the target's side counts; centred: any side,
-                # up to the pan that gives the stem its target's side energy
-                short = torch.where(centred, torch.relu(estimate.abs() - allowance),
-                                    torch.relu(ref.abs() - estimate * side))
-                error = torch.where(one_sided, short, error)
+                error = torch.where(one_sided, torch.relu(ref.abs() - estimate * side), error)
             return error
 
         error = (stem_error(est) * valid).sum(-1) / count + self.mix_weight * (est_mix - ref_mix).abs()

@@ -243,28 +243,6 @@ def test_mix_with_an_ensemble_checkpoint(tmp_path):
     assert rate == sr and np.isfinite(audio).all() and np.abs(audio).max() > 0.01
 
 
-def test_predicted_pans_are_centred_per_mix_over_the_real_stems():
-    from automix.model.mixnet import centre_pans
-
-    torch.manual_seed(0)
-    values = STRIP.neutral_like(2, 4).clone()
-    i = STRIP.index("pan")
-    values[0, :, i] = torch.tensor([-0.5, -0.3, -0.1, 0.9])
-    values[1, :, i] = torch.tensor([0.4, 0.2, 0.0, 0.0])
-    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
-    out = centre_pans(values, mask)
-    assert torch.allclose(out[0, :3, i], torch.tensor([-0.2, 0.0, 0.2]), atol=1e-6)
-    assert abs(float(out[1, :, i].mean())) < 1e-6
-    # nothing but the pan moves
-    others = [k for k in range(STRIP.size) if k != i]
-    assert torch.equal(out[..., others], values[..., others])
-    # a model's prediction is centred the same way
-    model = MixModel(d_model=16, n_heads=2, n_layers=1, role_dim=4)
-    stems = torch.randn(1, 3, 2, 24000) * 0.1
-    pans = model(stems, 24000, torch.zeros(1, 3, dtype=torch.long))[0, :, i]
-    assert abs(float(pans.mean())) < 1e-6
-
-
 def test_role_parity_alternates_within_a_role_and_old_checkpoints_still_load():
     from automix.model.mixnet import role_parity
 

@@ -80,24 +80,6 @@ _INITIAL_SPREAD_LOGIT: float = 0.0
 _NO_SPREAD_LOGIT: float = -40.0
 
 
-def centre_pans(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Strip values ``[B, S, P]`` with every mix's pans shifted so that their mean is 0.
-
-    A mix engineer spreads parts against each other (two guitars to opposite sides, the kick
-    in the middle); a whole mix leaning to one side is a mistake, not a decision. Shifting
-    the pans of the real stems (``mask``) by their mean removes that direction from what the
-    model can choose, so a loss that rewards a wider image can only be met by spreading
-    stems apart. Results are clamped to the pan range [-1, 1].
-    """
-    i = STRIP.index("pan")
-    pan = values[..., i]
-    weight = torch.ones_like(pan) if mask is None else mask.to(pan.dtype)
-    mean = (pan * weight).sum(-1, keepdim=True) / weight.sum(-1, keepdim=True).clamp_min(1)
-    spec = STRIP.spec("pan")
-    centred = (pan - mean).clamp(spec.minimum, spec.maximum)
-    return torch.cat([values[..., :i], centred[..., None], values[..., i + 1:]], -1)
-
-
 def role_parity(roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``[B, S]`` +1 / -1 alternately over the stems that share a role, in the stems' order
     (first guitar +1, second -1, third +1 ...); 0 for a stem alone in its role or padding.
@@ -246,10 +228,10 @@ class MixModel(nn.Module):
     def predict(self, features: MixFeatures, roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Strip values ``[B, S, P]`` (units of :data:`STRIP`) from precomputed features.
 
-        The pans are centred (:func:`centre_pans`): the model places stems relative to each
-        other, and the mix as a whole stays in the middle.
+        Pans are not re-centred per mix (that coupled them: a guitar pair leaning right pushed
+        the drums left); the mix's own left/right balance is a training loss instead.
         """
-        return centre_pans(STRIP.from_unit(self.predict_unit(features, roles, mask)), mask)
+        return STRIP.from_unit(self.predict_unit(features, roles, mask))
 
     def forward(
         self,
