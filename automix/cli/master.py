@@ -67,10 +67,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-distortion", type=float, default=None, metavar="DB",
                    help="distortion budget of the loudness stage: its non-linear residual in the loudest 10%% of "
                         "the master, relative to it (default -10 dB; higher goes louder, dirtier)")
-    p.add_argument("--loud-bass-boost", default="none", metavar="DB",
-                   help="on targets of -12 LUFS and louder, boost below 300 Hz by at most this much to match the "
-                        "reference (default none: the full match): boosted bass peaks cost clipping, e.g. 6 "
-                        "trades some tone for a cleaner loud master")
+    p.add_argument("--bass-tone", default="1", metavar="DB",
+                   help="on targets of -12 LUFS and louder, the bass boost (below 300 Hz) the tonal match asks is "
+                        "limited as far as this much tonal distance allows (default 1 dB; 'none': the full "
+                        "match): boosted bass peaks cost clipping")
     p.add_argument("--bit-depth", choices=["16", "24", "32f"], default="24",
                    help="output encoding: 16 (TPDF-dithered), 24 or 32-bit float (default 24)")
     p.add_argument("--no-dither", action="store_true", help="no dither on 16-bit output")
@@ -112,11 +112,11 @@ def _options(args):
                             dynamics=args.dynamics and not args.no_dynamics, clipper=not args.no_clipper,
                             limiter=not args.no_limiter, max_limiting_db=args.max_limiting,
                             max_distortion_db=budget, reference_weights=args.reference_weights,
-                            loud_bass_boost_db=_bass_boost(args.loud_bass_boost),
+                            bass_tone_db=_bass_tone(args.bass_tone),
                             model=None if str(args.model).lower() == "none" else args.model)
 
 
-def _bass_boost(text: str) -> float | None:
+def _bass_tone(text: str) -> float | None:
     from automix.errors import SettingsError
 
     if str(text).strip().lower() == "none":
@@ -124,9 +124,9 @@ def _bass_boost(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise SettingsError(f"--loud-bass-boost must be a number of dB or 'none', got {text!r}") from None
+        raise SettingsError(f"--bass-tone must be a number of dB or 'none', got {text!r}") from None
     if not 0.0 <= value <= 24.0:
-        raise SettingsError(f"--loud-bass-boost {value:g} dB must be between 0 and 24 dB")
+        raise SettingsError(f"--bass-tone {value:g} dB must be between 0 and 24 dB")
     return value
 
 

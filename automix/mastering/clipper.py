@@ -28,6 +28,17 @@ CLIP_DB = 0.0
 KNEE_DB = 1.0
 """Width of the clipper's bend below its threshold (dB)."""
 
+LIMITER_LOOKAHEAD_MS = 1.5
+"""Look-ahead (attack ramp) of the true-peak limiter behind the clipper (ms). That limiter catches only
+the inter-sample overshoot of the flattened peaks (0.1-1.5 dB on loud masters), and each catch dips the
+whole signal for the look-ahead and the release: short times keep the dips short. Measured on the
+chain outputs of real masters driven to -8 to -9 LUFS references at a -1 dBTP ceiling (non-linear
+residual): 1.5 ms / 30 ms lowered it by 0.1-0.6 dB against 5 ms / 150 ms (the limiter alone keeps
+5 ms / 150 ms: it does all the work there)."""
+
+LIMITER_RELEASE_MS = 30.0
+"""Release time constant of the true-peak limiter behind the clipper (ms; see :data:`LIMITER_LOOKAHEAD_MS`)."""
+
 
 @njit(cache=True, fastmath=True, nogil=True)
 def _soft_clip(src, dst, gain, knee, width):  # pragma: no cover - compiled

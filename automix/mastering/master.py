@@ -47,10 +47,14 @@ MAX_MATCH_DB = 24.0
 missing from the mix rather than quiet, and boosting it would only raise noise."""
 
 LOUD_TARGET_LUFS = -12.0
-"""Targets at least this loud (LUFS) get the bass-boost limit :attr:`MasteringOptions.loud_bass_boost_db`."""
+"""Targets at least this loud (LUFS) get the bass-boost limit of :attr:`MasteringOptions.bass_tone_db`."""
 
 LOUD_BASS_HZ = 300.0
 """Upper edge (Hz) of the region whose boost is limited on loud targets."""
+
+LOUD_BASS_FLOOR_DB = 6.0
+"""The bass limit never cuts a boost below this (dB): it trims the large boosts only (cutting a moderate
+bass boost loses loudness the drive must then make up: measured worse on a -10 LUFS case)."""
 
 MONO_SIDE_DB = -40.0
 """A side-to-mid level below this counts as mono (dB)."""
@@ -81,23 +85,24 @@ class MasteringOptions:
         :mod:`automix.mastering.clipper` ahead of the limiter (the loudness stage for loud targets).
     max_limiting_db : float
         Largest limiter gain reduction allowed to reach the target (dB).
-    loud_bass_boost_db : float or None
-        Opt-in trade of tone for cleanliness (default None: the full tonal match): on targets at least
-        :data:`LOUD_TARGET_LUFS` loud, the tonal match boosts the region below :data:`LOUD_BASS_HZ` by at
-        most this much (dB). A bass the mix lacks by 10-15 dB, boosted to the reference's, becomes the
-        loudest peaks, and the clipper that reaches the loudness distorts everything riding on them.
-        Measured on real 90-s masters driven to -8 to -10 LUFS references (README): +6 dB at most lowered
-        the non-linear residual by 0.9-3.1 dB where the match asked +13 to +15 dB there, for 0.6-1.1 dB
-        more tonal distance; on others it cost up to 3 dB of tonal distance and saved little (no
-        estimate tried predicted which, so it is not a default).
+    bass_tone_db : float or None
+        Tonal budget of the bass limit on loud targets (dB; None: the full tonal match always). On
+        targets at least :data:`LOUD_TARGET_LUFS` loud, the boost the tonal match asks below
+        :data:`LOUD_BASS_HZ` is limited to the lowest level whose tonal cost stays within this budget
+        (RMS dB of the change to the level-normalised target curve, 31.5 Hz - 16 kHz, 1/6-octave points:
+        :func:`bass_limit`). A bass the mix lacks by 10-15 dB, boosted to the reference's, becomes the
+        loudest peaks, and the clipper that reaches the loudness distorts everything riding on them;
+        the budget keeps the tone close while taking the peaks off the largest boosts.
     max_distortion_db : float or None
         Distortion budget: the loudness stage's non-linear residual in the loudest 10 % of the
         master, relative to it (dB, :data:`automix.mastering.landing.MAX_DISTORTION_DB`); a target
         that needs more stops short with a warning that says what the rest would cost. None: no budget.
     reference_weights : sequence of float or None
         One weight per reference.
-    lookahead_ms, release_ms : float
-        Limiter look-ahead and release (ms).
+    lookahead_ms, release_ms : float or None
+        Limiter look-ahead and release (ms); None (default): 1.5 ms and 30 ms behind the clipper
+        (:data:`automix.mastering.clipper.LIMITER_LOOKAHEAD_MS`: it only catches the clipped peaks'
+        inter-sample overshoot), 5 ms and 150 ms for the limiter alone (``clipper=False``).
     correction_passes : int
         Measure-and-correct passes of the fine EQ after limiting.
     model : path, "auto" or None
@@ -117,13 +122,21 @@ class MasteringOptions:
     clipper: bool = True
     limiter: bool = True
     max_limiting_db: float = 12.0
-    loud_bass_boost_db: float | None = None
+    bass_tone_db: float | None = 1.0
     max_distortion_db: float | None = MAX_DISTORTION_DB
     reference_weights: Sequence[float] | None = None
-    lookahead_ms: float = 5.0
-    release_ms: float = 150.0
+    lookahead_ms: float | None = None
+    release_ms: float | None = None
     correction_passes: int = 0
     model: str | os.PathLike | None = "auto"
+
+    def limiter_times(self) -> tuple[float, float]:
+        """``(look-ahead, release)`` of the limiter (ms): the options, or the defaults for the stage it is in."""
+        from automix.mastering.clipper import LIMITER_LOOKAHEAD_MS, LIMITER_RELEASE_MS
+
+        lookahead, release = (LIMITER_LOOKAHEAD_MS, LIMITER_RELEASE_MS) if self.clipper else (5.0, 150.0)
+        return (lookahead if self.lookahead_ms is None else float(self.lookahead_ms),
+                release if self.release_ms is None else float(self.release_ms))
 
     def validate(self) -> None:
         """Raise SettingsError for values out of range."""
@@ -136,14 +149,14 @@ class MasteringOptions:
             raise SettingsError(f"ceiling {self.ceiling_dbtp:g} dBTP is outside {spec.describe_range()}")
         if not 0.0 <= self.max_limiting_db <= 30.0:
             raise SettingsError(f"max limiting {self.max_limiting_db:g} dB must be between 0 and 30 dB")
-        if self.loud_bass_boost_db is not None and not 0.0 <= self.loud_bass_boost_db <= 24.0:
-            raise SettingsError(f"loud bass boost {self.loud_bass_boost_db:g} dB must be between 0 and 24 dB")
+        if self.bass_tone_db is not None and not 0.0 <= self.bass_tone_db <= 24.0:
+            raise SettingsError(f"bass tone budget {self.bass_tone_db:g} dB must be between 0 and 24 dB")
         if self.max_distortion_db is not None and not -60.0 <= self.max_distortion_db <= 0.0:
             raise SettingsError(f"max distortion {self.max_distortion_db:g} dB must be between -60 and 0 dB")
         for name in ("lookahead_ms", "release_ms"):
             spec = MASTERING.spec(f"limiter.{name}")
             v = getattr(self, name)
-            if not spec.minimum <= v <= spec.maximum:
+            if v is not None and not spec.minimum <= v <= spec.maximum:
                 raise SettingsError(f"limiter {name} {v:g} is outside {spec.describe_range()}")
 
 
@@ -306,18 +319,53 @@ def _model_prediction(model: Any, mix: Profile, ref: Profile) -> np.ndarray | No
     return predict_values(net, mix, ref)
 
 
+def bass_limit(freqs_hz: np.ndarray, target_db: np.ndarray, budget_db: float) -> tuple[float, float]:
+    """``(cap, cost)``: the lowest boost ``cap`` (dB, at least :data:`LOUD_BASS_FLOOR_DB`) below
+    :data:`LOUD_BASS_HZ` whose tonal cost stays within ``budget_db``, and that cost.
+
+    The cost of a cap is the RMS (dB) over the target's points in 31.5 Hz - 16 kHz (1/6-octave:
+    each octave counts alike) of the change ``min(target, cap) - target`` after removing its mean
+    (the tonal distance is measured on level-normalised spectra). The cost falls as the cap rises,
+    so the cap is found by bisection.
+    """
+    f = np.asarray(freqs_hz, dtype=np.float64)
+    t = np.asarray(target_db, dtype=np.float64)
+    bass = f < LOUD_BASS_HZ
+    band = (f >= 31.5) & (f <= 16000.0)
+    top = float(np.max(t[bass], initial=0.0))
+
+    def cost(cap: float) -> float:
+        d = np.where(bass, np.minimum(t, cap) - t, 0.0)[band]
+        return float(np.sqrt(np.mean((d - d.mean()) ** 2))) if d.size else 0.0
+
+    floor = LOUD_BASS_FLOOR_DB
+    if top <= floor:
+        return top, 0.0
+    if cost(floor) <= budget_db:
+        return floor, cost(floor)
+    lo, hi = floor, top  # cost(lo) > budget >= cost(hi) = 0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if cost(mid) > budget_db:
+            lo = mid
+        else:
+            hi = mid
+    return hi, cost(hi)
+
+
 def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: MasteringOptions,
                rms_dbfs: float, target_lufs: float | None = None,
                notes: list[str] | None = None) -> tuple[ChainSettings, Any]:
     """Choose the chain's settings for ``mix`` towards ``ref`` (or a plain loudness target).
 
-    ``target_lufs`` (when known) at least :data:`LOUD_TARGET_LUFS` loud limits the bass boost
-    (:attr:`MasteringOptions.loud_bass_boost_db`); ``notes`` then receives a line saying so when the
-    limit cut the match by more than 1 dB."""
+    ``target_lufs`` (when known) at least :data:`LOUD_TARGET_LUFS` loud limits the bass boost within
+    the tonal budget :attr:`MasteringOptions.bass_tone_db` (:func:`bass_limit`); ``notes`` then receives
+    a line saying so when the limit cut the match by more than 1 dB."""
     settings = ChainSettings(values=MASTERING.defaults(dtype=np.float32))
     settings.set("limiter.ceiling_dbtp", options.ceiling_dbtp)
-    settings.set("limiter.lookahead_ms", options.lookahead_ms)
-    settings.set("limiter.release_ms", options.release_ms)
+    lookahead, release = options.limiter_times()
+    settings.set("limiter.lookahead_ms", lookahead)
+    settings.set("limiter.release_ms", release)
     match = None
     if ref is not None and options.width and options.width_amount > 0:
         low, mid, high = _width_plan(mix, ref, options.width_amount)
@@ -326,16 +374,19 @@ def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: Mas
         settings.set("width.high_side_db", high)
     if ref is not None and options.eq and options.eq_amount > 0:
         freqs, target = tonal_target(mix, ref, settings.values, sample_rate)
-        cap = options.loud_bass_boost_db
-        if cap is not None and target_lufs is not None and target_lufs >= LOUD_TARGET_LUFS:
+        budget = options.bass_tone_db
+        if budget is not None and target_lufs is not None and target_lufs >= LOUD_TARGET_LUFS:
+            asked = target * options.eq_amount
+            cap, cost = bass_limit(freqs, asked, budget)
             bass = freqs < LOUD_BASS_HZ
-            asked = float(np.max(target[bass] * options.eq_amount, initial=0.0))
-            target = target.copy()
-            target[bass] = np.minimum(target[bass], cap / max(options.eq_amount, 1e-6))
-            if notes is not None and asked > cap + 1.0:
-                notes.append(f"bass boost held at +{cap:g} dB below {LOUD_BASS_HZ:g} Hz (the reference asked up to "
-                             f"+{asked:.1f} dB): at {target_lufs:.1f} LUFS the boosted bass peaks would cost "
-                             f"clipping (--loud-bass-boost)")
+            most = float(np.max(asked[bass], initial=0.0))
+            if cap < most - 1.0:
+                target = target.copy()
+                target[bass] = np.minimum(target[bass], cap / max(options.eq_amount, 1e-6))
+                if notes is not None:
+                    notes.append(f"bass boost held at +{cap:.1f} dB below {LOUD_BASS_HZ:g} Hz (the reference asked up "
+                                 f"to +{most:.1f} dB; {cost:.1f} dB of tonal distance): at {target_lufs:.1f} LUFS the "
+                                 f"boosted bass peaks would cost clipping (--bass-tone none keeps the full match)")
         base = settings.values
         predicted = _model_prediction(options.model, mix, ref)
         if predicted is not None and options.eq_amount == 1.0:
@@ -521,7 +572,7 @@ def _land(renderer: _Renderer, settings: ChainSettings, target: float, options: 
     return land_loudness(render(), renderer.sample_rate, target, ceiling_dbtp=options.ceiling_dbtp,
                          limiter=options.limiter, max_limiting_db=options.max_limiting_db,
                          clip_db=CLIP_DB if options.clipper else None, max_distortion_db=options.max_distortion_db,
-                         lookahead_ms=options.lookahead_ms, release_ms=options.release_ms,
+                         lookahead_ms=options.limiter_times()[0], release_ms=options.limiter_times()[1],
                          in_place=renderer.in_place, render=render if renderer.can_render else None)
 
 
