@@ -39,9 +39,7 @@ def gain_computer_db(level_db: torch.Tensor, threshold_db: torch.Tensor, ratio: 
     return out
 
 
-def time_constant_coefficient(time_ms: torch.Tensor, sample_rate: float) -> torch.Tensor:
-    """One-pole coefficient ``exp(-1 / (time_ms * sample_rate / 1000))`` (differentiable)."""
-    return torch.exp(-1000.0 / (time_ms * float(sample_rate)))
+from automix.dsp.smoothing import time_constant_coefficient  # noqa: E402,F401 - numpy or torch, one definition
 
 
 def _np(t: torch.Tensor, dtype=None) -> np.ndarray:
