@@ -14,6 +14,14 @@ Flow::
                                        file and, optionally, a master
 
 Everything raises :mod:`automix.errors` types with messages a musician understands.
+
+A mix from a checkpoint runs without torch: the model's numpy inference
+(:mod:`automix.model.inference`, :mod:`automix.model.array_features`), numpy settings and the
+console's numpy kernel path. Torch is imported only where it is needed -- a model passed in
+memory (a torch :class:`~automix.model.mixnet.MixModel`), a ``reference`` (its fader fit is a
+gradient descent), stems below 22.05 kHz (resampled for the analysis with torchaudio) -- and
+then those steps run as before. The functions take and return numpy arrays or torch tensors
+(each gives back the kind it was given).
 """
 from __future__ import annotations
 
@@ -23,15 +31,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
+from automix.dsp.biquad import _is_torch
 from automix.dsp.params import STRIP
 from automix.errors import AudioError, OutputExistsError, SettingsError
-from automix.model.mixnet import MAX_STEMS, MixEnsemble, MixModel
+from automix.model.inference import ArrayMixEnsemble, ArrayMixModel
 from automix.model.roles import GROUPS, ROLES, group_of_role, role_from_name
 from automix.settings_io import MixSettings, save_settings
-from automix.stems_reader import (AUDIO_EXTENSIONS, SILENCE_PEAK_DBFS, StemAudio, find_stem_files,  # noqa: F401
-                                  read_stems)
+from automix.stems_reader import (AUDIO_EXTENSIONS, MAX_STEMS, SILENCE_PEAK_DBFS, StemAudio,  # noqa: F401
+                                  find_stem_files, read_stems)
 
 #: Features are read from at most this much audio per stem (evenly spaced excerpts).
 ANALYSIS_SECONDS = 30.0
@@ -51,13 +59,14 @@ MIX_PEAK_CEILING_DBFS = -1.0
 @dataclass
 class Stems:
     """Stems ready for the model and the console: :class:`automix.stems_reader.StemAudio`
-    (same fields and meaning) with the audio as a torch ``[S, 2, T]`` float32 tensor (sharing
-    the reader's memory) and ``roles``, indices into :data:`automix.model.roles.ROLES`.
+    (same fields and meaning) with the audio as ``samples``, a numpy ``[S, 2, T]`` float32 array
+    (the reader's memory; a torch tensor given here is viewed as numpy), and ``roles``, indices
+    into :data:`automix.model.roles.ROLES`. :attr:`audio` is the same memory as a torch tensor.
     """
 
     files: list[str]
     paths: list[Path]
-    audio: torch.Tensor
+    samples: np.ndarray
     sample_rate: int
     roles: list[int]
     silent: list[bool]
@@ -66,26 +75,45 @@ class Stems:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     peaks_dbfs: list[float] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if _is_torch(self.samples):
+            self.samples = self.samples.detach().cpu().numpy()
+
+    @property
+    def audio(self):
+        """The audio as a torch ``[S, 2, T]`` float32 tensor sharing :attr:`samples`' memory (imports torch)."""
+        import torch
+
+        return torch.from_numpy(self.samples)
+
     @property
     def num_stems(self) -> int:
         return len(self.files)
 
     @property
     def num_samples(self) -> int:
-        return int(self.audio.shape[-1])
+        return int(self.samples.shape[-1])
 
     @property
     def role_names(self) -> list[str]:
         return [ROLES[r] for r in self.roles]
 
 
-def peak_dbfs(audio: torch.Tensor) -> torch.Tensor:
-    """Sample peak of each item of ``audio`` ``[S, C, T]`` in dBFS, ``[S]``.
+def peak_dbfs(audio):
+    """Sample peak of each item of ``audio`` ``[S, C, T]`` in dBFS, ``[S]`` (a tensor for a tensor,
+    an array for an array).
 
     From the largest and smallest sample (two reductions): no whole-signal ``abs`` copy, which
     for 8 stems of 3.5 minutes would be 0.6 GB of fresh memory.
     """
     flat = audio.reshape(audio.shape[0], -1)
+    if not _is_torch(audio):
+        if flat.shape[-1] == 0:
+            return np.full(audio.shape[0], -240.0)
+        peak = np.maximum(flat.max(axis=-1), -flat.min(axis=-1))
+        return 20 * np.log10(np.maximum(peak, 1e-12))
+    import torch
+
     if flat.shape[-1] == 0:
         return torch.full((audio.shape[0],), -240.0)
     peak = torch.maximum(flat.amax(dim=-1), -flat.amin(dim=-1))
@@ -103,22 +131,23 @@ def load_stems(inputs: str | Path | Sequence[str | Path], sample_rate: int | Non
 
 
 def stems_from_audio(read: StemAudio) -> Stems:
-    """:class:`Stems` (torch, with roles from the file names) from stems read by
+    """:class:`Stems` (with roles from the file names) from stems read by
     :func:`automix.stems_reader.read_stems` (no copy of the audio)."""
     roles = [role_from_name(n) for n in read.files]
-    return Stems(read.files, read.paths, torch.from_numpy(read.audio), read.sample_rate, roles, read.silent,
+    return Stems(read.files, read.paths, read.audio, read.sample_rate, roles, read.silent,
                  read.lengths, read.notes, read.skipped, read.peaks_dbfs)
 
 
 # ============================================================================ analysis / prediction
-def analysis_audio(audio: torch.Tensor, sample_rate: int, target_rate: int | None = None,
+def analysis_audio(audio, sample_rate: int, target_rate: int | None = None,
                    max_seconds: float = ANALYSIS_SECONDS,
-                   segment_seconds: float = ANALYSIS_SEGMENT_SECONDS) -> tuple[torch.Tensor, int]:
+                   segment_seconds: float = ANALYSIS_SEGMENT_SECONDS):
     """What the model analyses: evenly spaced excerpts (at most ``max_seconds``), resampled.
 
     Parameters
     ----------
-    audio : Tensor ``[..., C, T]``
+    audio : Tensor or numpy array ``[..., C, T]`` (the result is of the same kind; resampling a
+        numpy array imports torch)
     sample_rate : int
     target_rate : int, optional
         Resample the excerpts to this rate. Only needed below 22.05 kHz: the features are
@@ -134,8 +163,20 @@ def analysis_audio(audio: torch.Tensor, sample_rate: int, target_rate: int | Non
         seg = int(segment_seconds * sample_rate)
         n_seg = max(1, limit // seg)
         starts = np.linspace(0, total - seg, n_seg).astype(int)
-        audio = torch.cat([audio[..., s: s + seg] for s in starts], -1)
+        pieces = [audio[..., s: s + seg] for s in starts]
+        if _is_torch(audio):
+            import torch
+
+            audio = torch.cat(pieces, -1)
+        else:
+            audio = np.concatenate(pieces, -1)
     if target_rate and target_rate != sample_rate:
+        if not _is_torch(audio):
+            import torch
+
+            resampled, rate = analysis_audio(torch.from_numpy(np.ascontiguousarray(audio)), sample_rate, target_rate,
+                                             max_seconds, segment_seconds)
+            return resampled.numpy(), rate
         import torchaudio.functional as AF
 
         g = math.gcd(int(sample_rate), int(target_rate))
@@ -146,6 +187,8 @@ def analysis_audio(audio: torch.Tensor, sample_rate: int, target_rate: int | Non
 
 def load_reference(path: str | Path, sample_rate: int) -> torch.Tensor:
     """A reference mix ``[2, T]`` at ``sample_rate`` (at most :data:`ANALYSIS_SECONDS` analysed)."""
+    import torch
+
     from automix.audio import check_not_silent, load_audio
 
     ref = load_audio(path, sample_rate=sample_rate, mono_to_stereo=True, downmix=True)
@@ -153,13 +196,14 @@ def load_reference(path: str | Path, sample_rate: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(ref.samples, dtype=np.float32))
 
 
-def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = None,
-                  reference: torch.Tensor | None = None, match_reference: bool = True) -> torch.Tensor:
+def predict_strip(model, stems: Stems, analysis_rate: int | None = None,
+                  reference=None, match_reference: bool = True):
     """The model's settings ``[S, P]`` for the non-silent stems; silent stems get neutral settings.
 
     Parameters
     ----------
-    model : MixModel
+    model : MixModel / MixEnsemble (torch: the result is a tensor) or ArrayMixModel /
+        ArrayMixEnsemble (numpy inference, no torch: the result is a numpy array; no reference)
     stems : Stems
     analysis_rate : int, optional
         Rate the model was trained at; stems below 22.05 kHz are analysed at this rate
@@ -171,11 +215,32 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
     match_reference : bool
         Fit the faders to the reference (default); False leaves it to the model alone.
     """
-    values = STRIP.neutral.repeat(stems.num_stems, 1)
+    arrays = isinstance(model, (ArrayMixModel, ArrayMixEnsemble))
+    if arrays and reference is not None:
+        raise SettingsError("following a reference needs the torch model (load it with automix.model.checkpoint)")
+    if arrays:
+        values = STRIP.neutral_like(stems.num_stems, dtype=np.float32)
+    else:
+        values = STRIP.neutral.repeat(stems.num_stems, 1)
     active = [i for i, s in enumerate(stems.silent) if not s]
     if not active:
         return values
     target = analysis_rate if stems.sample_rate < FEATURE_RATE_HZ else None
+    measured = len(stems.peaks_dbfs) == stems.num_stems  # the peaks measured while reading (else one pass)
+    if arrays:
+        peak_db = (np.asarray(stems.peaks_dbfs, dtype=np.float32) if measured else peak_dbfs(stems.samples))[active]
+        from automix.audio import usable_cpus
+        from automix.model.array_features import stem_features_array
+
+        x, rate = analysis_audio(stems.samples, stems.sample_rate, target)  # excerpts of every stem, then the active
+        if len(active) != stems.num_stems:
+            x = x[active]
+        stem_feats, mix_feats = stem_features_array(x[None], rate, workers=usable_cpus())
+        pred = model.predict(stem_feats, mix_feats, np.array([[stems.roles[i] for i in active]]))[0]
+        values[active] = tidy_settings(STRIP.clamp(pred.astype(np.float32)), peak_db)
+        return values
+    import torch
+
     audio = stems.audio if len(active) == stems.num_stems else stems.audio[active]  # no copy when all play
     x, rate = analysis_audio(audio, stems.sample_rate, target)
     ref = None
@@ -190,9 +255,7 @@ def predict_strip(model: MixModel, stems: Stems, analysis_rate: int | None = Non
     with torch.no_grad(), items_on_threads(usable_cpus()):  # one stem per CPU, torch single-threaded
         feats = model.analyse(x[None], rate, None, ref)
         pred = model.predict(feats, roles)[0]
-    # the peaks measured while reading (else one pass over every stem)
-    peak_db = (torch.tensor(stems.peaks_dbfs) if len(stems.peaks_dbfs) == stems.num_stems
-               else peak_dbfs(stems.audio))[active]
+    peak_db = (torch.tensor(stems.peaks_dbfs) if measured else peak_dbfs(stems.audio))[active]
     chosen = tidy_settings(STRIP.clamp(pred.float()), peak_db)
     if ref is not None and match_reference:
         from automix.reference_balance import match_reference_balance
@@ -213,14 +276,20 @@ def tidy_settings(values: torch.Tensor, peak_dbfs: torch.Tensor) -> torch.Tensor
 
     Parameters
     ----------
-    values : Tensor ``[S, P]`` strip values
-    peak_dbfs : Tensor ``[S]`` sample peak of each stem, dBFS
+    values : Tensor or numpy array ``[S, P]`` strip values (the result is of the same kind)
+    peak_dbfs : Tensor or array ``[S]`` sample peak of each stem, dBFS
     """
-    out = values.clone()
     i = STRIP.index
-    neutral = STRIP.neutral.to(out.dtype)
-    ratio, threshold = out[:, i("comp.ratio")], out[:, i("comp.threshold_db")]
-    max_reduction = (peak_dbfs.to(out.dtype) - threshold).clamp_min(0) * (1 - 1 / ratio)
+    if _is_torch(values):
+        out = values.clone()
+        neutral = STRIP.neutral.to(out.dtype)
+        ratio, threshold = out[:, i("comp.ratio")], out[:, i("comp.threshold_db")]
+        max_reduction = (peak_dbfs.to(out.dtype) - threshold).clamp_min(0) * (1 - 1 / ratio)
+    else:
+        out = np.array(values, copy=True)
+        neutral = STRIP.neutral_like(dtype=out.dtype)
+        ratio, threshold = out[:, i("comp.ratio")], out[:, i("comp.threshold_db")]
+        max_reduction = np.maximum(np.asarray(peak_dbfs, dtype=out.dtype) - threshold, 0) * (1 - 1 / ratio)
     comp_off = (max_reduction < 0.2) & (out[:, i("comp.makeup_db")] < 0.05)
     for name in ("comp.ratio", "comp.threshold_db", "comp.makeup_db"):
         out[comp_off, i(name)] = neutral[i(name)]
@@ -244,7 +313,7 @@ def apply_amount_and_trims(values: torch.Tensor, roles: Sequence[int], amount_pe
 
     Parameters
     ----------
-    values : Tensor ``[S, P]``
+    values : Tensor or numpy array ``[S, P]`` (the result is of the same kind, float32)
     roles : indices into ROLES, one per stem
     amount_percent : float
         0 to 100.
@@ -264,38 +333,60 @@ def apply_amount_and_trims(values: torch.Tensor, roles: Sequence[int], amount_pe
         if not math.isfinite(float(v)):
             raise SettingsError(f"group trim for {g} must be a finite number of dB")
     a = float(amount_percent) / 100.0
-    neutral = STRIP.to_unit(STRIP.neutral.double()).expand_as(values)
-    unit = STRIP.to_unit(values.double())
-    out = STRIP.from_unit(neutral + a * (unit - neutral))
-    out = torch.where(torch.isfinite(out), out, STRIP.neutral.double().expand_as(out))
+    if _is_torch(values):
+        import torch
+
+        neutral = STRIP.to_unit(STRIP.neutral.double()).expand_as(values)
+        unit = STRIP.to_unit(values.double())
+        out = STRIP.from_unit(neutral + a * (unit - neutral))
+        out = torch.where(torch.isfinite(out), out, STRIP.neutral.double().expand_as(out))
+    else:
+        values = np.asarray(values)
+        neutral_values = STRIP.neutral_like(*values.shape[:-1], dtype=np.float64)
+        neutral = STRIP.to_unit(neutral_values)
+        unit = STRIP.to_unit(values.astype(np.float64))
+        out = STRIP.from_unit(neutral + a * (unit - neutral))
+        out = np.where(np.isfinite(out), out, neutral_values)
     gain = STRIP.index("gain_db")
     silent = list(silent) if silent is not None else [False] * len(roles)
     for i, role in enumerate(roles):
         if not silent[i]:
             out[i, gain] = out[i, gain] + float(trims.get(group_of_role(role), 0.0))
-    return STRIP.clamp(out).float()
+    out = STRIP.clamp(out)
+    return out.float() if _is_torch(out) else out.astype(np.float32)
 
 
-def _load_model(model: MixModel | MixEnsemble | str | Path | None) -> tuple[MixModel | MixEnsemble, dict, str]:
-    from automix.model.checkpoint import DEFAULT_MODEL_PATH, load_model
-
-    if isinstance(model, (MixModel, MixEnsemble)):
+def _load_model(model, torch_needed: bool = False) -> tuple[object, dict, str]:
+    """The model to predict with, its checkpoint ``info`` and its name: a model given in memory as
+    it is; a checkpoint (default ``models/mixer.pt``) for numpy inference
+    (:func:`automix.model.inference.load_array_model`), or as a torch model when ``torch_needed``."""
+    if not isinstance(model, (str, Path, type(None))):  # ArrayMixModel ..., or a torch MixModel / MixEnsemble
         return model, {}, "(in memory)"
+    from automix.model.inference import DEFAULT_MODEL_PATH
+
     path = Path(model) if model is not None else DEFAULT_MODEL_PATH
-    loaded, info = load_model(path)
+    if torch_needed:
+        from automix.model.checkpoint import load_model
+
+        loaded, info = load_model(path)
+    else:
+        from automix.model.inference import load_array_model
+
+        loaded, info = load_array_model(path)
     return loaded, info, str(path)
 
 
-def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model: MixModel | str | Path | None = None,
+def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model=None,
             amount_percent: float = 100.0, group_trims_db: dict[str, float] | None = None,
-            reference: str | Path | torch.Tensor | None = None, sample_rate: int | None = None,
+            reference=None, sample_rate: int | None = None,
             match_reference: bool = True) -> tuple[MixSettings, Stems]:
     """Predict per-stem settings.
 
     Parameters
     ----------
     stems : Stems, or folder / files to load
-    model : MixModel, checkpoint path, or None for the shipped ``models/mixer.pt``
+    model : MixModel / MixEnsemble (torch) or ArrayMixModel / ArrayMixEnsemble (numpy), a checkpoint
+        path, or None for the shipped ``models/mixer.pt`` (read for numpy inference: no torch)
     amount_percent : float
         0 (untouched) to 100 (the model's settings).
     group_trims_db : dict, optional
@@ -313,7 +404,9 @@ def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model: MixModel
     """
     if not isinstance(stems, Stems):
         stems = load_stems(stems, sample_rate)
-    net, info, model_name = _load_model(model)
+    # numpy inference unless a step needs torch: a reference's fader fit, or resampling stems
+    # below 22.05 kHz for the analysis
+    net, info, model_name = _load_model(model, torch_needed=reference is not None or stems.sample_rate < FEATURE_RATE_HZ)
     analysis_rate = info.get("sample_rate")
     ref = load_reference(reference, stems.sample_rate) if isinstance(reference, (str, Path)) else reference
     values = predict_strip(net, stems, int(analysis_rate) if analysis_rate else None, ref, match_reference)
@@ -326,8 +419,8 @@ def suggest(stems: Stems | str | Path | Sequence[str | Path], *, model: MixModel
 
 
 # ============================================================================ rendering
-def match_settings(stems: Stems, settings: MixSettings, source: str | None = None) -> torch.Tensor:
-    """Strip values ``[S, P]`` for ``stems`` from ``settings``, matched by file name.
+def match_settings(stems: Stems, settings: MixSettings, source: str | None = None) -> np.ndarray:
+    """Strip values ``[S, P]`` float32 (numpy) for ``stems`` from ``settings``, matched by file name.
 
     Raises
     ------
@@ -346,19 +439,20 @@ def match_settings(stems: Stems, settings: MixSettings, source: str | None = Non
             parts.append("settings name stem(s) not given: " + ", ".join(extra))
         raise SettingsError((f"{source}: " if source else "") + "settings do not match the stems: " + "; ".join(parts)
                             + " (settings are matched to stems by file name)")
-    return torch.stack([by_name[f].values() for f in stems.files])
+    return np.stack([by_name[f].array() for f in stems.files])
 
 
-def render(stems: Stems, values: torch.Tensor, *, keep_stems: bool = False,
+def render(stems: Stems, values, *, keep_stems: bool = False,
            block_seconds: float = BLOCK_SECONDS,
-           progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+           progress: Callable[[int, int], None] | None = None):
     """Render the full-length mix with the console's exact path, block by block.
 
     Parameters
     ----------
     stems : Stems
-    values : Tensor ``[S, P]``
-        Strip values (validated here).
+    values : Tensor or numpy array ``[S, P]``
+        Strip values (validated here). Numpy values render in numpy (no torch) and give numpy
+        results; a tensor gives tensors.
     keep_stems : bool
         Also return every processed stem (they sum to the mix).
     block_seconds : float
@@ -368,8 +462,8 @@ def render(stems: Stems, values: torch.Tensor, *, keep_stems: bool = False,
 
     Returns
     -------
-    mix : Tensor ``[2, T]``
-    processed : Tensor ``[S, 2, T]`` or None
+    mix : Tensor or array ``[2, T]`` float32
+    processed : Tensor or array ``[S, 2, T]`` float32, or None
     """
     from automix.dsp.console import BlockRenderer
     from automix.precompile import wait_for_helper
@@ -378,21 +472,30 @@ def render(stems: Stems, values: torch.Tensor, *, keep_stems: bool = False,
     STRIP.validate(values)
     if values.shape[0] != stems.num_stems:
         raise SettingsError(f"{values.shape[0]} sets of settings for {stems.num_stems} stems")
-    renderer = BlockRenderer(values[None].float(), stems.sample_rate, n_channels=stems.audio.shape[1],
-                             reuse_buffers=True)  # each block's result is copied out below
     total = stems.num_samples
     block = max(1, int(block_seconds * stems.sample_rate))
-    mix = torch.zeros(2, total)
-    processed = torch.zeros(stems.num_stems, 2, total) if keep_stems else None
-    with torch.no_grad():
-        for start in range(0, total, block):
-            stop = min(total, start + block)
-            result = renderer.process(stems.audio[None, :, :, start:stop])
-            mix[:, start:stop] = result.mix[0]
-            if processed is not None:
-                processed[:, :, start:stop] = result.stems[0]
-            if progress:
-                progress(stop, total)
+    if _is_torch(values):
+        import torch
+
+        renderer = BlockRenderer(values[None].float(), stems.sample_rate, n_channels=stems.samples.shape[1],
+                                 reuse_buffers=True)  # each block's result is copied out below
+        audio = stems.audio
+        mix = torch.zeros(2, total)
+        processed = torch.zeros(stems.num_stems, 2, total) if keep_stems else None
+    else:
+        renderer = BlockRenderer(np.asarray(values, dtype=np.float32)[None], stems.sample_rate,
+                                 n_channels=stems.samples.shape[1], reuse_buffers=True)
+        audio = stems.samples
+        mix = np.zeros((2, total), dtype=np.float32)
+        processed = np.zeros((stems.num_stems, 2, total), dtype=np.float32) if keep_stems else None
+    for start in range(0, total, block):
+        stop = min(total, start + block)
+        result = renderer.process(audio[None, :, :, start:stop])
+        mix[:, start:stop] = result.mix[0]
+        if processed is not None:
+            processed[:, :, start:stop] = result.stems[0]
+        if progress:
+            progress(stop, total)
     return mix, processed
 
 
@@ -426,7 +529,7 @@ def _check_outputs(paths: Sequence[Path], inputs: Sequence[Path], overwrite: boo
 
 
 def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *,
-        model: MixModel | str | Path | None = None, settings: MixSettings | str | Path | None = None,
+        model=None, settings: MixSettings | str | Path | None = None,
         amount_percent: float = 100.0, group_trims_db: dict[str, float] | None = None,
         reference: str | Path | None = None, stems_out: str | Path | None = None,
         settings_out: str | Path | None = None, sample_rate: int | None = None,
@@ -490,7 +593,7 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
         chosen, stems = suggest(stems, model=model, amount_percent=amount_percent,
                                 group_trims_db=group_trims_db, reference=reference,
                                 match_reference=match_reference)
-        values = chosen.strip_values()
+        values = chosen.strip_array()
     else:
         chosen = settings if isinstance(settings, MixSettings) else load_settings(settings)
         values = match_settings(stems, chosen, source=None if isinstance(settings, MixSettings) else str(settings))
@@ -521,9 +624,9 @@ def mix(inputs: str | Path | Sequence[str | Path] | Stems, output: str | Path, *
         trim_db = _headroom_trim(chosen, MIX_PEAK_CEILING_DBFS - 20.0 * math.log10(peak))
         if trim_db < 0:
             scale = 10.0 ** (trim_db / 20.0)
-            mix_audio.mul_(scale)
+            mix_audio *= scale
             if processed is not None:
-                processed.mul_(scale)
+                processed *= scale
             peak *= scale
             notes.append(f"every fader lowered by {-trim_db:.1f} dB so the mix peaks at "
                          f"{20 * math.log10(peak):+.1f} dBFS (balance unchanged)")
@@ -609,14 +712,14 @@ def plot_settings(path: str | Path, settings: MixSettings, sample_rate: int, *, 
                              overwrite=overwrite, inputs=inputs)
 
 
-def _loudness(audio: torch.Tensor, sample_rate: int) -> float:
+def _loudness(audio, sample_rate: int) -> float:
     """Integrated loudness of the mix ``[2, T]`` (BS.1770-4, gated), LUFS."""
     from automix.loudness import integrated_loudness
 
-    return float(integrated_loudness(audio.numpy(), sample_rate))
+    return float(integrated_loudness(audio.numpy() if _is_torch(audio) else np.asarray(audio), sample_rate))
 
 
-def _master(mix_audio: torch.Tensor, sample_rate: int, mix_path: Path, options: dict, overwrite: bool,
+def _master(mix_audio, sample_rate: int, mix_path: Path, options: dict, overwrite: bool,
             notes: list[str]) -> Path:
     """Master the mix with :mod:`automix.mastering` (imported only when asked).
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from automix.dsp.params import PARAM_TABLE_VERSION, STRIP
 from automix.errors import OutputExistsError, SettingsError
@@ -58,7 +58,7 @@ class StemSettings:
 
     file: str
     role: str = "other"
-    strip: dict[str, float] = field(default_factory=lambda: STRIP.to_dict(STRIP.neutral))
+    strip: dict[str, float] = field(default_factory=lambda: STRIP.to_dict(STRIP.neutral_like(dtype=np.float32)))
     silent: bool = False
 
     @property
@@ -67,8 +67,12 @@ class StemSettings:
         return group_of_role(self.role)
 
     def values(self) -> torch.Tensor:
-        """Strip values as a tensor ``[P]`` (validated)."""
+        """Strip values as a tensor ``[P]`` float32 (validated)."""
         return STRIP.from_dict(self.strip)
+
+    def array(self) -> np.ndarray:
+        """Strip values as a numpy array ``[P]`` float32 (validated; no torch)."""
+        return STRIP.from_dict(self.strip, dtype=np.float32)
 
 
 @dataclass
@@ -83,10 +87,16 @@ class MixSettings:
     notes: list[str] = field(default_factory=list)
 
     def strip_values(self) -> torch.Tensor:
-        """Settings of every stem, ``[S, P]`` float32 (validated)."""
+        """Settings of every stem, ``[S, P]`` float32 tensor (validated)."""
+        import torch
+
+        return torch.from_numpy(self.strip_array())
+
+    def strip_array(self) -> np.ndarray:
+        """Settings of every stem, ``[S, P]`` float32 numpy array (validated; no torch)."""
         if not self.stems:
-            return torch.zeros(0, STRIP.size)
-        return torch.stack([s.values() for s in self.stems])
+            return np.zeros((0, STRIP.size), dtype=np.float32)
+        return np.stack([s.array() for s in self.stems])
 
     def files(self) -> list[str]:
         return [s.file for s in self.stems]
@@ -97,6 +107,8 @@ class MixSettings:
         Computed from the console's own filter designs (high-pass blend, shelves, peaks), so
         it is the response ``render`` applies at ``sample_rate`` (Hz).
         """
+        import torch
+
         from automix.dsp.biquad import magnitude_db
         from automix.dsp.eq import eq_response
 
@@ -124,7 +136,7 @@ class MixSettings:
 
     @classmethod
     def from_values(cls, files: list[str], roles: list[str], values: torch.Tensor, **kw) -> "MixSettings":
-        """Build from per-stem strip values ``[S, P]`` (validated)."""
+        """Build from per-stem strip values ``[S, P]`` (a tensor or a numpy array; validated)."""
         STRIP.validate(values)
         silent = kw.pop("silent", [False] * len(files))
         stems = [StemSettings(f, r, STRIP.to_dict(v), bool(q)) for f, r, v, q in zip(files, roles, values, silent)]
@@ -167,7 +179,7 @@ def settings_from_dict(data: Any, source: str = "settings") -> MixSettings:
             raise SettingsError(f"{where}: unknown role {role!r}; known roles: {', '.join(ROLES)}")
         strip = entry.get("strip", {})
         try:
-            values = STRIP.from_dict(strip, dtype=torch.float64)
+            values = STRIP.from_dict(strip, dtype=np.float64)
         except SettingsError as exc:
             raise SettingsError(f"{where}: {exc}") from None
         stems.append(StemSettings(name, role, STRIP.to_dict(values), bool(entry.get("silent", False))))

@@ -103,10 +103,10 @@ FORMATS = {"wav16": (".wav", "PCM_16"), "wav24": (".wav", "PCM_24"), "float": ("
            "flac16": (".flac", "PCM_16"), "flac24": (".flac", "PCM_24")}
 
 #: What any command that mixes with automix's model and console starts with: Python, numpy,
-#: soundfile, numba's start-up with one cached kernel, torch. Timed beside every cell so that
-#: the table can show what a mix costs beyond it.
+#: soundfile, numba's start-up with one cached kernel (no torch: a mix runs its model in numpy).
+#: Timed beside every cell so that the table can show what a mix costs beyond it.
 START_UP_COMMAND = """
-import numpy, soundfile, torch
+import numpy, soundfile
 from automix.audio_kernels import warm_up
 warm_up()
 """
@@ -289,7 +289,7 @@ def run_matrix(cells: tuple[Cell, ...], repeats: int, model: str | None, quick: 
           f"best of {repeats}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
     print("wall: seconds on the clock; CPU: user + system seconds of the child, all threads (less "
           "sensitive to other jobs on a shared machine)")
-    print("start-up: a fresh Python importing numpy, soundfile and torch and starting numba (what any "
+    print("start-up: a fresh Python importing numpy and soundfile and starting numba (what any "
           "mix costs before its first sample); beyond: mix - start-up")
     print(f"{'cell':32s} {'floor s':>7s} {'mix s':>7s} {'ratio':>6s} | {'CPU fl':>6s} {'CPU mix':>7s} {'ratio':>6s} |"
           f" {'start s':>7s} {'beyond':>6s} {'CPU st':>6s} {'beyond':>6s} | {'peak MB':>7s} {'floor MB':>8s} | {'cold s':>7s} {'cold/warm':>9s}"

@@ -1,7 +1,7 @@
 """Start-up of ``automix mix`` (issue 17): what a mix imports and what numba's start-up costs.
 
-A short session's command time is mostly start-up (Python, numpy, numba, torch), so the
-modules a mix does not need must stay out of it.
+A short session's command time is mostly start-up (Python, numpy, numba), so the modules a
+mix does not need must stay out of it -- torch among them: the model runs in numpy.
 """
 import subprocess
 import sys
@@ -12,7 +12,7 @@ import soundfile as sf
 from mix_models import opinionated_model_checkpoint
 
 #: Modules a plain ``automix mix`` must not import (each costs 0.05-0.5 s of start-up).
-NOT_IMPORTED = ("scipy.linalg", "torchaudio", "matplotlib", "fastapi", "hydra", "pandas", "pedalboard",
+NOT_IMPORTED = ("torch", "scipy.linalg", "torchaudio", "matplotlib", "fastapi", "hydra", "pandas", "pedalboard",
                 "pyloudnorm", "automix.studio", "automix.mastering", "automix.plots")
 
 
@@ -38,11 +38,32 @@ def test_mix_command_imports_only_what_a_mix_needs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "mix.wav").is_file()
     modules = _imported_modules(proc.stderr)
-    assert "torch" in modules and "numba" in modules  # the parse found the imports
+    assert "numba" in modules and "soundfile" in modules  # the parse found the imports
     # a package's own entry is logged whenever any of its modules loads (numba's blocked
     # BLAS probe, scipy.linalg.cython_blas, is logged alone: it never loaded)
     unwanted = [n for n in NOT_IMPORTED if n in modules]
     assert not unwanted, f"a mix imported {unwanted}"
+
+
+def test_mix_with_the_shipped_model_and_common_options_imports_no_torch(tmp_path):
+    """The shipped ensemble (models/mixer.pt), --stems-out, --settings-out, --amount, a group trim,
+    16-bit output: all without torch (the model, features, settings and console run in numpy)."""
+    rng = np.random.default_rng(1)
+    song = tmp_path / "song"
+    song.mkdir()
+    for name in ("kick", "bass", "gtr_1", "gtr_2", "bgvox"):
+        sf.write(song / f"{name}.wav", 0.1 * rng.standard_normal((48000, 2)), 48000, subtype="FLOAT")
+    code = ("import sys; sys.argv = ['automix'] + sys.argv[1:]; "
+            "from automix.cli import main; code = main(); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; print('no torch'); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code, "mix", str(song), "-o", str(tmp_path / "mix.wav"),
+                           "--stems-out", str(tmp_path / "stems"), "--settings-out", str(tmp_path / "s.json"),
+                           "--amount", "80", "--vocals", "1.5", "--bit-depth", "16", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("no torch")
+    assert (tmp_path / "mix.wav").is_file() and len(list((tmp_path / "stems").glob("*.wav"))) == 5
+    assert (tmp_path / "s.json").is_file()
 
 
 def test_numba_start_up_without_blas_probe_leaves_scipy_and_jitted_dot_working():

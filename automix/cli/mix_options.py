@@ -38,12 +38,12 @@ def add_model(parser: argparse.ArgumentParser) -> None:
 
 
 def read_stems_while_importing(stems, sample_rate: int | None):
-    """Read the stems (numpy: :func:`automix.stems_reader.read_stems`) while torch and the
-    mixer load on another thread; returns ``(automix.mixing, Stems)``.
+    """Read the stems (numpy: :func:`automix.stems_reader.read_stems`) while the mixer's modules
+    load on another thread; returns ``(automix.mixing, Stems)``.
 
-    Loading torch takes a couple of seconds of mostly Python work; the stems' file reads and
-    compiled decoders run without the GIL, so the two overlap. Numba's own start-up (Python
-    work too) is done first, so that it does not fight torch's loading for the GIL.
+    A mix no longer imports torch (the model runs in numpy), so the import left to overlap is
+    small; the stems' file reads and compiled decoders run without the GIL, so the two still
+    overlap. Numba's own start-up (Python work) is done first.
     """
     import importlib
     import threading

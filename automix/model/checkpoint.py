@@ -29,10 +29,10 @@ from automix.weights import read_weights
 from automix.model.mixnet import MixEnsemble, MixModel, MixModelConfig
 from automix.model.roles import ROLES
 
-FORMAT = "automix-mixer"
-FORMAT_VERSION = 1
-#: Where the shipped default weights live (repository root ``models/``).
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "mixer.pt"
+# format constants and the checks of a checkpoint are torch-free (automix.model.inference reads
+# the same files into numpy for `automix mix`)
+from automix.model.inference import CHECKPOINT_HINT, DEFAULT_MODEL_PATH, FORMAT, FORMAT_VERSION  # noqa: E402,F401
+from automix.model.inference import check_checkpoint  # noqa: E402
 
 
 def save_checkpoint(path: str | Path, model: MixModel | MixEnsemble, info: dict[str, Any] | None = None) -> Path:
@@ -76,20 +76,7 @@ def save_checkpoint(path: str | Path, model: MixModel | MixEnsemble, info: dict[
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dictionary at ``path``, validated; raises ModelError with the reason."""
     path = Path(path)
-    payload = read_weights(path, "mix-model", "train one (see README 'Training') or pass --model PATH")
-    if payload.get("format") != FORMAT:
-        raise ModelError(f"{path} is not an automix mix-model checkpoint")
-    version = payload.get("param_table_version")
-    if version != PARAM_TABLE_VERSION:
-        raise ModelError(
-            f"{path} was trained for console parameter table version {version}, but this automix "
-            f"uses version {PARAM_TABLE_VERSION}; retrain the model or use a matching automix"
-        )
-    if list(payload.get("strip_names", [])) != list(STRIP.names):
-        raise ModelError(f"{path} predicts different console parameters than this automix's channel strip")
-    if list(payload.get("roles", [])) != list(ROLES):
-        raise ModelError(f"{path} was trained with a different list of instrument roles")
-    return payload
+    return check_checkpoint(path, read_weights(path, "mix-model", CHECKPOINT_HINT))
 
 
 def load_model(path: str | Path | None = None) -> tuple[MixModel | MixEnsemble, dict[str, Any]]:

@@ -33,52 +33,15 @@ from typing import Iterator
 
 import torch
 
-#: Number of mel bands in the spectral-shape features.
-N_MELS = 24
-#: Lowest and highest mel band edges in Hz: the same at every rate from 22.05 kHz up
-#: (below, the top is capped at Nyquist).
-MEL_FMIN_HZ = 30.0
-MEL_FMAX_HZ = 11000.0
-#: Band (Hz) over which spectral centroid and flatness are measured: the same at every
-#: sample rate from 22.05 kHz up, so features do not depend on the file's rate.
-SPECTRAL_BAND_HZ = (30.0, 10000.0)
-#: Analysis window in milliseconds (rounded to a power of two in samples).
-WINDOW_MS = 46.0
-#: Loudness gating block and hop (BS.1770: 400 ms blocks, 75 % overlap).
-BLOCK_MS = 400.0
-BLOCK_HOP_MS = 100.0
-#: Level below which a signal counts as silence (absolute gate of BS.1770).
-ABSOLUTE_GATE_LUFS = -70.0
-#: Loudness reported for digital silence.
-SILENCE_LUFS = -100.0
-
-SCALARS: tuple[str, ...] = (
-    "loudness_lufs",
-    "loudness_range_lu",
-    "active_fraction",
-    "crest_db",
-    "centroid_oct",
-    "flatness_db",
-    "width",
-    "correlation",
-    "balance",
-)
-FEATURE_NAMES: tuple[str, ...] = (
-    SCALARS
-    + tuple(f"mel_shape_{i}" for i in range(N_MELS))
-    + tuple(f"mel_std_{i}" for i in range(N_MELS))
-)
-N_FEATURES = len(FEATURE_NAMES)
+# the feature layout and its constants are declared once, torch-free, beside the numpy features
+from automix.model.array_features import (ABSOLUTE_GATE_LUFS, BLOCK_HOP_MS, BLOCK_MS, FEATURE_NAMES,  # noqa: F401
+                                          MEL_FMAX_HZ, MEL_FMIN_HZ, N_FEATURES, N_MELS, SCALAR_SCALE, SCALARS,
+                                          SILENCE_LUFS, SPECTRAL_BAND_HZ, WINDOW_MS, fft_size)
 
 # Division applied to each scalar so that network inputs are of order one.
-_SCALAR_SCALE = torch.tensor([20.0, 10.0, 1.0, 20.0, 2.0, 20.0, 1.0, 1.0, 1.0])
+_SCALAR_SCALE = torch.tensor(list(SCALAR_SCALE))
 _MEL_SCALE = 20.0
 _EPS = 1e-10
-
-
-def fft_size(sample_rate: int) -> int:
-    """FFT size (power of two) closest to :data:`WINDOW_MS` at ``sample_rate``."""
-    return 1 << max(6, round(math.log2(WINDOW_MS * 1e-3 * sample_rate)))
 
 
 def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:

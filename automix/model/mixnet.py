@@ -25,9 +25,11 @@ from automix.model.features import N_FEATURES, audio_features, stem_features
 from automix.model.roles import ROLES
 from automix.stems_reader import MAX_STEMS  # noqa: F401 - declared where stems are read
 
-#: Unit-interval positions of the initial outputs are kept this far from 0 and 1, so the
-#: sigmoid still has gradient where a neutral setting sits at the edge of its range.
-UNIT_MARGIN = 0.01
+# UNIT_MARGIN (initial outputs kept this far inside [0, 1]) and the pair-spread constants are
+# declared once, torch-free, beside the numpy inference of this model (automix.model.inference)
+from automix.model.inference import INITIAL_SPREAD_LOGIT as _INITIAL_SPREAD_LOGIT  # noqa: E402
+from automix.model.inference import MAX_PAIR_SPREAD, UNIT_MARGIN  # noqa: E402,F401
+from automix.model.inference import NO_SPREAD_LOGIT as _NO_SPREAD_LOGIT  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -70,14 +72,6 @@ class MixFeatures:
     mix: torch.Tensor
     reference: torch.Tensor | None = None
 
-
-#: Largest pan distance (pan units, -1..1 scale) the pair-spread head can put between
-#: two parts of one role (each moves half of it, in opposite directions).
-MAX_PAIR_SPREAD: float = 1.2
-#: Starting spread of a pair: sigmoid(0) x 1.2 = 0.6 apart, pans at +/-0.3 (about 4 dB to one side).
-_INITIAL_SPREAD_LOGIT: float = 0.0
-#: Spread head bias of checkpoints written before the head existed: sigmoid(-40) ~ 4e-18, no spread.
-_NO_SPREAD_LOGIT: float = -40.0
 
 
 def role_parity(roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
