@@ -225,3 +225,25 @@ def test_numpy_suggest_and_mix_equal_the_torch_path(tmp_path, model_kind):
     assert _dbfs(written - written_t) < -100.0
     assert abs(report.loudness_lufs - reference.loudness_lufs) < 1e-3
     assert len(report.stems_out) == 5
+
+
+def test_real_fft_uses_pocketfft_equal_to_numpy_and_leaves_scipy_fft_working():
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from automix.model.array_features import _pocketfft_r2c, real_fft
+assert _pocketfft_r2c() is not None, "scipy's pocketfft did not load"
+assert "scipy.fft" not in sys.modules and "scipy.special" not in sys.modules
+frames = np.random.default_rng(0).standard_normal((2, 7, 2048)).astype(np.float32)
+got = real_fft(frames)
+assert got.dtype == np.complex64 and got.shape == (2, 7, 1025)
+assert np.abs(got - np.fft.rfft(frames.astype(np.float64), axis=-1)).max() < 1e-3
+import scipy.fft
+assert np.allclose(scipy.fft.rfft(frames, axis=-1), got, atol=1e-4)
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
