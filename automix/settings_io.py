@@ -329,7 +329,7 @@ def format_table(settings: MixSettings) -> str:
     EQ bands read ``gain@frequency`` (``+2.5@3.2k Q1.4`` = +2.5 dB at 3.2 kHz, Q 1.4); ``-``
     means the processor is off (neutral).
     """
-    header = ["stem", "role"] + list(describe_strip(STRIP.to_dict(STRIP.neutral)).keys())
+    header = ["stem", "role"] + list(describe_strip(STRIP.to_dict(STRIP.neutral_like(dtype=np.float32))).keys())
     rows = []
     for st in settings.stems:
         cells = describe_strip(st.strip)

@@ -47,7 +47,8 @@ def test_mix_command_imports_only_what_a_mix_needs(tmp_path):
 
 def test_mix_with_the_shipped_model_and_common_options_imports_no_torch(tmp_path):
     """The shipped ensemble (models/mixer.pt), --stems-out, --settings-out, --amount, a group trim,
-    16-bit output: all without torch (the model, features, settings and console run in numpy)."""
+    16-bit output, the settings table printed: all without torch (the model, features, settings
+    and console run in numpy); then ``automix suggest`` and ``automix render`` of those settings too."""
     rng = np.random.default_rng(1)
     song = tmp_path / "song"
     song.mkdir()
@@ -58,12 +59,16 @@ def test_mix_with_the_shipped_model_and_common_options_imports_no_torch(tmp_path
             "assert 'torch' not in sys.modules, 'torch was imported'; print('no torch'); sys.exit(code)")
     proc = subprocess.run([sys.executable, "-c", code, "mix", str(song), "-o", str(tmp_path / "mix.wav"),
                            "--stems-out", str(tmp_path / "stems"), "--settings-out", str(tmp_path / "s.json"),
-                           "--amount", "80", "--vocals", "1.5", "--bit-depth", "16", "-q"],
+                           "--amount", "80", "--vocals", "1.5", "--bit-depth", "16"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().endswith("no torch")
+    assert "gtr_2.wav" in proc.stdout and proc.stdout.strip().endswith("no torch")  # the table, then the check
     assert (tmp_path / "mix.wav").is_file() and len(list((tmp_path / "stems").glob("*.wav"))) == 5
     assert (tmp_path / "s.json").is_file()
+    for command in (["suggest", str(song), "-o", str(tmp_path / "suggested.json")],
+                    ["render", str(song), "--settings", str(tmp_path / "s.json"), "-o", str(tmp_path / "r.wav")]):
+        proc = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and proc.stdout.strip().endswith("no torch"), (command[0], proc.stderr[-2000:])
 
 
 def test_numba_start_up_without_blas_probe_leaves_scipy_and_jitted_dot_working():
