@@ -443,7 +443,7 @@ def match_settings(stems: Stems, settings: MixSettings, source: str | None = Non
 
 
 def render(stems: Stems, values, *, keep_stems: bool = False,
-           block_seconds: float = BLOCK_SECONDS,
+           block_seconds: float | None = None,
            progress: Callable[[int, int], None] | None = None):
     """Render the full-length mix with the console's exact path, block by block.
 
@@ -455,9 +455,11 @@ def render(stems: Stems, values, *, keep_stems: bool = False,
         results; a tensor gives tensors.
     keep_stems : bool
         Also return every processed stem (they sum to the mix).
-    block_seconds : float
+    block_seconds : float, optional
         Block length; filter and compressor state carry across blocks, so the result does
-        not depend on it.
+        not depend on it. Default :data:`BLOCK_SECONDS`, or for numpy values with ``keep_stems``
+        the whole song in one block: the processed stems are full length anyway, and the kernel
+        then writes them in place (no block copies).
     progress : callable(done_samples, total_samples), optional
 
     Returns
@@ -473,7 +475,9 @@ def render(stems: Stems, values, *, keep_stems: bool = False,
     if values.shape[0] != stems.num_stems:
         raise SettingsError(f"{values.shape[0]} sets of settings for {stems.num_stems} stems")
     total = stems.num_samples
-    block = max(1, int(block_seconds * stems.sample_rate))
+    whole = block_seconds is None and keep_stems and not _is_torch(values)
+    block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
+    block = max(1, total if whole else int(block_seconds * stems.sample_rate))
     if _is_torch(values):
         import torch
 
@@ -486,6 +490,11 @@ def render(stems: Stems, values, *, keep_stems: bool = False,
         renderer = BlockRenderer(np.asarray(values, dtype=np.float32)[None], stems.sample_rate,
                                  n_channels=stems.samples.shape[1], reuse_buffers=True)
         audio = stems.samples
+        if whole and total > 0:
+            result = renderer.process(audio[None])
+            if progress:
+                progress(total, total)
+            return result.mix[0], result.stems[0]
         mix = np.zeros((2, total), dtype=np.float32)
         processed = np.zeros((stems.num_stems, 2, total), dtype=np.float32) if keep_stems else None
     for start in range(0, total, block):
