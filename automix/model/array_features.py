@@ -151,15 +151,6 @@ def real_fft(frames: np.ndarray) -> np.ndarray:
     return np.fft.rfft(frames, axis=-1).astype(np.complex64, copy=False)
 
 
-def _spectrogram(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Complex STFT (``center=False``, periodic Hann) of ``x[C, T]`` -> ``[C, frames, bins]`` complex64."""
-    n_fft, hop, window, *_ = _setup(sample_rate)
-    if x.shape[-1] < n_fft:
-        x = np.pad(x, ((0, 0), (0, n_fft - x.shape[-1])))
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[:, ::hop]
-    return real_fft(frames * window)
-
-
 def _gated_mean(values: np.ndarray, weights: np.ndarray, axis: int = -1) -> np.ndarray:
     total = weights.sum(axis)
     return (values * weights).sum(axis) / np.maximum(total, _F32(EPS))
@@ -169,15 +160,44 @@ def _log10(x) -> np.ndarray:
     return np.log10(x).astype(_F32)
 
 
+#: Frames of the spectrogram transformed at a time (their temporaries stay in the CPU's caches).
+_CHUNK_FRAMES = 64
+
+
+def _frame_powers(x: np.ndarray, sample_rate: int):
+    """From the STFT of ``x[C, T]``, chunk by chunk (no whole-signal spectrogram in memory):
+    K-weighted power per frame summed over channels ``[frames]``, the channels' mean power
+    spectrum ``[frames, bins]``, each channel's energy ``[C]`` and ``Re sum(L conj(R))``."""
+    n_fft, hop, window, _, k_weight, _, _ = _setup(sample_rate)
+    if x.shape[-1] < n_fft:
+        x = np.pad(x, ((0, 0), (0, n_fft - x.shape[-1])))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[:, ::hop]  # [C, F, n_fft] view
+    n_ch, n_frames, n_bins = frames.shape[0], frames.shape[1], n_fft // 2 + 1
+    frame_ms = np.empty(n_frames, _F32)
+    mono_power = np.empty((n_frames, n_bins), _F32)
+    energy = np.zeros(n_ch, np.float64)
+    cross = 0.0
+    for start in range(0, n_frames, _CHUNK_FRAMES):
+        stop = min(n_frames, start + _CHUNK_FRAMES)
+        spec = real_fft(frames[:, start:stop] * window)  # [C, K, bins]
+        power = np.square(spec.real) + np.square(spec.imag)
+        frame_ms[start:stop] = (power.reshape(-1, n_bins) @ k_weight).reshape(n_ch, -1).sum(0)
+        np.mean(power, axis=0, out=mono_power[start:stop])
+        energy += power.sum(axis=(1, 2), dtype=np.float64)
+        if n_ch >= 2:
+            cross += float(np.vdot(spec[1].reshape(-1), spec[0].reshape(-1)).real)
+    channel_energy = energy.astype(_F32)
+    return frame_ms, mono_power, channel_energy, _F32(cross) if n_ch >= 2 else channel_energy[0]
+
+
 def features_array(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """Feature vector ``[N_FEATURES]`` float32 of one signal ``x[C, T]`` (C = 1 or 2), as
     :func:`automix.model.features.audio_features` computes it for one item."""
     x = np.asarray(x, dtype=_F32)
     n_fft, hop, _, freqs, k_weight, mel_fb, band = _setup(sample_rate)
-    spec = _spectrogram(x, sample_rate)
-    power = (np.square(spec.real) + np.square(spec.imag)).astype(_F32)  # [C, frames, bins]
-    # loudness (BS.1770-style gating) from K-weighted frame power, channels summed
-    frame_ms = (power @ k_weight).sum(0)  # [frames]
+    # the spectrogram's per-frame quantities: loudness (K-weighted frame power, channels summed),
+    # the channels' mean power spectrum, each channel's energy and the left/right cross energy
+    frame_ms, mono_power, channel_energy, cross = _frame_powers(x, sample_rate)
     per_block = max(1, round(BLOCK_MS * 1e-3 * sample_rate / hop))
     per_hop = max(1, round(BLOCK_HOP_MS * 1e-3 * sample_rate / hop))
     per_block = min(per_block, frame_ms.shape[-1])
@@ -196,7 +216,6 @@ def features_array(x: np.ndarray, sample_rate: int) -> np.ndarray:
     lra = np.sqrt(_gated_mean(np.square(block_lufs - mean_block), gate))
     active_fraction = _F32(active / _F32(gate.shape[-1]))
 
-    mono_power = power.mean(0)  # [frames, bins]
     frame_level = _F32(10.0) * _log10(mono_power.sum(-1) + _F32(EPS))
     peak_frame = frame_level.max()
     frame_w = (frame_level > max(peak_frame - _F32(60.0), _F32(-100.0))).astype(_F32)
@@ -213,13 +232,11 @@ def features_array(x: np.ndarray, sample_rate: int) -> np.ndarray:
     flatness_db = max(_F32(10.0) * _log10(_gated_mean(frame_flat, frame_w) + _F32(EPS)), _F32(-60.0))
 
     peak = max(x.max(), -x.min()) if x.size else _F32(0.0)
-    channel_energy = power.sum(axis=(-1, -2))  # [C]
     mean_square = channel_energy.mean() / _F32(0.375 * n_fft * x.shape[-1])
     rms = np.sqrt(mean_square / max(active_fraction, _F32(1e-3)))
     crest_db = min(max(_F32(20.0) * _log10((peak + _F32(EPS)) / (rms + _F32(EPS))), _F32(0.0)), _F32(40.0))
     if x.shape[0] >= 2:
         e_l, e_r = channel_energy[0], channel_energy[1]
-        cross = _F32(np.vdot(spec[1].reshape(-1), spec[0].reshape(-1)).real)
     else:
         e_l = e_r = cross = channel_energy[0]
     e_mid = _F32(0.25) * (e_l + e_r + _F32(2.0) * cross)
