@@ -4,12 +4,12 @@ Numba compiles a kernel the first time a process calls it and caches the machine
 disk; every later run loads it in milliseconds. The fused console strip (the render) takes
 about 7 s of CPU to compile, the loudness meter and the PCM writer a second or two more,
 and compiling is Python work that holds the GIL -- in the mixing process it would queue
-behind torch's import and the stem analysis, one after the other.
+behind the stem reading and analysis, one after the other.
 
 So when ``automix mix`` finds no cached console kernel, it starts ``python -m
 automix.precompile`` at once: a second process (no torch import: numpy arrays only) that
 compiles those kernels into the same cache on the other CPU core while the mixing process
-reads the stems, imports torch and analyses. The mix waits for it just before rendering
+reads and analyses the stems (a mix imports no torch either). The mix waits for it just before rendering
 (:func:`wait_for_helper`) and then loads the kernels from the cache. Warm runs start no
 helper (one index-file read decides). If the helper fails, the mix compiles for itself.
 

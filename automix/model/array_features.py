@@ -290,6 +290,7 @@ def audio_features_array(x: np.ndarray, sample_rate: int, workers: int | None = 
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = max(1, min(int(workers), len(items)))
+    _pocketfft_r2c()  # loaded once, here, not by two workers at a time
     with _one_blas_thread():
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
