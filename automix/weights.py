@@ -99,20 +99,25 @@ def read_weight_arrays(path: str | Path, what: str, hint: str = "") -> dict[str,
             byteorder = archive.read(order).decode().strip() if order in names else "little"
             with archive.open(pickles[0]) as handle:
                 payload = _ArrayUnpickler(handle, archive, prefix, byteorder).load()
-    except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc):
-            raise ModelError(
-                f"cannot read {what} weights {path}: refused, it holds Python objects besides weights, which "
-                f"could run code when loaded (automix loads plain weights only; use a {what} checkpoint "
-                "written by automix)") from None
-        raise ModelError(f"cannot read {what} weights {path}: the file is corrupt or truncated "
-                         f"({_first_line(exc)})") from None
-    except Exception as exc:  # corrupt archive, truncated download...
-        raise ModelError(f"cannot read {what} weights {path}: the file is corrupt, truncated or not a PyTorch "
-                         f"checkpoint ({_first_line(exc)})") from None
+    except Exception as exc:  # refused objects, corrupt archive, truncated download...
+        raise _unreadable(path, what, exc) from None
     if not isinstance(payload, dict):
         raise ModelError(f"{path} is not an automix {what} checkpoint")
     return payload
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> ModelError:
+    """The one-line error for a checkpoint that could not be read (either reader)."""
+    if isinstance(exc, pickle.UnpicklingError):
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            return ModelError(
+                f"cannot read {what} weights {path}: refused, it holds Python objects besides weights, which "
+                f"could run code when loaded (automix loads plain weights only; use a {what} checkpoint "
+                "written by automix)")
+        return ModelError(f"cannot read {what} weights {path}: the file is corrupt or truncated "
+                          f"({_first_line(exc)})")
+    return ModelError(f"cannot read {what} weights {path}: the file is corrupt, truncated or not a PyTorch "
+                      f"checkpoint ({_first_line(exc)})")
 
 
 def _to_arrays(value: Any) -> Any:
@@ -151,17 +156,8 @@ def read_weights(path: str | Path, what: str, hint: str = "") -> dict[str, Any]:
         raise ModelError(f"no {what} weights at {path}" + (f"; {hint}" if hint else ""))
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
-            raise ModelError(
-                f"cannot read {what} weights {path}: refused, it holds Python objects besides weights, which "
-                f"could run code when loaded (automix loads plain weights only; use a {what} checkpoint "
-                "written by automix)") from None
-        raise ModelError(f"cannot read {what} weights {path}: the file is corrupt or truncated "
-                         f"({_first_line(exc)})") from None
-    except Exception as exc:  # corrupt file, truncated download, not a torch file...
-        raise ModelError(f"cannot read {what} weights {path}: the file is corrupt, truncated or not a PyTorch "
-                         f"checkpoint ({_first_line(exc)})") from None
+    except Exception as exc:  # refused objects, corrupt file, truncated download, not a torch file...
+        raise _unreadable(path, what, exc) from None
     if not isinstance(payload, dict):
         raise ModelError(f"{path} is not an automix {what} checkpoint")
     return payload
