@@ -293,3 +293,18 @@ def test_two_identical_parts_of_one_role_leave_the_centre_in_opposite_directions
         fresh.spread_weight.zero_()
         unspread = fresh(stems, 24000, roles)[0, :, i]
     assert torch.equal(pans, unspread) and abs(float(pans[0] - pans[1])) < 1e-6
+
+
+def test_pans_are_the_heads_own_not_recentred_per_mix():
+    """Every stem's pan comes from its own head output (plus the pair spread): a mix is not shifted
+    so that its pans average zero (that moved the drums whenever a pair leaned one way)."""
+    torch.manual_seed(0)
+    model = MixModel(d_model=16, n_heads=2, n_layers=1, role_dim=4)
+    i = STRIP.index("pan")
+    with torch.no_grad():
+        model.head[-1].weight.zero_()
+        model.head[-1].bias[i] = torch.logit(torch.tensor(0.7))  # unit 0.7 = pan +0.4
+    stems = torch.randn(1, 3, 2, 24000) * 0.1
+    roles = torch.tensor([[0, 1, 2]])  # three different roles: no pair spread
+    pans = model(stems, 24000, roles)[0, :, i]
+    assert torch.allclose(pans, torch.full((3,), 0.4), atol=1e-5), pans
