@@ -1,8 +1,17 @@
 """DDP: two CPU processes under torchrun (gloo) train a few steps and stay identical;
-killed after a checkpoint and resumed, they end with the uninterrupted run's weights bit for bit."""
+killed after a checkpoint and resumed, they end with the uninterrupted run's weights bit for bit.
+
+The three torchrun jobs run from one copy of the code taken when the test starts
+(:func:`snapshot_code`): every job imports the package afresh, and run from the checkout
+an edit saved between two of them (the checkout is shared with people working on it)
+trains the resumed run on other code than the uninterrupted one. That, not the trainer, was
+issue 16's one unexplained failure: a model and loss edit (7812118) landed while the loop's
+19th iteration ran, and the resumed weights differed everywhere on both ranks.
+"""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,6 +31,9 @@ RANK_SCRIPT = textwrap.dedent('''
     from train.trainer import Trainer
 
     root, cache, run_dir = sys.argv[2:5]
+    import automix, train.trainer
+    print("code:", os.path.dirname(os.path.dirname(train.trainer.__file__)),
+          os.path.dirname(os.path.dirname(automix.__file__)), flush=True)
     die_at = int(os.environ.get("DIE_AT_STEP", "-1"))
     if die_at >= 0:  # both ranks stop at the start of that step, as a killed job would
         real_step = Trainer._train_step
@@ -42,19 +54,36 @@ RANK_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def torchrun(tmp_path: Path, root: Path, run_dir: Path, die_at: int = -1) -> subprocess.CompletedProcess:
+def snapshot_code(dest: Path) -> Path:
+    """Copy the code the jobs import (``automix``, ``train``, ``configs``, ``tests``) to ``dest``.
+
+    Source files only (no ``__pycache__``: Numba compiles the copy's kernels once, in the first job).
+    """
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("automix", "train", "configs", "tests"):
+        shutil.copytree(repo / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def torchrun(tmp_path: Path, code: Path, root: Path, run_dir: Path, die_at: int = -1) -> subprocess.CompletedProcess:
+    """Two ranks of RANK_SCRIPT, importing only from the snapshot ``code`` (checked from their output)."""
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent), DIE_AT_STEP=str(die_at))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{code}{os.pathsep}{code / 'tests'}",
+               DIE_AT_STEP=str(die_at))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(script), str(Path(__file__).parent), str(root), str(tmp_path / "cache"), str(run_dir)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+           str(script), str(code / "tests"), str(root), str(tmp_path / "cache"), str(run_dir)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    imported = [line for line in proc.stdout.splitlines() if line.startswith("code: ")]
+    assert imported == [f"code: {code} {code}"] * 2, (imported, proc.stdout[-2000:] + proc.stderr[-2000:])
+    return proc
 
 
 def test_two_cpu_processes_stay_identical_and_resume_exactly(busy_cores, tmp_path):
+    code = snapshot_code(tmp_path / "snapshot")  # all three jobs run this code, whatever the checkout does meanwhile
     root = write_dataset(tmp_path / "songs", n_songs=5, seconds=2.0)
     run_dir = tmp_path / "run"
-    proc = torchrun(tmp_path, root, run_dir)
+    proc = torchrun(tmp_path, code, root, run_dir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     import json
 
@@ -73,10 +102,10 @@ def test_two_cpu_processes_stay_identical_and_resume_exactly(busy_cores, tmp_pat
 
     # killed at the start of step 3 (the last checkpoint: step 2), then resumed
     killed = tmp_path / "killed"
-    proc = torchrun(tmp_path, root, killed, die_at=2)
+    proc = torchrun(tmp_path, code, root, killed, die_at=2)
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stdout + proc.stderr
     assert torch.load(killed / "last.pt", weights_only=True)["training"]["step"] == 2
-    proc = torchrun(tmp_path, root, killed)
+    proc = torchrun(tmp_path, code, root, killed)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for r in range(2):
         resumed = torch.load(killed / f"rank{r}.pt", weights_only=True)
