@@ -61,7 +61,9 @@ def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(busy_cores, s
     root, heldout, cache = songs
     # dropout: the global torch generator decides every step too (it is in the checkpoint)
     dropout = ["model.dropout=0.1"]
-    straight = run(compose(tiny_overrides(root, cache, tmp_path / "A") + dropout), tmp_path / "A")
+    # both configs read now: an edit saved to configs/ between the runs cannot make them differ
+    config_a, config_b = (compose(tiny_overrides(root, cache, tmp_path / d) + dropout) for d in "AB")
+    straight = run(config_a, tmp_path / "A")
     assert straight.step == 5
 
     # the same run, killed during its 4th step (last checkpoint: step 2, mid-epoch), then resumed
@@ -74,10 +76,10 @@ def test_train_kill_resume_matches_uninterrupted_run_and_evaluates(busy_cores, s
 
     monkeypatch.setattr(Trainer, "_train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        run(compose(tiny_overrides(root, cache, tmp_path / "B") + dropout), tmp_path / "B")
+        run(config_b, tmp_path / "B")
     assert torch.load(tmp_path / "B" / "last.pt", weights_only=True)["training"]["step"] == 2
     monkeypatch.setattr(Trainer, "_train_step", real_step)
-    resumed = run(compose(tiny_overrides(root, cache, tmp_path / "B") + dropout), tmp_path / "B")
+    resumed = run(config_b, tmp_path / "B")
     assert resumed.step == 5
     from hydra.utils import instantiate
 
