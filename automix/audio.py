@@ -373,6 +373,7 @@ def _read_part(blocks: Any, out: np.ndarray, start: int, stop: int | None) -> tu
     extremes = np.empty((channels, 2), dtype=np.int64 if integer else np.float64)
     extremes[:] = (np.iinfo(blocks.dtype).min, np.iinfo(blocks.dtype).max) if integer else (-math.inf, math.inf)
     pos = start
+    compiled = None
     while stop is None or pos < stop:
         flat, n = blocks.read(_READ_BLOCK if stop is None else stop - pos)
         if n == 0:
@@ -380,14 +381,59 @@ def _read_part(blocks: Any, out: np.ndarray, start: int, stop: int | None) -> tu
         if pos + n > out.shape[1]:  # the header under-reported the length
             out = np.concatenate([out, np.empty((channels, pos + n - out.shape[1] + out.shape[1] // 8 + 1),
                                                 dtype=np.float32)], axis=1)
-        if flat.dtype == np.uint8:
-            pcm24_block_to_planar(flat, channels, n, out, pos, extremes, scale)
-        elif integer:
-            int_block_to_planar(flat, channels, n, out, pos, extremes, scale)
+        kernel = pcm24_block_to_planar if flat.dtype == np.uint8 else int_block_to_planar if integer \
+            else float_block_to_planar
+        args = (flat, channels, n, out, pos, extremes) + ((scale,) if integer else ())
+        if compiled is None:
+            from automix.precompile import ready
+
+            compiled = ready(kernel, *args)  # False: a first run (automix.precompile), nothing compiled yet
+        if compiled:
+            kernel(*args)
         else:
-            float_block_to_planar(flat, channels, n, out, pos, extremes)
+            _block_to_planar_numpy(*args)
         pos += n
     return out, pos, extremes
+
+
+def _block_to_planar_numpy(flat: np.ndarray, channels: int, frames: int, out: np.ndarray, pos: int,
+                           extremes: np.ndarray, scale: float | None = None) -> None:
+    """What the block decoders of :mod:`automix.audio_kernels` do (same samples, same extremes),
+    in numpy: a first run's path while they are not compiled yet (:mod:`automix.precompile`)."""
+    from automix.audio_kernels import _EXPONENT_MASK, _FLOOR_EXPONENT_BITS
+
+    if flat.dtype == np.uint8:  # 24-bit little-endian bytes -> codes left-justified in 32 bits
+        b = flat[: 3 * frames * channels].reshape(-1, 3)
+        codes = ((b[:, 0].astype(np.uint32) << 8) | (b[:, 1].astype(np.uint32) << 16)
+                 | (b[:, 2].astype(np.uint32) << 24)).view(np.int32)
+        frames_view = codes.reshape(frames, channels)
+    else:
+        frames_view = flat[: frames * channels].reshape(frames, channels)
+    block = []
+    for c in range(channels):
+        column = frames_view[:, c]
+        row = out[c, pos: pos + frames]
+        if scale is not None:  # integer codes: float32(code) * scale, the running extremes in codes
+            np.multiply(column, np.float32(scale), out=row, dtype=np.float32, casting="unsafe")
+            if frames:
+                extremes[c, 0] = max(int(extremes[c, 0]), int(column.max()))
+                extremes[c, 1] = min(int(extremes[c, 1]), int(column.min()))
+            continue
+        row[...] = column  # floats: below FLOAT_FLOOR (decided on the bits) read as 0
+        row[(column.view(np.int32) & _EXPONENT_MASK) < _FLOOR_EXPONENT_BITS] = 0.0
+        if frames:
+            block.append((float(row.max()), float(row.min())))
+    if scale is not None or not frames:
+        return
+    nan = [hi != hi or lo != lo for hi, lo in block]
+    if channels == 2 and any(nan):  # the stereo kernel: a NaN in the block makes all four NaN
+        nan = [True, True]
+    for c, ((hi, lo), bad) in enumerate(zip(block, nan)):
+        if bad:
+            extremes[c] = np.nan
+        else:  # an earlier NaN stays (comparisons with NaN are false)
+            extremes[c, 0] = hi if hi > extremes[c, 0] else extremes[c, 0]
+            extremes[c, 1] = lo if lo < extremes[c, 1] else extremes[c, 1]
 
 
 def downmix_to_stereo(samples: np.ndarray) -> np.ndarray:
@@ -659,10 +705,14 @@ def interleaved_codes(samples: np.ndarray, bits: int, dither: bool,
         codes, clipped = quantize(samples, bits, dither=True, rng=rng)
         return np.ascontiguousarray(codes.T), clipped
     from automix.audio_kernels import quantize_interleaved
+    from automix.precompile import ready
 
     x = samples if samples.dtype in (np.float32, np.float64) else samples.astype(np.float64)
     codes = np.empty((x.shape[-1], x.shape[0]), dtype=np.int32)
     frames = x.shape[-1]
+    if not ready(quantize_interleaved, x, int(bits), codes, 0, frames):  # a first run: numpy, same codes
+        codes, clipped = quantize(x, bits, dither=False)
+        return np.ascontiguousarray(codes.T), clipped
     parts = min(usable_cpus(), frames // _SPLIT_MIN_FRAMES)
     if parts <= 1:
         return codes, int(quantize_interleaved(x, int(bits), codes, 0, frames))

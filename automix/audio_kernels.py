@@ -196,10 +196,13 @@ def warm_up() -> None:
     calls those (``np.dot`` and ``np.linalg`` in jitted code import it themselves when
     compiled). :func:`without_blas_probe` skips that import for this one call.
     """
-    out = np.zeros((2, 1), dtype=np.float32)
-    extremes = np.zeros((2, 2), dtype=np.int64)
+    from automix.precompile import ready
+
+    args = (np.zeros(6, dtype=np.uint8), 2, 1, np.zeros((2, 1), dtype=np.float32), 0,
+            np.zeros((2, 2), dtype=np.int64), 2.0**-31)
     with without_blas_probe():
-        pcm24_block_to_planar(np.zeros(6, dtype=np.uint8), 2, 1, out, 0, extremes, 2.0**-31)
+        if ready(pcm24_block_to_planar, *args):  # a first run (automix.precompile): started, not compiled
+            pcm24_block_to_planar(*args)
 
 
 #: The module numba's start-up imports to probe for a BLAS (numba.np.linalg.ensure_blas).

@@ -210,9 +210,28 @@ def _warmup_hops(sample_rate: int, hop: int) -> int:
 def _add_hop_energies(x: np.ndarray, sample_rate: int, hop: int, out: np.ndarray, weights: np.ndarray) -> None:
     """``out[h] +=`` channel-weighted K-weighted energy of hop ``h`` of ``x`` (``weights`` per row)."""
     from automix.loudness_kernels import k_weighted_hop_energies
+    from automix.precompile import ready
 
-    if out.size:
-        k_weighted_hop_energies(x, k_weighting_sos(sample_rate), weights, hop, out, _warmup_hops(sample_rate, hop))
+    if not out.size:
+        return
+    sos, warmup = k_weighting_sos(sample_rate), _warmup_hops(sample_rate, hop)
+    if ready(k_weighted_hop_energies, x, sos, weights, hop, out, warmup):
+        k_weighted_hop_energies(x, sos, weights, hop, out, warmup)
+        return
+    # a first run (automix.precompile), the kernel not compiled yet: scipy's C sosfilt, the
+    # plain recursion (the kernel's split runs agree with it to float64 rounding)
+    from automix.dsp.strip_uncompiled import sosfilt_inplace
+
+    hops_per_pass = max(1, (1 << 16) // hop)
+    for c in range(x.shape[0]):
+        zi = np.zeros((1, sos.shape[0], 2))
+        for h0 in range(0, out.size, hops_per_pass):
+            h1 = min(out.size, h0 + hops_per_pass)
+            y = x[c: c + 1, h0 * hop: h1 * hop].astype(np.float64)
+            sosfilt_inplace(sos, y, zi)
+            zi[np.abs(zi) < 1e-20] = 0.0  # no float64 subnormals in a silent stretch (~100x slower)
+            np.square(y, out=y)
+            out[h0:h1] += weights[c] * y.reshape(h1 - h0, hop).sum(axis=1)
 
 
 def _levels_from_tally(x: np.ndarray, tally: np.ndarray, start: int, peak: float | None) -> _Sums:

@@ -468,9 +468,7 @@ def render(stems: Stems, values, *, keep_stems: bool = False,
     processed : Tensor or array ``[S, 2, T]`` float32, or None
     """
     from automix.dsp.console import BlockRenderer
-    from automix.precompile import wait_for_helper
 
-    wait_for_helper()  # a first run's kernels, compiled by `automix mix`'s helper process
     STRIP.validate(values)
     if values.shape[0] != stems.num_stems:
         raise SettingsError(f"{values.shape[0]} sets of settings for {stems.num_stems} stems")

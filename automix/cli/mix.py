@@ -60,4 +60,7 @@ def run(args: argparse.Namespace) -> int:
                         session_out=args.session, plot_out=args.plot,
                         progress=not args.quiet and sys.stderr.isatty())
     print_report(report, args.quiet)
+    from automix.precompile import compile_in_background
+
+    compile_in_background()  # a first run: the kernels it did without compile for the next
     return 0

@@ -51,10 +51,10 @@ def read_stems_while_importing(stems, sample_rate: int | None):
     from automix.audio_kernels import warm_up
     from automix.stems_reader import read_stems
 
-    warm_up()
-    from automix.precompile import start_helper_if_cold
+    from automix.precompile import enable_first_run
 
-    start_helper_if_cold()  # AUTOMIX_PRECOMPILE=1, first run: the late kernels compile in another process
+    enable_first_run()  # a first run mixes without compiling (see automix.precompile)
+    warm_up()
 
     box: dict = {}
 

@@ -429,6 +429,13 @@ def channel_strip(x, coef, comp, sat, out_gain, sos_state, comp_state, y) -> Non
     the same; unlike a ``prange`` this never starts Numba's OpenMP pool, which resets
     torch's thread count (see :func:`pin_threads`).
     """
+    from automix.precompile import ready
+
+    if not ready(_strip_groups, x, coef, comp, sat, out_gain, sos_state, comp_state, y, 0, 1):
+        from automix.dsp.strip_uncompiled import channel_strip_uncompiled
+
+        channel_strip_uncompiled(x, coef, comp, sat, out_gain, sos_state, comp_state, y)  # a first run
+        return
     n_groups = (x.shape[0] * x.shape[1] + LANES - 1) // LANES
     workers = min(_usable_cpus(), n_groups)
     if workers <= 1 or x.shape[-1] * n_groups < _THREADS_MIN_WORK:
