@@ -74,7 +74,7 @@ def ready(kernel, *args) -> bool:
             argtypes, _ = sigutils.normalize_signature(sig)
             if kernel.overloads.get(tuple(argtypes)) is not None:
                 return True
-            cres = kernel._cache.load_overload(sig, kernel.targetctx)
+            cres = _load_cached(kernel, sig)
             if cres is None:
                 MISSED.add(f"{kernel.py_func.__module__}.{kernel.py_func.__qualname__}")
                 return False
@@ -85,6 +85,26 @@ def ready(kernel, *args) -> bool:
             return True
     except Exception:  # noqa: BLE001 - another numba: compile as usual
         return True
+
+
+def _load_cached(kernel, sig):
+    """``kernel``'s compiled code for ``sig`` from Numba's cache (its CompileResult), or None.
+
+    What ``kernel._cache.load_overload`` does, without first refreshing Numba's target context:
+    that refresh imports and installs every typing and lowering registry Numba has (numpy
+    support, typed containers, random, ...), about 0.2 s of CPU a process pays before its first
+    kernel, which only compiling needs -- loading machine code from the cache needs Numba's
+    runtime (initialised here) and the code generator. A compile later in the process (a
+    kernel not in the cache) refreshes the context itself.
+    """
+    from numba.core.runtime import rtsys
+
+    ctx = kernel.targetctx
+    rtsys.initialize(ctx)  # the runtime (NRT) the cached code links against
+    cache = kernel._cache
+    with cache._guard_against_spurious_io_errors():
+        return cache._load_overload(sig, ctx)
+    return None  # the guard swallowed an I/O error
 
 
 def _cache_folder() -> Path | None:
