@@ -1,7 +1,7 @@
 """DDP: two CPU processes under torchrun (gloo) train a few steps and stay identical;
 killed after a checkpoint and resumed, they end with the uninterrupted run's weights bit for bit.
 
-The three torchrun jobs run from one copy of the code taken when the test starts
+The torchrun jobs run from one copy of the code taken when the test starts
 (:func:`snapshot_code`): every job imports the package afresh, and run from the checkout
 an edit saved between two of them (the checkout is shared with people working on it)
 trains the resumed run on other code than the uninterrupted one. That, not the trainer, was
@@ -44,7 +44,21 @@ RANK_SCRIPT = textwrap.dedent('''
             return real_step(self, *args, **kwargs)
 
         Trainer._train_step = dying_step
-    trainer = run(compose(tiny_overrides(root, cache, run_dir, max_steps=3)), run_dir)
+    term_at = int(os.environ.get("TERM_AT_SAVE", "-1"))
+    if term_at >= 0 and os.environ["RANK"] == "0":  # SIGTERM while rank 0 writes that step's last.pt
+        import signal
+        import train.checkpoint
+        real_save = train.checkpoint.save_checkpoint
+
+        def interrupted_save(path, model, info):
+            real_save(path, model, info)  # the temporary file holds the weights, not yet the resume state
+            if info["step"] == term_at and os.path.basename(path).startswith(".last.pt."):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        train.checkpoint.save_checkpoint = interrupted_save
+    from automix.interrupts import stop_on_signals
+    with stop_on_signals():  # SIGTERM raises, as under automix-train
+        trainer = run(compose(tiny_overrides(root, cache, run_dir, max_steps=3)), run_dir)
     rank = int(os.environ["RANK"])
     torch.save(trainer.model.state_dict(), os.path.join(run_dir, f"rank{rank}.pt"))
     trainer.sampler.set_epoch(0)
@@ -57,20 +71,24 @@ RANK_SCRIPT = textwrap.dedent('''
 def snapshot_code(dest: Path) -> Path:
     """Copy the code the jobs import (``automix``, ``train``, ``configs``, ``tests``) to ``dest``.
 
-    Source files only (no ``__pycache__``: Numba compiles the copy's kernels once, in the first job).
+    Numba's cached kernels come along (they are keyed by their source file's time stamp and size,
+    which the copy keeps: an up-to-date cache saves the first job ~25 s of compiling); bytecode and
+    files being written (``*.tmp.*``, ``*.pyc.*``) do not.
     """
     repo = Path(__file__).resolve().parents[1]
+    skip = shutil.ignore_patterns("*.pyc", "*.pyc.*", "*.tmp.*", "*.tmp")
     for name in ("automix", "train", "configs", "tests"):
-        shutil.copytree(repo / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(repo / name, dest / name, ignore=skip)
     return dest
 
 
-def torchrun(tmp_path: Path, code: Path, root: Path, run_dir: Path, die_at: int = -1) -> subprocess.CompletedProcess:
+def torchrun(tmp_path: Path, code: Path, root: Path, run_dir: Path, die_at: int = -1,
+             term_at: int = -1) -> subprocess.CompletedProcess:
     """Two ranks of RANK_SCRIPT, importing only from the snapshot ``code`` (checked from their output)."""
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{code}{os.pathsep}{code / 'tests'}",
-               DIE_AT_STEP=str(die_at))
+               DIE_AT_STEP=str(die_at), TERM_AT_SAVE=str(term_at))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(script), str(code / "tests"), str(root), str(tmp_path / "cache"), str(run_dir)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -80,7 +98,7 @@ def torchrun(tmp_path: Path, code: Path, root: Path, run_dir: Path, die_at: int 
 
 
 def test_two_cpu_processes_stay_identical_and_resume_exactly(busy_cores, tmp_path):
-    code = snapshot_code(tmp_path / "snapshot")  # all three jobs run this code, whatever the checkout does meanwhile
+    code = snapshot_code(tmp_path / "snapshot")  # every job runs this code, whatever the checkout does meanwhile
     root = write_dataset(tmp_path / "songs", n_songs=5, seconds=2.0)
     run_dir = tmp_path / "run"
     proc = torchrun(tmp_path, code, root, run_dir)
@@ -105,9 +123,17 @@ def test_two_cpu_processes_stay_identical_and_resume_exactly(busy_cores, tmp_pat
     proc = torchrun(tmp_path, code, root, killed, die_at=2)
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stdout + proc.stderr
     assert torch.load(killed / "last.pt", weights_only=True)["training"]["step"] == 2
+    # resumed, then stopped by SIGTERM while rank 0 writes the step-3 checkpoint (the other rank waits
+    # in the last barrier): the step-2 one stays whole and no temporary file is left
+    proc = torchrun(tmp_path, code, root, killed, term_at=3)
+    assert proc.returncode != 0 and "Interrupted" in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    assert torch.load(killed / "last.pt", weights_only=True)["training"]["step"] == 2
+    assert not list(killed.glob(".*")) and not list(killed.glob("*.tmp"))
+    # resumed again: the uninterrupted run's weights
     proc = torchrun(tmp_path, code, root, killed)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for r in range(2):
         resumed = torch.load(killed / f"rank{r}.pt", weights_only=True)
         different = [name for name in a if not torch.equal(resumed[name], a[name])]
         assert not different, (r, different)
+
