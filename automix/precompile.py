@@ -67,8 +67,11 @@ def ready(kernel, *args) -> bool:
         return True
     try:
         from numba.core import sigutils
+        from numba.core.caching import NullCache
         from numba.core.compiler_lock import global_compiler_lock
 
+        if isinstance(kernel._cache, NullCache):  # nothing would be cached: no point in waiting for it
+            return True
         sig = tuple(kernel.typeof_pyval(a) for a in args)
         with global_compiler_lock:
             argtypes, _ = sigutils.normalize_signature(sig)
@@ -142,9 +145,14 @@ def running_pid(folder: Path) -> int | None:
             return -1  # just created: its starter is about to write the pid
     except (OSError, ValueError):
         return None
+    if pid > 0 and os.name == "nt":  # os.kill would end it there: trust a recent file
+        try:
+            return pid if time.time() - path.stat().st_mtime < 600.0 else None
+        except OSError:
+            return None
     if pid > 0:
         try:
-            os.kill(pid, 0)
+            os.kill(pid, 0)  # signal 0: only asks whether it exists
             return pid
         except ProcessLookupError:
             pass
@@ -262,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if background:
         try:
             os.nice(19)
-        except OSError:
+        except (AttributeError, OSError):  # no nice on this platform
             pass
     t0, c0 = time.perf_counter(), time.process_time()
     ok = False

@@ -38,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from automix.errors import OutputExistsError
     from automix.mixing import mix
     from automix.outputs import check_output_folder
+    from automix.precompile import compile_in_background, enable_first_run
     from automix.settings_io import load_settings
 
+    enable_first_run()  # a first run renders without compiling (see automix.precompile)
     settings = load_settings(args.settings)  # validate before reading any audio
     if Path(args.output).exists() and not args.overwrite:
         raise OutputExistsError(f"{args.output} already exists; pass --overwrite to replace it")
@@ -49,4 +51,5 @@ def run(args: argparse.Namespace) -> int:
                  subtype=SUBTYPES[args.bit_depth], overwrite=args.overwrite, master=master_options(args),
                  session_out=args.session, plot_out=args.plot, progress=not args.quiet and sys.stderr.isatty())
     print_report(report, args.quiet)
+    compile_in_background()  # a first run: the kernels it did without compile for the next
     return 0
