@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from automix.dsp.params import STRIP, ParamTable
-from automix.evaluation import kweighted_loudness_db
+from automix.signal_statistics import SignalStatistics, balance_from_energy_db, signal_statistics
 
 
 @dataclass
@@ -113,10 +113,16 @@ def memo(pred: MixPrediction, key: tuple, compute: Callable[[], Tensor], *, targ
     return pred.cache[key]
 
 
+def statistics(pred: MixPrediction, which: str) -> SignalStatistics:
+    """:class:`~automix.signal_statistics.SignalStatistics` of ``pred.<which>`` (``stems``, ``mix``,
+    ``target_stems`` or ``target_mix``), computed once per prediction (targets without autograd)."""
+    return memo(pred, ("statistics", which), lambda: signal_statistics(getattr(pred, which), pred.sample_rate),
+                target=which.startswith("target"))
+
+
 def target_stem_loudness(pred: MixPrediction) -> Tensor:
     """K-weighted loudness (LUFS, ungated) of every target stem (B, S), computed once per prediction."""
-    return memo(pred, ("target_stem_lufs",), lambda: kweighted_loudness_db(pred.target_stems, pred.sample_rate),
-                target=True)
+    return statistics(pred, "target_stems").loudness_lufs()
 
 
 def audible_target_stems(pred: MixPrediction, silence_lufs: float) -> Tensor:
@@ -252,13 +258,12 @@ class LoudnessLoss(nn.Module):
         self.relative = bool(relative)
 
     def forward(self, pred: MixPrediction) -> Tensor:
-        sr = pred.sample_rate
-        ref_mix = memo(pred, ("target_mix_lufs",), lambda: kweighted_loudness_db(pred.target_mix, sr), target=True)
-        est_mix = memo(pred, ("mix_lufs",), lambda: kweighted_loudness_db(pred.mix, sr))
+        ref_mix = statistics(pred, "target_mix").loudness_lufs()
+        est_mix = statistics(pred, "mix").loudness_lufs()
         loss = self.mix_weight * (est_mix - ref_mix).abs().mean()
         if self.stem_weight and pred.target_stems is not None:
             ref = target_stem_loudness(pred)
-            est = memo(pred, ("stem_lufs",), lambda: kweighted_loudness_db(pred.stems, sr))
+            est = statistics(pred, "stems").loudness_lufs()
             valid = audible_target_stems(pred, self.silence_lufs)
             if self.relative:
                 ref, est = ref - ref_mix[:, None], est - est_mix[:, None]
@@ -274,9 +279,7 @@ def channel_balance_db(x: Tensor, limit_db: float = 24.0, eps: float = 1e-8) -> 
     Positive = louder on the left. Clamped (smoothly, by ``tanh``) to +/-``limit_db`` so a
     hard-panned or silent channel gives a finite value and gradient.
     """
-    energy = x.float().square().mean(-1) + eps
-    ratio = 10.0 * (torch.log10(energy[..., 0]) - torch.log10(energy[..., 1]))
-    return limit_db * torch.tanh(ratio / limit_db)
+    return balance_from_energy_db(x.float().square().mean(-1), limit_db, eps)
 
 
 class StereoBalanceLoss(nn.Module):
@@ -317,13 +320,12 @@ class StereoBalanceLoss(nn.Module):
         if pred.target_stems is None or pred.stems.shape[2] != 2:
             return pred.mix.new_zeros(())
         limit = self.limit_db
-        ref = memo(pred, ("target_stem_balance", limit), lambda: channel_balance_db(pred.target_stems, limit), target=True)
-        est = channel_balance_db(pred.stems, limit)
+        ref = statistics(pred, "target_stems").balance_db(limit)
+        est = statistics(pred, "stems").balance_db(limit)
         valid = audible_target_stems(pred, self.silence_lufs).float()
         count = valid.sum(-1).clamp_min(1)
-        est_mix = channel_balance_db(pred.mix, limit)
-        ref_mix = memo(pred, ("target_mix_balance", limit), lambda: channel_balance_db(pred.target_mix, limit),
-                       target=True)
+        est_mix = statistics(pred, "mix").balance_db(limit)
+        ref_mix = statistics(pred, "target_mix").balance_db(limit)
         # width from effects, off-centre: only falling short of the target's side counts (centred
         # stems keep their centre: a pan is a direction, and the real stem had none)
         one_sided = None if pred.width_from_effects is None else \
@@ -472,22 +474,12 @@ def crest_factor_db(x: Tensor, sample_rate: int | None = None, block_ms: float =
     within ``gate_db`` of its loudest block (how peaky each note and hit is, as
     :func:`automix.mix_metrics.crest_distance_db` measures it); without, of the whole signal.
     """
-    x = x.float()
     if sample_rate is None:
+        x = x.float()
         peak, mean_square = x.abs().amax((-2, -1)), x.square().mean((-2, -1))
         # no sqrt: its gradient is infinite for a silent stem
         return 20.0 * torch.log10(peak + eps) - 10.0 * torch.log10(mean_square + eps * eps)
-    block = max(1, int(round(block_ms * 1e-3 * sample_rate)))
-    n = x.shape[-1] // block
-    if n < 1:
-        return crest_factor_db(x)
-    blocks = x[..., : n * block].unflatten(-1, (n, block))  # (..., C, n, block)
-    peak = blocks.abs().amax(-1).amax(-2)  # (..., n)
-    mean_square = blocks.square().mean(-1).mean(-2)
-    level = 10.0 * torch.log10(mean_square + eps * eps)
-    crest = 20.0 * torch.log10(peak + eps) - level
-    keep = (level > level.amax(-1, keepdim=True) + gate_db).float()
-    return (crest * keep).sum(-1) / keep.sum(-1).clamp_min(1)
+    return signal_statistics(x, sample_rate, block_ms).crest_db(gate_db, eps)
 
 
 class DynamicsLoss(nn.Module):
@@ -513,8 +505,8 @@ class DynamicsLoss(nn.Module):
         loss = self.spread_weight * (loudness_spread_db(pred.mix, sr) - ref_spread).abs().mean()
         if self.crest_weight and pred.target_stems is not None:
             valid = audible_target_stems(pred, self.silence_lufs).float()
-            ref_crest = memo(pred, ("target_stem_crest",), lambda: crest_factor_db(pred.target_stems, sr), target=True)
-            error = (crest_factor_db(pred.stems, sr) - ref_crest).abs()
+            ref_crest = statistics(pred, "target_stems").crest_db()
+            error = (statistics(pred, "stems").crest_db() - ref_crest).abs()
             loss = loss + self.crest_weight * (error * valid).sum() / valid.sum().clamp_min(1)
         return loss
 

@@ -239,3 +239,111 @@ def compressor_backward(x, params, grad_y, grad_x, grad_params):  # pragma: no c
         grad_params[i, 3] = g_makeup
         grad_params[i, 4] = g_aa
         grad_params[i, 5] = g_ar
+
+
+# ----------------------------------------------------------------------------- loss statistics
+@njit(cache=True, inline="always")
+def _two_sections(v, c, z):  # pragma: no cover - compiled
+    """One sample through two biquads ``c`` (10,) = (b0, b1, b2, a1, a2) x 2, transposed direct form II.
+
+    ``z`` (4,) is the state, updated in place.
+    """
+    y = c[0] * v + z[0]
+    z[0] = c[1] * v - c[3] * y + z[1]
+    z[1] = c[2] * v - c[4] * y
+    w = c[5] * y + z[2]
+    z[2] = c[6] * y - c[8] * w + z[3]
+    z[3] = c[7] * y - c[9] * w
+    return w
+
+
+@njit(parallel=True, cache=_CACHE)
+def signal_statistics_forward(x, coef, block, energy, k_energy, peak, mean_square, argmax):  # pragma: no cover
+    """Per-row statistics the mix losses read, in one pass over rows ``x`` (N, C, T).
+
+    * ``energy`` (N, C): mean square of every channel;
+    * ``k_energy`` (N, C): mean square of every channel through the two biquads ``coef`` (10,)
+      (``b0, b1, b2, a1, a2`` of each, ``a0 = 1``: the K-weighting), causal, from rest;
+    * ``peak``, ``mean_square`` (N, nb): over both channels, the sample peak and mean square of
+      each whole ``block`` of samples (``nb = T // block``; the tail is left out);
+    * ``argmax`` (N, nb): flat index ``c * T + t`` of each block's peak (first in channel, then
+      time order), for the backward.
+
+    Float64 inside; each row serially in sample order (deterministic).
+    """
+    n_rows, n_ch, n_samples = x.shape
+    n_blocks = peak.shape[1]
+    for i in prange(n_rows):
+        z = np.zeros(4)
+        for b in range(n_blocks):
+            peak[i, b] = -1.0
+            mean_square[i, b] = 0.0
+            argmax[i, b] = 0
+        for c in range(n_ch):
+            z[:] = 0.0
+            e = 0.0
+            ke = 0.0
+            for b in range(n_blocks + 1):
+                lo = b * block
+                hi = n_samples if b == n_blocks else lo + block
+                be = 0.0
+                top = -1.0
+                where = 0
+                for t in range(lo, hi):
+                    v = np.float64(x[i, c, t])
+                    be += v * v
+                    y = _two_sections(v, coef, z)
+                    ke += y * y
+                    a = abs(v)
+                    if a > top:
+                        top = a
+                        where = t
+                e += be
+                if b < n_blocks:
+                    mean_square[i, b] += be
+                    if top > peak[i, b]:
+                        peak[i, b] = top
+                        argmax[i, b] = c * n_samples + where
+            energy[i, c] = e / n_samples
+            k_energy[i, c] = ke / n_samples
+        for b in range(n_blocks):
+            mean_square[i, b] /= n_ch * block
+
+
+@njit(parallel=True, cache=_CACHE)
+def signal_statistics_backward(x, coef, block, g_energy, g_k_energy, g_peak, g_mean_square, argmax,
+                               grad_x):  # pragma: no cover - compiled
+    """Adjoint of :func:`signal_statistics_forward`: ``grad_x`` (N, C, T) from the statistics' gradients.
+
+    The filtered energy's adjoint runs the same (LTI, so commuting) sections backward in time
+    over ``2 y g / T``; the filtered signal ``y`` is recomputed per row. A block's peak passes its
+    gradient to the one sample that set it (times that sample's sign).
+    """
+    n_rows, n_ch, n_samples = x.shape
+    n_blocks = g_peak.shape[1]
+    for i in prange(n_rows):
+        z = np.zeros(4)
+        filtered = np.empty(n_samples)
+        for c in range(n_ch):
+            ge = 2.0 * g_energy[i, c] / n_samples
+            gk = 2.0 * g_k_energy[i, c] / n_samples
+            z[:] = 0.0
+            for t in range(n_samples):
+                filtered[t] = _two_sections(np.float64(x[i, c, t]), coef, z) * gk
+            z[:] = 0.0
+            for b in range(n_blocks, -1, -1):
+                lo = b * block
+                hi = n_samples if b == n_blocks else lo + block
+                gb = ge
+                if b < n_blocks:
+                    gb += 2.0 * g_mean_square[i, b] / (n_ch * block)
+                for t in range(hi - 1, lo - 1, -1):
+                    grad_x[i, c, t] = gb * np.float64(x[i, c, t]) + _two_sections(filtered[t], coef, z)
+        for b in range(n_blocks):
+            k = argmax[i, b]
+            c, t = k // n_samples, k % n_samples
+            v = x[i, c, t]
+            if v > 0:
+                grad_x[i, c, t] += g_peak[i, b]
+            elif v < 0:
+                grad_x[i, c, t] -= g_peak[i, b]
