@@ -32,8 +32,9 @@ RANK_SCRIPT = textwrap.dedent('''
 
     root, cache, run_dir = sys.argv[2:5]
     import automix, train.trainer
-    print("code:", os.path.dirname(os.path.dirname(train.trainer.__file__)),
-          os.path.dirname(os.path.dirname(automix.__file__)), flush=True)
+    with open(os.environ["IMPORT_REPORT"] + ".rank" + os.environ["RANK"], "w") as f:  # where the code came from
+        f.write(os.path.dirname(os.path.dirname(train.trainer.__file__)) + " "
+                + os.path.dirname(os.path.dirname(automix.__file__)))
     die_at = int(os.environ.get("DIE_AT_STEP", "-1"))
     if die_at >= 0:  # both ranks stop at the start of that step, as a killed job would
         real_step = Trainer._train_step
@@ -84,16 +85,18 @@ def snapshot_code(dest: Path) -> Path:
 
 def torchrun(tmp_path: Path, code: Path, root: Path, run_dir: Path, die_at: int = -1,
              term_at: int = -1) -> subprocess.CompletedProcess:
-    """Two ranks of RANK_SCRIPT, importing only from the snapshot ``code`` (checked from their output)."""
+    """Two ranks of RANK_SCRIPT, importing only from the snapshot ``code`` (each rank reports it in a file)."""
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
+    report = tmp_path / f"imported-{len(list(tmp_path.glob('imported-*.rank0')))}"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{code}{os.pathsep}{code / 'tests'}",
-               DIE_AT_STEP=str(die_at), TERM_AT_SAVE=str(term_at))
+               DIE_AT_STEP=str(die_at), TERM_AT_SAVE=str(term_at), IMPORT_REPORT=str(report))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(script), str(code / "tests"), str(root), str(tmp_path / "cache"), str(run_dir)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    imported = [line for line in proc.stdout.splitlines() if line.startswith("code: ")]
-    assert imported == [f"code: {code} {code}"] * 2, (imported, proc.stdout[-2000:] + proc.stderr[-2000:])
+    imported = [Path(f"{report}.rank{r}").read_text() if Path(f"{report}.rank{r}").exists() else None
+                for r in range(2)]
+    assert imported == [f"{code} {code}"] * 2, (imported, proc.stdout[-2000:] + proc.stderr[-2000:])
     return proc
 
 
