@@ -68,8 +68,11 @@ def sosfilt_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
 def channel_strip_uncompiled(x, coef, comp, sat, out_gain, sos_state, comp_state, y) -> None:
     """:func:`automix.dsp.kernels.channel_strip` (same arguments, same results to float64
     rounding) without compiling it."""
-    from automix.dsp.kernels import _usable_cpus
+    from automix.audio_kernels import without_blas_probe
+    from automix.dsp.kernels import _smooth_chunk, _usable_cpus
 
+    with without_blas_probe():  # compiled (or loaded) once, here, before the threads; without
+        _smooth_chunk(np.zeros(1), 1, 0.5, 0.5, 0.0)  # the scipy.linalg import of Numba's BLAS probe
     n_stems = x.shape[0]
     workers = min(_usable_cpus(), n_stems, 2)
     if workers <= 1 or x.shape[-1] < CHUNK:
@@ -126,18 +129,25 @@ def _stem(x, coef, comp, sat, out_gain, sos_state, comp_state, y, s: int) -> Non
                 gain += 1e-10  # LEVEL_FLOOR
                 np.log(gain, out=gain)
                 gain *= _DB_PER_NEPER_POWER
-                gain -= threshold_db  # over
-                # soft knee: slope (over + knee/2)^2 / (2 knee) inside it, slope * over above
-                np.add(gain, 0.5 * knee, out=t)
-                np.multiply(t, t, out=t)
-                t *= slope / (2.0 * knee)
-                t[2.0 * gain <= -knee] = 0.0
-                above = 2.0 * gain >= knee
-                np.multiply(gain, slope, out=gain, where=above)
-                np.copyto(gain, t, where=~above)
-            g = float(_smooth_chunk(gain, n, alpha_attack, alpha_release, g))
-            if abs(g) < STATE_FLOOR:
-                g = 0.0
+                gain -= threshold_db  # over (dB above the threshold)
+                if 2.0 * float(gain.max()) <= -knee:  # below the knee throughout: no gain reduction
+                    gain[...] = 0.0
+                else:  # slope (over + knee/2)^2 / (2 knee) inside the knee, slope * over above it
+                    np.add(gain, 0.5 * knee, out=t)
+                    np.clip(t, 0.0, knee, out=t)
+                    np.square(t, out=t)
+                    t *= slope / (2.0 * knee)
+                    gain -= 0.5 * knee
+                    np.maximum(gain, 0.0, out=gain)
+                    gain *= slope
+                    gain += t
+            if g == 0.0 and not gain.any():  # at rest and kept there: the smoother stays at 0 dB
+                gain = None
+                at_rest = True
+            else:
+                g = float(_smooth_chunk(gain, n, alpha_attack, alpha_release, g))
+                if abs(g) < STATE_FLOOR:
+                    g = 0.0
         if not (mix == 0.0 and at_rest and makeup_db == 0.0):
             if gain is None:
                 lin = np.exp(_NEPER_PER_DB_AMPLITUDE * makeup_db)
