@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from automix.errors import OutputExistsError
     from automix.mixing import plot_settings, suggest, write_session
     from automix.outputs import check_output_folder
+    from automix.precompile import compile_in_background, enable_first_run
     from automix.settings_io import format_table, save_settings
 
+    enable_first_run()  # a first run reads the stems without compiling (see automix.precompile)
     out = Path(args.output)
     paths = [out]
     if not args.no_twin:
@@ -70,4 +72,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"plot: {plot_settings(args.plot, settings, stems.sample_rate, overwrite=args.overwrite, inputs=tuple(stems.paths))}")
     for note in stems.notes:
         print(f"note: {note}", file=sys.stderr)
+    compile_in_background()  # a first run: the kernels it did without compile for the next
     return 0
