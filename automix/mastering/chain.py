@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -44,12 +45,18 @@ class ChainSettings:
     dc_cutoff_hz : float
         Corner (Hz) of the DC-blocking high-pass run first (0: none; used when the mix has
         a DC offset, which would otherwise eat limiter headroom and reach the master).
+    mix_spectrum : tuple of np.ndarray or None
+        ``(bin_freqs_hz, mid_power, side_power)``: the long-term power spectra of the mix the chain runs
+        on (:attr:`automix.mastering.profile.Profile.mid_power`). With them the linear-phase filters'
+        low end is designed so that the mix's band levels through the short filter match those through
+        the designed curve (:func:`refine_low_end`); None: the plain windowed design.
     """
 
     values: torch.Tensor
     fine_freqs_hz: np.ndarray | None = None
     fine_db: np.ndarray | None = None
     dc_cutoff_hz: float = 0.0
+    mix_spectrum: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def get(self, name: str) -> float:
         """One setting as a float."""
@@ -113,15 +120,39 @@ def linear_phase_firs(settings: ChainSettings, sample_rate: int, length: int | N
     frequency sampling of the exact biquad responses (:func:`automix.dsp.eq.eq_response`,
     :func:`automix.mastering.width.side_response_db`) on the grid of
     :func:`automix.mastering.tonal.fir_length`, then cut to ``length`` taps (odd; default
-    :func:`chain_fir_length`) under a Tukey window (:data:`CHAIN_FIR_SECONDS`).
+    :func:`chain_fir_length`) under a Tukey window (:data:`CHAIN_FIR_SECONDS`). With the mix's spectrum
+    (:attr:`ChainSettings.mix_spectrum`) the cut filters' low end is then refined on it
+    (:func:`refine_low_end`).
     """
-    from automix.dsp.eq import eq_response
-    from automix.mastering.tonal import curve_on_bins, fir_length, zero_phase_fir
-    from automix.mastering.width import side_response_db
+    from automix.mastering.tonal import zero_phase_fir
 
     taps = int(length or chain_fir_length(sample_rate))
+    from automix.mastering.tonal import fir_length
+
     design = max(fir_length(sample_rate), taps)
     bins = np.fft.rfftfreq(design + 1, 1.0 / sample_rate)
+    mid_db, side_db = _chain_curves(settings, sample_rate, bins)
+    firs = np.stack([zero_phase_fir(10.0 ** (mid_db / 20.0), design),
+                     zero_phase_fir(10.0 ** ((mid_db + side_db) / 20.0), design)])
+    if taps < design:
+        centre, half = design // 2, taps // 2
+        firs = firs[:, centre - half: centre + half + 1] * tukey(taps)[None]
+        if settings.mix_spectrum is not None:
+            freqs, p_mid, p_side = settings.mix_spectrum
+            if len(freqs) > 2 and 2 * (len(freqs) - 1) >= taps and abs(freqs[-1] - sample_rate / 2.0) < 1e-6 * sample_rate:
+                curve_mid, curve_side = _chain_curves(settings, sample_rate, freqs)
+                firs = refine_low_end(firs, freqs, curve_mid, curve_side, p_mid, p_side,
+                                      gain_at=lambda f: _chain_curves(settings, sample_rate, f)[0])
+    return firs
+
+
+def _chain_curves(settings: ChainSettings, sample_rate: int, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mid_db, side_db)`` on ``bins`` (Hz): the mid filter's designed gain (EQ bands + fine curve, at most
+    :data:`MAX_BOOST_DB`) and the side filter's gain relative to it (width), dB."""
+    from automix.dsp.eq import eq_response
+    from automix.mastering.tonal import curve_on_bins
+    from automix.mastering.width import side_response_db
+
     v = settings_array(settings.values)
     # biquad responses are smooth on a log axis: evaluate on 512 log-spaced points, interpolate to the bins
     coarse = np.geomspace(5.0, sample_rate / 2.0, 512)
@@ -133,12 +164,143 @@ def linear_phase_firs(settings: ChainSettings, sample_rate: int, length: int | N
         mid_db = mid_db + curve_on_bins(settings.fine_freqs_hz, settings.fine_db, bins)
     mid_db = np.minimum(mid_db, MAX_BOOST_DB)
     side_db = np.minimum(mid_db + side_db, MAX_BOOST_DB) - mid_db
-    firs = np.stack([zero_phase_fir(10.0 ** (mid_db / 20.0), design),
-                     zero_phase_fir(10.0 ** ((mid_db + side_db) / 20.0), design)])
-    if taps < design:
-        centre, half = design // 2, taps // 2
-        firs = firs[:, centre - half: centre + half + 1] * tukey(taps)[None]
-    return firs
+    return mid_db, side_db
+
+
+LOW_END_HZ = 300.0
+"""Top of the region whose filter response :func:`refine_low_end` redesigns (Hz): below it a 4095-tap filter's
+resolution (about 11 Hz at 44.1 kHz) is coarse against the bands (a 1/12 octave is 3 Hz at 50 Hz)."""
+
+INFRASONIC_HZ = 2.0
+"""Lowest band centre (Hz) of :func:`refine_low_end`'s bands; below it the bins form one band."""
+
+LOW_END_SPACING_HZ = 5.0
+"""Spacing (Hz) of the windowed cosines whose weights :func:`refine_low_end` fits."""
+
+
+def _band_weights(freqs: np.ndarray, centres: np.ndarray, per_octave: float) -> np.ndarray:
+    """``(bands, bins)``: the share of each bin (uniform ``freqs``, width ``df``) inside each band
+    (edges ``centre * 2**(+-1/(2 per_octave))``)."""
+    df = freqs[1] - freqs[0]
+    lo = centres * 2 ** (-1 / (2 * per_octave))
+    hi = centres * 2 ** (1 / (2 * per_octave))
+    overlap = np.minimum(hi[:, None], freqs[None] + df / 2) - np.maximum(lo[:, None], freqs[None] - df / 2)
+    return np.clip(overlap, 0.0, None) / df
+
+
+def refine_low_end(firs: np.ndarray, freqs: np.ndarray, curve_mid_db: np.ndarray, curve_side_db: np.ndarray,
+                   p_mid: np.ndarray, p_side: np.ndarray, top_hz: float = LOW_END_HZ,
+                   iterations: int = 8, gain_at: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """The centred mid/side FIRs ``firs`` ``(2, L)`` with their low end redesigned for the mix's spectrum.
+
+    Cut to a few thousand taps, a filter blurs the low end of its curve over about ``sample_rate / L``
+    (11 Hz at 4095 taps, 44.1 kHz): a 24 dB boost the mix needs at 50 Hz also lands on 31-40 Hz and falls
+    short at 50 Hz. What is heard (and measured) is the mix's band levels through the filter, so the low
+    end is fitted to those: weights ``c`` of windowed cosines ``w[n] cos(2 pi f_k n / fs)`` (``w`` the cut's
+    Tukey window, ``f_k`` every :data:`LOW_END_SPACING_HZ` up to ``top_hz``: the taps stay ``L`` long and
+    linear-phase) are added to the mid filter so that, in every 1/12-octave band below ``top_hz``, the
+    mix's power through it, ``sum_bins (p_mid + p_side g_side^2) |A|^2`` (``A`` its zero-phase response),
+    matches the band's power times the designed gain at the band's centre (``gain_at``; without it, its
+    power through the designed curve ``10^(curve_mid_db / 10)``) in dB. The band's own gain, not the
+    curve's value at the bins where the mix's power happens to lie: a bass line's note a few Hz off the
+    centre of a band on a steep stretch of the curve would otherwise be boosted or cut by several dB more
+    than its band asks (measured: 3 dB less power in the strongest bass bands of a real mix) -- least squares,
+    Levenberg-Marquardt steps that are kept only when they lower the error, with a small penalty on
+    ``c``. The side filter gets the same cosines scaled by the width's side gain at each ``f_k``.
+
+    Parameters
+    ----------
+    firs : np.ndarray ``(2, L)``
+        Centred mid and side taps (odd ``L``).
+    freqs : np.ndarray ``(B,)``
+        Uniform bins from 0 Hz to Nyquist (``2 (B - 1) >= L``), Hz: the grid of the mix's spectrum.
+    curve_mid_db, curve_side_db : np.ndarray ``(B,)``
+        The designed mid gain and the side gain relative to it on ``freqs``, dB.
+    p_mid, p_side : np.ndarray ``(B,)``
+        The mix's mean-square power per bin of mid and side.
+    gain_at : callable, optional
+        ``gain_at(freqs_hz)``: the designed mid gain (dB) at any frequencies (the bands' targets).
+
+    Returns
+    -------
+    np.ndarray ``(2, L)``: the refined taps (``firs`` itself when the mix has no power below ``top_hz``).
+    """
+    from automix.mastering.profile import FINE_BANDS_PER_OCTAVE, fine_grid
+
+    firs = np.asarray(firs, dtype=np.float64)
+    length = firs.shape[-1]
+    half = length // 2
+    n = 2 * (len(freqs) - 1)
+    df = float(freqs[1] - freqs[0])
+    keep = freqs <= top_hz * 2 ** (1 / FINE_BANDS_PER_OCTAVE)
+    f_low = freqs[keep]
+    centres = fine_grid(int(round(2 * freqs[-1])), low_hz=INFRASONIC_HZ)
+    centres = centres[centres * 2 ** (1 / (2 * FINE_BANDS_PER_OCTAVE)) <= top_hz]
+    side_gain = 10.0 ** (curve_side_db[keep] / 10.0)
+    power = (p_mid[keep] + p_side[keep] * side_gain).astype(np.float64)
+    weights = _band_weights(f_low, centres, FINE_BANDS_PER_OCTAVE)
+    # everything below the first band (DC, rumble) as one more band: its power through the filter is held
+    # to the designed curve's too, or the fit could boost it freely (a mix's infrasonic content can be louder
+    # than its bass, and boosted it becomes peaks)
+    edge = centres[0] * 2 ** (-1 / (2 * FINE_BANDS_PER_OCTAVE))
+    below = np.clip((edge - (f_low - df / 2)) / df, 0.0, 1.0)[None]
+    weights = np.concatenate([below, weights])
+    wanted = weights @ (power * 10.0 ** (curve_mid_db[keep] / 10.0))
+    if gain_at is not None:  # the fine bands: their power times the designed gain at their centres
+        wanted[1:] = (weights[1:] @ power) * 10.0 ** (np.asarray(gain_at(centres), dtype=np.float64) / 10.0)
+    used = wanted > 1e-12 * max(float(wanted.max(initial=0.0)), 1e-300)
+    if not used.any():
+        return firs
+    weights, wanted = weights[used], 10.0 * np.log10(wanted[used])
+    # zero-phase responses on the bins: of the mid filter now, and of each windowed cosine
+    window = tukey(length)
+    ring = np.zeros(n)
+    ring[: half + 1], ring[n - half:] = window[half:], window[:half]
+    window_response = np.fft.rfft(ring).real
+    shifts = np.arange(max(1, int(round(LOW_END_SPACING_HZ / df))), int(top_hz / df),
+                       max(1, int(round(LOW_END_SPACING_HZ / df))))
+    rows = np.arange(len(f_low))
+    basis = 0.5 * (window_response[np.abs(rows[:, None] - shifts[None])] + window_response[rows[:, None] + shifts[None]])
+    ring[:] = 0.0
+    ring[: half + 1], ring[n - half:] = firs[0, half:], firs[0, :half]
+    a0 = np.fft.rfft(ring).real[keep]
+    c = np.zeros(len(shifts))
+    ridge = 1e-3
+
+    def error(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = a0 + basis @ coef
+        band = weights @ (power * a * a) + 1e-300
+        return 10.0 * np.log10(band) - wanted, a, band
+
+    r, a, band = error(c)
+    cost = float(r @ r)
+    damping = 1e-2
+    for _ in range(iterations):
+        jac = (20.0 / np.log(10.0)) * ((weights * (power * a)[None]) @ basis) / band[:, None]
+        normal, grad = jac.T @ jac, jac.T @ r
+        scale = float(np.trace(normal)) / len(c) or 1.0
+        while damping < 1e4:
+            step = -np.linalg.solve(normal + (damping + ridge) * scale * np.eye(len(c)), grad + ridge * scale * c)
+            r2, a2, band2 = error(c + step)
+            if float(r2 @ r2) < cost:
+                c, r, a, band, cost = c + step, r2, a2, band2, float(r2 @ r2)
+                damping = max(damping / 3.0, 1e-6)
+                break
+            damping *= 4.0
+        else:
+            break
+    taps = np.arange(-half, half + 1)
+    cosines = window[None] * np.cos(2.0 * np.pi * (shifts[:, None] * df) * taps[None] / sample_rate_of(freqs))
+    side_scale = 10.0 ** (np.interp(shifts * df, f_low, curve_side_db[keep]) / 20.0)
+    out = firs.copy()
+    out[0] += c @ cosines
+    out[1] += (c * side_scale) @ cosines
+    return out
+
+
+def sample_rate_of(freqs: np.ndarray) -> float:
+    """Sample rate (Hz) of a uniform 0 .. Nyquist bin grid."""
+    return 2.0 * float(freqs[-1])
 
 
 def render_chain(x: np.ndarray, sample_rate: int, settings: ChainSettings, linear_phase: bool = True,

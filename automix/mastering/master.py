@@ -56,6 +56,15 @@ LOUD_BASS_FLOOR_DB = 6.0
 """The bass limit never cuts a boost below this (dB): it trims the large boosts only (cutting a moderate
 bass boost loses loudness the drive must then make up: measured worse on a -10 LUFS case)."""
 
+FINE_LOW_END = "below LOUD_BASS_HZ on targets quieter than LOUD_TARGET_LUFS"
+"""Where the fine tonal match (:func:`fine_tonal_target`, 1/12 octave) and the low-end filter design for the
+mix's own spectrum (:func:`automix.mastering.chain.refine_low_end`) also run below :data:`LOUD_BASS_HZ`.
+On loud targets the low end keeps the 1/6-octave target and the plain cut filter: delivering the bass
+curve more exactly cut the mix's strongest bass bands by the 2-3 dB their targets ask (where the plain
+4095-tap cut blurs the cut away), which cost loudness the clipper then had to make up -- measured on a
+real -17 LUFS mix mastered to -8 LUFS: tonal distance 1.83 -> 1.00 dB, non-linear residual -22.7 ->
+-20.3 dB. At -14 LUFS the same mix: 1.74 -> 0.89 dB of tonal distance for a residual still near -40 dB."""
+
 MONO_SIDE_DB = -40.0
 """A side-to-mid level below this counts as mono (dB)."""
 
@@ -297,6 +306,33 @@ def tonal_target(mix: Profile, ref: Profile, width_values, sample_rate: int) -> 
     return freqs, target
 
 
+def fine_tonal_target(mix: Profile, ref: Profile, width_values,
+                      sample_rate: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`tonal_target` on the 1/12-octave bands of :func:`automix.mastering.profile.fine_grid`, summed from
+    the profiles' per-bin spectra: ``(centres_hz, target_db)``, or None when either profile has none.
+
+    The 1/6-octave target is what the readable bands are fitted to; on real music (a bass line's notes, a
+    pad's partials) the power inside one 1/6-octave band is rarely spread evenly, so a curve that matches
+    the 1/6-octave levels can miss the levels of bands cut elsewhere (the base-2 1/3-octave bands straddle
+    two 1/6-octave bands) by 2-4 dB. The fine curve follows the 1/12-octave target instead, whose bands both
+    coarser grids are made of."""
+    from automix.mastering.chain import settings_array
+    from automix.mastering.profile import FINE_BANDS_PER_OCTAVE, band_power, fine_grid
+
+    if mix.mid_power is None or ref.mid_power is None:
+        return None
+    centres = fine_grid(min(mix.sample_rate, ref.sample_rate))
+    k = FINE_BANDS_PER_OCTAVE
+    side_gain = 10.0 ** (side_response_db(settings_array(width_values), centres, sample_rate) / 10.0)
+    mix_total = 10 * np.log10(band_power(mix.bin_freqs_hz, mix.mid_power, centres, k)
+                              + band_power(mix.bin_freqs_hz, mix.side_power, centres, k) * side_gain + 1e-30)
+    ref_total = 10 * np.log10(band_power(ref.bin_freqs_hz, ref.mid_power + ref.side_power, centres, k) + 1e-30)
+    target = np.clip(normalised(ref_total, centres) - normalised(mix_total, centres), -MAX_MATCH_DB, MAX_MATCH_DB)
+    empty = mix_total < np.max(mix_total) - 90.0
+    target[empty] = np.minimum(target[empty], 0.0)
+    return centres, target
+
+
 _MODELS: dict[str, Any] = {}
 
 
@@ -375,12 +411,15 @@ def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: Mas
     if ref is not None and options.eq and options.eq_amount > 0:
         freqs, target = tonal_target(mix, ref, settings.values, sample_rate)
         budget = options.bass_tone_db
+        cap = None
         if budget is not None and target_lufs is not None and target_lufs >= LOUD_TARGET_LUFS:
             asked = target * options.eq_amount
             cap, cost = bass_limit(freqs, asked, budget)
             bass = freqs < LOUD_BASS_HZ
             most = float(np.max(asked[bass], initial=0.0))
-            if cap < most - 1.0:
+            if cap >= most - 1.0:
+                cap = None
+            else:
                 target = target.copy()
                 target[bass] = np.minimum(target[bass], cap / max(options.eq_amount, 1e-6))
                 if notes is not None:
@@ -399,6 +438,24 @@ def plan_chain(mix: Profile, ref: Profile | None, sample_rate: int, options: Mas
         if options.fine_eq:
             settings.fine_freqs_hz = freqs
             settings.fine_db = match.fine_db.copy()
+            from automix.dsp.eq import eq_response
+            from automix.mastering.chain import settings_array
+
+            loud = target_lufs is not None and target_lufs >= LOUD_TARGET_LUFS
+            fine = fine_tonal_target(mix, ref, settings.values, sample_rate)
+            if fine is not None:  # the fine curve on 1/12-octave bands, from the spectra's bins
+                fine_freqs, fine_target = fine
+                low = fine_freqs < LOUD_BASS_HZ
+                if loud:  # the low end keeps the 1/6-octave target (see FINE_LOW_END)
+                    fine_target[low] = np.interp(np.log(fine_freqs[low]), np.log(freqs), target)
+                if cap is not None:
+                    fine_target[low] = np.minimum(fine_target[low], cap / max(options.eq_amount, 1e-6))
+                bands = 20.0 * np.log10(np.maximum(np.abs(eq_response(settings_array(settings.values), MASTERING,
+                                                                      fine_freqs, sample_rate)), 1e-9))
+                settings.fine_freqs_hz = fine_freqs
+                settings.fine_db = np.clip(fine_target * options.eq_amount - bands, -FINE_LIMIT_DB, FINE_LIMIT_DB)
+            if mix.mid_power is not None and not loud:
+                settings.mix_spectrum = (mix.bin_freqs_hz, mix.mid_power, mix.side_power)
     if options.dynamics and options.dynamics_amount > 0:
         ref_crest = ref.crest_db if ref is not None else 16.0
         _dynamics_plan(settings, mix, ref_crest, options.dynamics_amount, rms_dbfs)
@@ -521,7 +578,10 @@ def _master_audio(samples, sample_rate, references, options, *, name, reference_
         freqs = out_profile.freqs_hz[:n]
         err = normalised(ref.total_db[:n], freqs) - normalised(out_profile.total_db[:n], freqs)
         err = smooth_curve(err, 1) * options.eq_amount
-        settings.fine_db = np.clip(settings.fine_db[:n] + err, -FINE_LIMIT_DB, FINE_LIMIT_DB)
+        from automix.mastering.tonal import curve_on_bins
+
+        current = curve_on_bins(settings.fine_freqs_hz, settings.fine_db, freqs)  # onto the profile's grid
+        settings.fine_db = np.clip(current + err, -FINE_LIMIT_DB, FINE_LIMIT_DB)
         settings.fine_freqs_hz = freqs
         landing = None  # the former master is freed before the next one is rendered
         landing = _land(renderer, settings, target, options)

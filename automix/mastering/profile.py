@@ -32,6 +32,12 @@ WIDTH_REGIONS_HZ: tuple[float, float] = (200.0, 4000.0)
 SPECTRUM_FLOOR_DB = -150.0
 """Level given to empty bands (dB)."""
 
+FINE_BANDS_PER_OCTAVE = 12
+"""Bands per octave of the fine tonal match (:func:`fine_grid`): 1/12 octave, edges at 1 kHz * 2**(k/12), so
+both the 1/6-octave grid's bands (edges at its half steps) and the base-2 1/3-octave bands of
+:func:`automix.loudness.third_octave_spectrum` (edges at the 1/6-octave centres) are unions of whole fine
+bands: a curve matched on it holds on either coarser grid."""
+
 
 @dataclass
 class Profile:
@@ -52,6 +58,11 @@ class Profile:
     width_db : tuple of float
         Side-to-mid level (dB) in the low, mid and high regions (:data:`WIDTH_REGIONS_HZ`).
     sample_rate : int
+    bin_freqs_hz, mid_power, side_power : np.ndarray or None
+        The long-term power spectra the bands were summed from (mean square per FFT bin of mid and
+        side, :func:`automix.loudness.long_term_power_spectrum`'s bins, about 1.3 Hz apart at 44.1 kHz):
+        for the tonal match on finer bands (:data:`FINE_BANDS_PER_OCTAVE`) and the design of the tonal
+        filters' low end from the mix's own spectrum. None where the profile was combined from several.
     """
 
     freqs_hz: np.ndarray
@@ -64,6 +75,9 @@ class Profile:
     width_db: tuple[float, float, float]
     sample_rate: int
     names: list[str] = field(default_factory=list)
+    bin_freqs_hz: np.ndarray | None = None
+    mid_power: np.ndarray | None = None
+    side_power: np.ndarray | None = None
 
     @property
     def total_db(self) -> np.ndarray:
@@ -120,6 +134,14 @@ def band_power(freqs: np.ndarray, power: np.ndarray, centres: np.ndarray, fracti
     return np.maximum(np.interp(hi, edges, cumulative) - np.interp(lo, edges, cumulative), 0.0)
 
 
+def fine_grid(sample_rate: int, low_hz: float = 20.0) -> np.ndarray:
+    """Centres (Hz) of the :data:`FINE_BANDS_PER_OCTAVE` bands from ``low_hz`` to the last band below Nyquist."""
+    k = FINE_BANDS_PER_OCTAVE
+    steps = np.arange(-10 * k, 5 * k)
+    centres = 1000.0 * 2.0 ** ((steps + 0.5) / k)
+    return centres[(centres >= low_hz) & (centres * 2 ** (1 / (2 * k)) <= sample_rate / 2.0)]
+
+
 def grid_for(sample_rate: int) -> np.ndarray:
     """:data:`GRID_HZ` without the bands that reach above Nyquist."""
     return GRID_HZ[GRID_HZ * 2 ** (1 / 12) <= sample_rate / 2.0]
@@ -168,8 +190,9 @@ def mid_side(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (x[0] + x[1]), 0.5 * (x[0] - x[1])
 
 
-def spectra_mid_side(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """1/6-octave long-term levels (dB) of mid and side: ``(freqs_hz, mid_db, side_db)``.
+def spectra_mid_side(samples: np.ndarray, sample_rate: int, bins: bool = False) -> tuple[np.ndarray, ...]:
+    """1/6-octave long-term levels (dB) of mid and side: ``(freqs_hz, mid_db, side_db)``; with ``bins``
+    also the per-bin powers they were summed from: ``(..., bin_freqs_hz, mid_power, side_power)``.
 
     Long signals (whose spectrum segments do not overlap, see
     :func:`automix.loudness.long_term_power_spectrum`) are measured in chunks of whole segments
@@ -201,7 +224,9 @@ def spectra_mid_side(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray,
         total_mid, total_side, count = total_mid + p_mid * n, total_side + p_side * n, count + n
         start = stop
     grid = grid_for(sample_rate)
-    return grid, _db(band_power(freqs, total_mid / count, grid)), _db(band_power(freqs, total_side / count, grid))
+    p_mid, p_side = total_mid / count, total_side / count
+    bands = (grid, _db(band_power(freqs, p_mid, grid)), _db(band_power(freqs, p_side, grid)))
+    return bands + (freqs, p_mid, p_side) if bins else bands
 
 
 def width_by_region(freqs_hz: np.ndarray, mid_db: np.ndarray, side_db: np.ndarray,
@@ -222,7 +247,7 @@ def analyze_profile(samples: np.ndarray, sample_rate: int, name: str = "") -> Pr
                                   hop_energies, true_peak_dbtp)
 
     x = np.asarray(samples, dtype=np.float32)
-    freqs, mid_db, side_db = spectra_mid_side(x, sample_rate)
+    freqs, mid_db, side_db, bin_freqs, mid_power, side_power = spectra_mid_side(x, sample_rate, bins=True)
     energies, hop = hop_energies(x, sample_rate)  # one K-weighted pass for loudness and LRA
     lufs = gated_integrated(energies, hop)
     lra = lra_from_short_term(window_loudness(energies, hop, int(round(SHORT_TERM_S / HOP_S))))
@@ -233,7 +258,7 @@ def analyze_profile(samples: np.ndarray, sample_rate: int, name: str = "") -> Pr
     return Profile(freqs_hz=freqs, mid_db=mid_db, side_db=side_db, integrated_lufs=float(lufs),
                    loudness_range_lu=float(lra), plr_db=float(tp - lufs), crest_db=float(peak_db - rms),
                    width_db=width_by_region(freqs, mid_db, side_db), sample_rate=int(sample_rate),
-                   names=[name] if name else [])
+                   names=[name] if name else [], bin_freqs_hz=bin_freqs, mid_power=mid_power, side_power=side_power)
 
 
 def normalised(db: np.ndarray, freqs_hz: np.ndarray) -> np.ndarray:
