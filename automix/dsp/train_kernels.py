@@ -347,3 +347,47 @@ def signal_statistics_backward(x, coef, block, g_energy, g_k_energy, g_peak, g_m
                 grad_x[i, c, t] += g_peak[i, b]
             elif v < 0:
                 grad_x[i, c, t] -= g_peak[i, b]
+
+
+# ----------------------------------------------------------------------------- spectral distance
+@njit(parallel=True, cache=_CACHE, fastmath={"contract"})
+def spectral_distance_forward(est, ref, eps2, squared, log_abs, ref_sum):  # pragma: no cover - compiled
+    """Per-row sums of the STFT loss between power spectra ``est`` and ``ref`` (N, M), float32.
+
+    ``squared[i] = sum (sqrt(ref) - sqrt(est + eps2))**2``, ``log_abs[i] = sum |log(est + eps2)
+    - log(ref + eps2)| / 2`` and ``ref_sum[i] = sum ref`` (float64; each row serially).
+    """
+    n_rows, n = est.shape
+    for i in prange(n_rows):
+        sq = 0.0
+        la = 0.0
+        rs = 0.0
+        for j in range(n):
+            e = np.float64(est[i, j]) + eps2
+            r = np.float64(ref[i, j])
+            d = math.sqrt(r) - math.sqrt(e)
+            sq += d * d
+            la += abs(math.log(e / (r + eps2)))
+            rs += r
+        squared[i] = sq
+        log_abs[i] = 0.5 * la
+        ref_sum[i] = rs
+
+
+@njit(parallel=True, cache=_CACHE, fastmath={"contract"})
+def spectral_distance_backward(est, ref, eps2, g_squared, g_log_abs, grad):  # pragma: no cover - compiled
+    """Adjoint of :func:`spectral_distance_forward` with respect to ``est``: ``grad`` (N, M) float32."""
+    n_rows, n = est.shape
+    for i in prange(n_rows):
+        gs = g_squared[i]
+        gl = 0.5 * g_log_abs[i]
+        for j in range(n):
+            e = np.float64(est[i, j]) + eps2
+            r = np.float64(ref[i, j])
+            m = math.sqrt(e)
+            g = gs * (m - math.sqrt(r)) / m  # d/de (sqrt r - sqrt e)^2
+            if e > r + eps2:
+                g += gl / e
+            elif e < r + eps2:
+                g -= gl / e
+            grad[i, j] = g
