@@ -29,6 +29,7 @@ from automix.data import ExcerptSampler, FixedExcerpts, MultitrackData, collate_
 from automix.errors import AutomixError, DatasetError
 from automix.dsp.kernels import pin_threads
 from train.checkpoint import load_training_checkpoint, save_training_checkpoint
+from automix.model.checkpoint import load_weights
 from train.evaluate import validate
 from train.reproducibility import (KeyedSampler, SeededItems, deterministic_algorithms, rng_state,
                                    set_rng_state)
@@ -303,7 +304,7 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         payload = load_training_checkpoint(path)
-        self.model.load_state_dict(payload["state_dict"])
+        load_weights(self.model, payload)
         training = payload.get("training")
         if not training or self.config.resume_weights_only:
             log.info("initialised weights from %s (%s: starting at step 0)", path,

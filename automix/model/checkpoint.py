@@ -8,7 +8,9 @@ A checkpoint is a plain dictionary (loadable with ``torch.load(weights_only=True
 
 An ensemble (:class:`~automix.model.mixnet.MixEnsemble`) also stores ``"members": [state_dict,
 ...]``; its ``"state_dict"`` is the first member's, so code that reads one model (resuming
-training) gets a complete model from it.
+training) gets a complete model from it. An ensemble whose members give some parameters
+only (:func:`~automix.model.mixnet.strip_on_fit`) stores ``"member_outputs": [[name, ...] or
+None, ...]``, one list per member.
 
 ``info`` is free-form (training data, steps, sample rate, Hydra config, results) and must
 hold only plain types (dict, list, str, int, float, bool, None).
@@ -62,6 +64,8 @@ def save_checkpoint(path: str | Path, model: MixModel | MixEnsemble, info: dict[
     }
     if isinstance(model, MixEnsemble):
         payload["members"] = weights
+        if model.member_outputs is not None:
+            payload["member_outputs"] = [None if names is None else list(names) for names in model.member_outputs]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -103,8 +107,27 @@ def load_model(path: str | Path | None = None) -> tuple[MixModel | MixEnsemble, 
             member = MixModel(MixModelConfig(**payload["model_config"]))
             member.load_state_dict(state)
             members.append(member)
-        model = MixEnsemble(members) if "members" in payload else members[0]
+        model = MixEnsemble(members, payload.get("member_outputs")) if "members" in payload else members[0]
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{path} does not match this automix's mix-model architecture: {exc}") from None
     model.eval()
     return model, dict(payload.get("info", {}))
+
+
+def load_weights(model, payload: dict[str, Any]) -> None:
+    """Load a checkpoint ``payload``'s weights into ``model`` (a :class:`MixModel` or :class:`MixEnsemble`).
+
+    An ensemble takes one state per member from ``"members"`` (same count); a single model
+    takes ``"state_dict"`` (an ensemble checkpoint's first member).
+    """
+    model = getattr(model, "module", model)
+    if isinstance(model, MixEnsemble):
+        states = payload.get("members")
+        if not isinstance(states, list) or len(states) != len(model.members):
+            have = len(states) if isinstance(states, list) else 1
+            raise ModelError(f"the checkpoint holds {have} model(s) but this ensemble has {len(model.members)} "
+                             "members; resume from a checkpoint of the same kind of model")
+        for member, state in zip(model.members, states):
+            member.load_state_dict(state)
+    else:
+        model.load_state_dict(payload["state_dict"])

@@ -235,13 +235,58 @@ class ArrayMixModel:
         return STRIP.from_unit(self.predict_unit(stem_feats, mix_feats, roles, reference_feats))
 
 
-class ArrayMixEnsemble:
-    """Members' [0, 1] outputs averaged, as :class:`automix.model.mixnet.MixEnsemble`."""
+def select_outputs(patterns: Sequence[str] | None) -> list[str]:
+    """The channel-strip parameter names (:data:`STRIP` order) matching ``patterns`` (``fnmatch``
+    style: ``pan``, ``comp.*``); every name when ``patterns`` is None. ModelError for a pattern
+    that matches nothing (a typo would otherwise leave a member silently unused)."""
+    from fnmatch import fnmatchcase
 
-    def __init__(self, members: Sequence[ArrayMixModel]):
+    if patterns is None:
+        return list(STRIP.names)
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = {name for name in STRIP.names if fnmatchcase(name, str(pattern))}
+        if not hits:
+            raise ModelError(f"{pattern!r} names no channel-strip parameter (they are: {', '.join(STRIP.names)})")
+        chosen |= hits
+    return [name for name in STRIP.names if name in chosen]
+
+
+def output_weights(member_outputs: Sequence[Sequence[str] | None] | None, n_members: int) -> np.ndarray:
+    """(members, P) float32 averaging weights: member ``m`` gives parameter ``p`` when ``p`` is in
+    its ``member_outputs[m]`` (None: every parameter); each column sums to 1.
+
+    ModelError when the lists do not match the members or some parameter has no member.
+    """
+    if member_outputs is None:
+        member_outputs = [None] * n_members
+    member_outputs = list(member_outputs)
+    if len(member_outputs) != n_members:
+        raise ModelError(f"the ensemble lists outputs for {len(member_outputs)} members but has {n_members}")
+    given = np.zeros((n_members, STRIP.size), _F32)
+    for m, names in enumerate(member_outputs):
+        for name in select_outputs(names):
+            given[m, STRIP.index(name)] = 1.0
+    counts = given.sum(0)
+    if (counts == 0).any():
+        missing = [n for n, c in zip(STRIP.names, counts) if c == 0]
+        raise ModelError(f"no member of the ensemble sets {', '.join(missing)}")
+    return given / counts
+
+
+class ArrayMixEnsemble:
+    """Members' [0, 1] outputs averaged, as :class:`automix.model.mixnet.MixEnsemble` (per
+    parameter over the members that give it, ``member_outputs``)."""
+
+    def __init__(self, members: Sequence[ArrayMixModel], member_outputs: Sequence[Sequence[str] | None] | None = None):
         self.members = list(members)
         if not self.members:
             raise ModelError("an ensemble needs at least one model")
+        self.member_outputs = None if member_outputs is None else [
+            None if names is None else list(names) for names in member_outputs]
+        self.weights = output_weights(self.member_outputs, len(self.members))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -249,7 +294,9 @@ class ArrayMixEnsemble:
 
     def predict_unit(self, stem_feats, mix_feats, roles, reference_feats=None) -> np.ndarray:
         units = [m.predict_unit(stem_feats, mix_feats, roles, reference_feats) for m in self.members]
-        return np.stack(units).mean(0, dtype=_F32)
+        if self.member_outputs is None:
+            return np.stack(units).mean(0, dtype=_F32)
+        return np.einsum("m...p,mp->...p", np.stack(units), self.weights).astype(_F32)
 
     predict = ArrayMixModel.predict
 
@@ -276,8 +323,8 @@ def load_array_model(path: str | Path | None = None) -> tuple[ArrayMixModel | Ar
         if not isinstance(config, dict):
             raise ValueError("it has no model configuration")
         members = [ArrayMixModel(state, config, str(path)) for state in states]
+        model = ArrayMixEnsemble(members, payload.get("member_outputs")) if "members" in payload else members[0]
     except (TypeError, KeyError, ValueError) as exc:
         raise ModelError(f"{path} does not match this automix's mix-model architecture: {exc}") from None
-    model = ArrayMixEnsemble(members) if "members" in payload else members[0]
     info = payload.get("info", {})
     return model, dict(info) if isinstance(info, dict) else {}

@@ -30,6 +30,7 @@ from automix.stems_reader import MAX_STEMS  # noqa: F401 - declared where stems 
 from automix.model.inference import INITIAL_SPREAD_LOGIT as _INITIAL_SPREAD_LOGIT  # noqa: E402
 from automix.model.inference import MAX_PAIR_SPREAD, UNIT_MARGIN  # noqa: E402,F401
 from automix.model.inference import NO_SPREAD_LOGIT as _NO_SPREAD_LOGIT  # noqa: E402
+from automix.model.inference import output_weights, select_outputs  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -278,9 +279,15 @@ class MixEnsemble(nn.Module):
     ----------
     members : sequence of MixModel
         At least one; all with the same :class:`MixModelConfig`.
+    member_outputs : sequence of (list of str or None), optional
+        Per member, the strip parameters it gives (``fnmatch`` patterns such as ``pan``,
+        ``comp.*``; None: all). Each parameter is the mean over the members that give it.
+        A member trained for some parameters only (e.g. pans and compressors learned through
+        the console on top of a feature-space fit's faders and EQ, :func:`strip_on_fit`)
+        then sets exactly those. Default: every member gives every parameter.
     """
 
-    def __init__(self, members):
+    def __init__(self, members, member_outputs=None):
         super().__init__()
         members = list(members)
         if not members:
@@ -288,6 +295,10 @@ class MixEnsemble(nn.Module):
         if any(m.config != members[0].config for m in members):
             raise ValueError("every member of an ensemble must have the same architecture")
         self.members = nn.ModuleList(members)
+        self.member_outputs = None if member_outputs is None else [
+            None if names is None else select_outputs(names) for names in member_outputs]
+        weights = torch.from_numpy(output_weights(self.member_outputs, len(members)))
+        self.register_buffer("output_weights", weights, persistent=False)
 
     @property
     def config(self) -> MixModelConfig:
@@ -299,9 +310,75 @@ class MixEnsemble(nn.Module):
         return self.members[0].analyse(stems, sample_rate, mask, reference)
 
     def predict_unit(self, features: MixFeatures, roles: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean of the members' [0, 1] outputs ``[B, S, P]``."""
-        return torch.stack([m.predict_unit(features, roles, mask) for m in self.members]).mean(0)
+        """Mean of the members' [0, 1] outputs ``[B, S, P]`` (per parameter over the members that give it).
+
+        Members without trainable weights (frozen, e.g. the feature-space fit under
+        :func:`strip_on_fit`) run without autograd."""
+        units = []
+        for m in self.members:
+            if any(p.requires_grad for p in m.parameters()) and torch.is_grad_enabled():
+                units.append(m.predict_unit(features, roles, mask))
+            else:
+                with torch.no_grad():
+                    units.append(m.predict_unit(features, roles, mask))
+        stacked = torch.stack(units)
+        if self.member_outputs is None:
+            return stacked.mean(0)
+        return torch.einsum("m...p,mp->...p", stacked, self.output_weights.to(stacked.dtype))
+
+    def train(self, mode: bool = True):
+        """Frozen members (no trainable weights) stay in eval mode (no dropout) while the rest trains."""
+        super().train(mode)
+        for m in self.members:
+            if not any(p.requires_grad for p in m.parameters()):
+                m.eval()
+        return self
 
     predict = MixModel.predict
     forward = MixModel.forward
     num_parameters = MixModel.num_parameters
+
+
+#: What :func:`strip_on_fit` trains through the console by default: placement, compressor and
+#: saturation (the feature-space fit leaves them at rest); faders and EQ stay the fit's.
+CONSOLE_OUTPUTS = ("pan", "comp.*", "sat.*")
+
+
+def strip_on_fit(fit: str, learn=CONSOLE_OUTPUTS, warm_start: bool = True) -> MixEnsemble:
+    """A model for console training on top of a feature-space fit (``automix.model.fit_inverse``).
+
+    The fit's members (``fit``: a checkpoint, e.g. ``models/mixer_fit.pt``) are frozen and
+    keep giving every parameter not in ``learn``; one new trainable :class:`MixModel` of the
+    same architecture gives the ``learn`` parameters (patterns, :data:`CONSOLE_OUTPUTS` by
+    default). With ``warm_start`` the new member starts as a copy of the fit's first member
+    (its features and attention already know the stems; its ``learn`` outputs start where
+    the fit leaves them, at rest) with the pair-spread head at its start (pairs of one role
+    0.6 apart); otherwise from a fresh initialisation.
+
+    The result is a :class:`MixEnsemble` with ``member_outputs``; saved with
+    :func:`automix.model.checkpoint.save_checkpoint` it loads as the same model for
+    ``automix mix``. Hydra: ``model=strip_on_fit`` (configs/model/strip_on_fit.yaml).
+    """
+    import copy
+
+    from automix.model.checkpoint import load_model
+
+    base, _ = load_model(fit)
+    if isinstance(base, MixEnsemble) and base.member_outputs is not None:
+        raise ValueError(f"{fit} already has members for some parameters only; give the feature-space fit itself")
+    base_members = list(base.members) if isinstance(base, MixEnsemble) else [base]
+    for member in base_members:
+        member.requires_grad_(False)
+    if warm_start:
+        learner = copy.deepcopy(base_members[0])
+        learner.start_pair_spread()
+    else:
+        learner = MixModel(base_members[0].config)
+    learner.requires_grad_(True)
+    learned = select_outputs(learn)
+    rest = [name for name in STRIP.names if name not in learned]
+    if not rest:
+        raise ValueError("learn names every parameter: nothing would come from the fit")
+    model = MixEnsemble([*base_members, learner], [rest] * len(base_members) + [learned])
+    model.train()
+    return model
