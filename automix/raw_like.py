@@ -7,6 +7,14 @@ normalises one song's stems, per stem, in this order (each stage is deterministi
 has no latency: gains are computed from centred windows, the EQ is a linear-phase FIR
 whose delay is compensated, so the output lines up sample for sample with the input):
 
+0. **DC** — the stem's DC offset is removed first, with a zero-phase (forward-backward)
+   version of the 5 Hz Butterworth high-pass ``automix mix`` applies to stems at load
+   (:func:`automix.dsp.dc.remove_dc`), so the output stays aligned: the gains below lift quiet
+   passages and would otherwise lift an inaudible offset with them (a rendered synth's
+   0.04 x RMS offset became 0.5 x RMS), and the mixer would then take it out, so the raw-like
+   stem's crest factor and left/right balance would not be the ones the mixer hears. The
+   dynamics stage's fast gains can rectify a lopsided transient into a new offset, so the
+   high-pass runs again after it.
 1. **Tone** — the stem's smoothed long-term spectrum (1/3-octave smoothing, dB against
    log-frequency) is moved by ``tone_amount`` toward one straight line of slope
    ``tone_slope_db_per_octave`` through the stem's own mean level (role-independent), with
@@ -41,11 +49,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from automix.dsp.dc import DC_CUTOFF_HZ
 from automix.errors import AudioError
 from automix.loudness import HOP_S, SHORT_TERM_S, hop_energies, integrated_loudness, long_term_power_spectrum
 
 #: Version of the algorithm; part of the decoded-cache key, so a change re-normalises the songs.
-RAW_LIKE_VERSION: int = 3
+RAW_LIKE_VERSION: int = 4
 #: Centre frequencies of the tone analysis grid: 1/6 octave from 20 Hz, Hz.
 TONE_GRID_OCTAVE_STEP: float = 1.0 / 6.0
 #: Lowest frequency the tone stage analyses and corrects, Hz.
@@ -256,17 +265,34 @@ def _normalise_stem(x: np.ndarray, sample_rate: int, s: RawLike) -> tuple[np.nda
     if not np.isfinite(record.input_lufs) or not np.all(np.isfinite(x)):
         record.silent = True
         return x.astype(np.float32), record
+    x = _remove_dc(x, sample_rate)
     if s.tone_amount > 0:
         x = _tone_stage(x, sample_rate, s, record)
     if s.dynamics_amount > 0:
         x = _levelling_stage(x, sample_rate, s, record)
         x = _crest_stage(x, sample_rate, s, record)
     x = _placement_stage(x, s, record)
+    if s.dynamics_amount > 0:  # the fast gains can rectify a lopsided transient into an offset
+        x = _remove_dc(x, sample_rate)
     lufs = integrated_loudness(x, sample_rate)
     if np.isfinite(lufs):
         record.gain_db = float(s.stem_lufs - lufs)
         x = x * 10.0 ** (record.gain_db / 20.0)
     return x.astype(np.float32), record
+
+
+# --------------------------------------------------------------------------- DC
+
+
+def _remove_dc(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``x`` (C, T) float64 without its DC offset: the 2nd-order Butterworth high-pass at
+    :data:`~automix.dsp.dc.DC_CUTOFF_HZ` (Hz) run forward and backward (zero phase, no delay)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    if x.shape[-1] < 64:
+        return x - x.mean(axis=-1, keepdims=True)
+    sos = butter(2, DC_CUTOFF_HZ, btype="highpass", fs=sample_rate, output="sos")
+    return sosfiltfilt(sos, x, axis=-1)
 
 
 # --------------------------------------------------------------------------- tone

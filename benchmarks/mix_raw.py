@@ -46,6 +46,7 @@ import torch
 
 from automix.audio import load_audio, write_audio
 from automix.data.layout import Song, scan_folder
+from automix.dsp.dc import remove_dc
 from automix.mix_metrics import METRICS, score_mix
 from automix.model.roles import role_name
 from automix.raw_like import RawLike, make_raw_like
@@ -66,12 +67,16 @@ FIT_SAMPLE_RATE = 24000
 
 def load_stems(song: Song, seconds: float | None, sample_rate: int | None = None
                ) -> tuple[list[str], np.ndarray, int]:
-    """A song's stem names and original stems (S, 2, T) float32 at one rate, the first ``seconds``."""
+    """A song's stem names and original stems (S, 2, T) float32 at one rate, the first ``seconds``.
+
+    Each stem's DC offset is removed (:func:`automix.dsp.dc.remove_dc`, the 5 Hz high-pass
+    ``automix mix`` applies at load): it is inaudible, and left in the reference it would
+    read as crest factor and left/right balance that no mix decision made."""
     arrays, names, rate = [], [], sample_rate
     for path in song.stems:
         audio = load_audio(path, sample_rate=rate, mono_to_stereo=True)
         rate = rate or audio.sample_rate
-        arrays.append(np.asarray(audio.samples, dtype=np.float32)[:2])
+        arrays.append(remove_dc(np.ascontiguousarray(np.asarray(audio.samples, dtype=np.float32)[:2]), int(rate)))
         names.append(Path(path).name)
     length = max(a.shape[-1] for a in arrays)
     if seconds:
