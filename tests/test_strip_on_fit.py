@@ -140,3 +140,53 @@ def test_training_run_and_resume_leave_the_fit_untouched(tmp_path):
     assert any(not torch.equal(learner[k], start[k]) for k in start if k in learner)
     model, _ = load_model(run_dir / "last.pt")
     assert isinstance(model, MixEnsemble) and model.member_outputs[-1] == select_outputs(list(CONSOLE_OUTPUTS))
+
+
+def test_added_eq_starts_as_the_fits_and_moves_by_the_learners_correction_in_db(tmp_path):
+    added = select_outputs(["eq.*.gain_db"])
+    learn = [*CONSOLE_OUTPUTS, "eq.hpf.*"]
+    model = strip_on_fit(str(FIT), learn=learn, add=["eq.*.gain_db"]).eval()
+    fit, _ = load_model(FIT)
+    assert model.member_residual[-1] == added and all(r == [] for r in model.member_residual[:-1])
+    stems, roles = _stems(3), torch.tensor([[0, 1, 5, 5, 7]])
+    learned = [STRIP.index(n) for n in select_outputs(learn)]
+    kept = [i for i in range(STRIP.size) if i not in learned]
+    with torch.no_grad():
+        start, want = model(stems, SR, roles), fit(stems, SR, roles)
+    # at the start the correction is zero: every parameter not learned is the fit's, EQ gains included
+    assert (STRIP.to_unit(start) - STRIP.to_unit(want))[..., kept].abs().max() < 1e-5
+    # the learner's band gains add to the fit's, in dB (unit 0.5 +/- x over the 30 dB range)
+    shift = {name: k for k, name in enumerate(added, start=1)}  # a different logit per band
+    with torch.no_grad():
+        for name, k in shift.items():
+            model.members[-1].head[-1].bias[STRIP.index(name)] = 0.1 * k
+        moved = model(stems, SR, roles)
+    for name, k in shift.items():
+        i = STRIP.index(name)
+        step_db = 30.0 * (torch.sigmoid(torch.tensor(0.1 * k)).item() - 0.5)
+        expect = (want[..., i] + step_db).clamp(-15.0, 15.0)
+        assert (moved[..., i] - expect).abs().max() < 1e-3, name
+    others = [i for i in kept if STRIP.names[i] not in added]
+    assert (STRIP.to_unit(moved) - STRIP.to_unit(want))[..., others].abs().max() < 1e-5
+    # saved, it loads as the same model in torch and in numpy
+    path = save_checkpoint(tmp_path / "added.pt", model, {})
+    assert torch.load(path, weights_only=True)["member_residual"][-1] == added
+    loaded, _ = load_model(path)
+    array_model, _ = load_array_model(path)
+    feats = loaded.analyse(stems, SR)
+    with torch.no_grad():
+        torch_units = loaded.predict_unit(feats, roles).numpy()
+        orig_units = model.predict_unit(feats, roles).numpy()
+    numpy_units = array_model.predict_unit(feats.stems.numpy(), feats.mix.numpy(), roles.numpy())
+    assert np.abs(torch_units - orig_units).max() < 1e-6 and np.abs(numpy_units - torch_units).max() < 2e-6
+    # the correction trains through a render: gradients reach the learner's band-gain head rows
+    from automix.dsp.console import render_mix
+
+    model.train()
+    render_mix(stems, model(stems, SR, roles), SR).mix.square().mean().backward()
+    grad = model.members[-1].head[-1].bias.grad
+    assert torch.isfinite(grad).all() and all(grad[STRIP.index(n)].abs() > 0 for n in added)
+    with pytest.raises(ValueError, match="in both learn and add"):
+        strip_on_fit(str(FIT), learn=["pan", "eq.peak1.gain_db"], add=["eq.*.gain_db"])
+    with pytest.raises(ModelError, match="both sets and adds"):
+        MixEnsemble([fit.members[0], fit.members[1]], [None, ["pan"]], [[], ["pan"]])

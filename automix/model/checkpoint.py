@@ -10,7 +10,8 @@ An ensemble (:class:`~automix.model.mixnet.MixEnsemble`) also stores ``"members"
 ...]``; its ``"state_dict"`` is the first member's, so code that reads one model (resuming
 training) gets a complete model from it. An ensemble whose members give some parameters
 only (:func:`~automix.model.mixnet.strip_on_fit`) stores ``"member_outputs": [[name, ...] or
-None, ...]``, one list per member.
+None, ...]``, one list per member, and where a member adds to what the others set
+(``strip_on_fit(add=...)``) ``"member_residual": [[name, ...], ...]``.
 
 ``info`` is free-form (training data, steps, sample rate, Hydra config, results) and must
 hold only plain types (dict, list, str, int, float, bool, None).
@@ -66,6 +67,8 @@ def save_checkpoint(path: str | Path, model: MixModel | MixEnsemble, info: dict[
         payload["members"] = weights
         if model.member_outputs is not None:
             payload["member_outputs"] = [None if names is None else list(names) for names in model.member_outputs]
+        if model.member_residual is not None:
+            payload["member_residual"] = [list(names or []) for names in model.member_residual]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -107,7 +110,7 @@ def load_model(path: str | Path | None = None) -> tuple[MixModel | MixEnsemble, 
             member = MixModel(MixModelConfig(**payload["model_config"]))
             member.load_state_dict(state)
             members.append(member)
-        model = MixEnsemble(members, payload.get("member_outputs")) if "members" in payload else members[0]
+        model = MixEnsemble(members, payload.get("member_outputs"), payload.get("member_residual")) if "members" in payload else members[0]
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{path} does not match this automix's mix-model architecture: {exc}") from None
     model.eval()

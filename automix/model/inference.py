@@ -276,17 +276,57 @@ def output_weights(member_outputs: Sequence[Sequence[str] | None] | None, n_memb
     return given / counts
 
 
+def residual_weights(member_residual: Sequence[Sequence[str] | None] | None, n_members: int,
+                     weights: np.ndarray) -> np.ndarray | None:
+    """(members, P) float32 0/1 matrix: member ``m`` adds its output to parameter ``p`` (on the
+    [0, 1] scale, relative to its middle 0.5: a gain in dB over a symmetric range adds its dB)
+    when ``p`` is in ``member_residual[m]``; None when no member adds anything.
+
+    ``weights`` are :func:`output_weights`: a parameter a member adds to must be given by some
+    other member (the sum starts there), and no member both gives and adds one parameter.
+    ModelError otherwise.
+    """
+    if member_residual is None:
+        return None
+    member_residual = list(member_residual)
+    if len(member_residual) != n_members:
+        raise ModelError(f"the ensemble lists added outputs for {len(member_residual)} members but has {n_members}")
+    added = np.zeros((n_members, STRIP.size), _F32)
+    for m, names in enumerate(member_residual):
+        for name in select_outputs(names) if names else []:
+            p = STRIP.index(name)
+            if weights[m, p] > 0:
+                raise ModelError(f"member {m} of the ensemble both sets and adds {name}")
+            added[m, p] = 1.0
+    if not added.any():
+        return None
+    return added
+
+
+def combine_units(units, weights: np.ndarray, added: np.ndarray | None, xp=np):
+    """The ensemble's [0, 1] outputs from its members' ``units`` ``[M, ..., P]`` (numpy or torch,
+    ``xp`` the module): per parameter the weighted mean of the members that give it, plus
+    ``unit - 0.5`` of every member that adds to it (clipped to [0, 1])."""
+    mean = xp.einsum("m...p,mp->...p", units, weights)
+    if added is None:
+        return mean
+    total = mean + xp.einsum("m...p,mp->...p", units - 0.5, added)
+    return xp.clip(total, 0.0, 1.0) if xp is np else total.clamp(0.0, 1.0)
+
+
 class ArrayMixEnsemble:
     """Members' [0, 1] outputs averaged, as :class:`automix.model.mixnet.MixEnsemble` (per
     parameter over the members that give it, ``member_outputs``)."""
 
-    def __init__(self, members: Sequence[ArrayMixModel], member_outputs: Sequence[Sequence[str] | None] | None = None):
+    def __init__(self, members: Sequence[ArrayMixModel], member_outputs: Sequence[Sequence[str] | None] | None = None,
+                 member_residual: Sequence[Sequence[str] | None] | None = None):
         self.members = list(members)
         if not self.members:
             raise ModelError("an ensemble needs at least one model")
         self.member_outputs = None if member_outputs is None else [
             None if names is None else list(names) for names in member_outputs]
         self.weights = output_weights(self.member_outputs, len(self.members))
+        self.added = residual_weights(member_residual, len(self.members), self.weights)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -294,9 +334,9 @@ class ArrayMixEnsemble:
 
     def predict_unit(self, stem_feats, mix_feats, roles, reference_feats=None) -> np.ndarray:
         units = [m.predict_unit(stem_feats, mix_feats, roles, reference_feats) for m in self.members]
-        if self.member_outputs is None:
+        if self.member_outputs is None and self.added is None:
             return np.stack(units).mean(0, dtype=_F32)
-        return np.einsum("m...p,mp->...p", np.stack(units), self.weights).astype(_F32)
+        return combine_units(np.stack(units), self.weights, self.added).astype(_F32)
 
     predict = ArrayMixModel.predict
 
@@ -323,7 +363,7 @@ def load_array_model(path: str | Path | None = None) -> tuple[ArrayMixModel | Ar
         if not isinstance(config, dict):
             raise ValueError("it has no model configuration")
         members = [ArrayMixModel(state, config, str(path)) for state in states]
-        model = ArrayMixEnsemble(members, payload.get("member_outputs")) if "members" in payload else members[0]
+        model = ArrayMixEnsemble(members, payload.get("member_outputs"), payload.get("member_residual")) if "members" in payload else members[0]
     except (TypeError, KeyError, ValueError) as exc:
         raise ModelError(f"{path} does not match this automix's mix-model architecture: {exc}") from None
     info = payload.get("info", {})

@@ -30,7 +30,7 @@ from automix.stems_reader import MAX_STEMS  # noqa: F401 - declared where stems 
 from automix.model.inference import INITIAL_SPREAD_LOGIT as _INITIAL_SPREAD_LOGIT  # noqa: E402
 from automix.model.inference import MAX_PAIR_SPREAD, UNIT_MARGIN  # noqa: E402,F401
 from automix.model.inference import NO_SPREAD_LOGIT as _NO_SPREAD_LOGIT  # noqa: E402
-from automix.model.inference import output_weights, select_outputs  # noqa: E402
+from automix.model.inference import combine_units, output_weights, residual_weights, select_outputs  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -285,9 +285,15 @@ class MixEnsemble(nn.Module):
         A member trained for some parameters only (e.g. pans and compressors learned through
         the console on top of a feature-space fit's faders and EQ, :func:`strip_on_fit`)
         then sets exactly those. Default: every member gives every parameter.
+    member_residual : sequence of (list of str or None), optional
+        Per member, the strip parameters it *adds* to what the others give, on the [0, 1]
+        scale relative to its middle (``unit - 0.5``: over a symmetric dB range such as an EQ
+        band's gain that is a gain in dB added to the others'), the sum clipped to [0, 1].
+        E.g. EQ learned through the console as a correction of a fit's EQ
+        (:func:`strip_on_fit` ``add``). Default: no member adds anything.
     """
 
-    def __init__(self, members, member_outputs=None):
+    def __init__(self, members, member_outputs=None, member_residual=None):
         super().__init__()
         members = list(members)
         if not members:
@@ -297,8 +303,12 @@ class MixEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.member_outputs = None if member_outputs is None else [
             None if names is None else select_outputs(names) for names in member_outputs]
-        weights = torch.from_numpy(output_weights(self.member_outputs, len(members)))
-        self.register_buffer("output_weights", weights, persistent=False)
+        weights = output_weights(self.member_outputs, len(members))
+        added = residual_weights(member_residual, len(members), weights)
+        self.member_residual = None if added is None else [
+            [name for name, a in zip(STRIP.names, row) if a] for row in added]
+        self.register_buffer("output_weights", torch.from_numpy(weights), persistent=False)
+        self.register_buffer("added_weights", None if added is None else torch.from_numpy(added), persistent=False)
 
     @property
     def config(self) -> MixModelConfig:
@@ -322,9 +332,10 @@ class MixEnsemble(nn.Module):
                 with torch.no_grad():
                     units.append(m.predict_unit(features, roles, mask))
         stacked = torch.stack(units)
-        if self.member_outputs is None:
+        if self.member_outputs is None and self.added_weights is None:
             return stacked.mean(0)
-        return torch.einsum("m...p,mp->...p", stacked, self.output_weights.to(stacked.dtype))
+        added = None if self.added_weights is None else self.added_weights.to(stacked.dtype)
+        return combine_units(stacked, self.output_weights.to(stacked.dtype), added, xp=torch)
 
     def train(self, mode: bool = True):
         """Frozen members (no trainable weights) stay in eval mode (no dropout) while the rest trains."""
@@ -344,7 +355,7 @@ class MixEnsemble(nn.Module):
 CONSOLE_OUTPUTS = ("pan", "comp.*", "sat.*")
 
 
-def strip_on_fit(fit: str, learn=CONSOLE_OUTPUTS, warm_start: bool = True) -> MixEnsemble:
+def strip_on_fit(fit: str, learn=CONSOLE_OUTPUTS, warm_start: bool = True, add=()) -> MixEnsemble:
     """A model for console training on top of a feature-space fit (``automix.model.fit_inverse``).
 
     The fit's members (``fit``: a checkpoint, e.g. ``models/mixer_fit.pt``) are frozen and
@@ -354,6 +365,13 @@ def strip_on_fit(fit: str, learn=CONSOLE_OUTPUTS, warm_start: bool = True) -> Mi
     (its features and attention already know the stems; its ``learn`` outputs start where
     the fit leaves them, at rest) with the pair-spread head at its start (pairs of one role
     0.6 apart); otherwise from a fresh initialisation.
+
+    ``add`` (patterns, default none; not in ``learn``) names parameters the new member
+    *corrects* instead of replacing: the fit keeps giving them and the new member's output
+    is added (:class:`MixEnsemble` ``member_residual``), starting at zero (its head rows for
+    them zeroed: ``unit`` 0.5). ``add=["eq.*.gain_db"]`` lets console training reshape the
+    fit's EQ (the tone raw-like stems need) while the fit's own correction of scrambled stems
+    (the tilt it was fitted to undo) stays in place.
 
     The result is a :class:`MixEnsemble` with ``member_outputs``; saved with
     :func:`automix.model.checkpoint.save_checkpoint` it loads as the same model for
@@ -376,9 +394,19 @@ def strip_on_fit(fit: str, learn=CONSOLE_OUTPUTS, warm_start: bool = True) -> Mi
         learner = MixModel(base_members[0].config)
     learner.requires_grad_(True)
     learned = select_outputs(learn)
+    added = select_outputs(list(add)) if add else []
+    if set(added) & set(learned):
+        raise ValueError(f"{', '.join(sorted(set(added) & set(learned)))}: in both learn and add")
     rest = [name for name in STRIP.names if name not in learned]
     if not rest:
         raise ValueError("learn names every parameter: nothing would come from the fit")
-    model = MixEnsemble([*base_members, learner], [rest] * len(base_members) + [learned])
+    if added and warm_start:
+        with torch.no_grad():
+            last = learner.head[-1]
+            for name in added:
+                last.weight[STRIP.index(name)].zero_()
+                last.bias[STRIP.index(name)] = 0.0  # sigmoid 0.5: adds nothing
+    model = MixEnsemble([*base_members, learner], [rest] * len(base_members) + [learned],
+                        None if not added else [[]] * len(base_members) + [added])
     model.train()
     return model
